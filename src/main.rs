@@ -1,1 +1,39 @@
-fn main() {}
+//! The `pharos` binary: command-line flags, subcommands and the composition
+//! root.
+//!
+//! This is the only place where concrete types meet: the TSDB head is handed
+//! to the scrape manager as an `Appendable` and to the query engine and the
+//! API as a `Queryable`; the scrape manager is adapted to the API's
+//! `TargetRetriever`. Library crates never name one another's concrete types
+//! beyond the layering in ARCHITECTURE.md, which keeps each one testable on
+//! its own.
+
+mod check;
+mod cli;
+mod logging;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        Some(cli::Command::Check(c)) => check::run(c),
+        None => {
+            if let Err(e) = logging::init(&cli.flags.log_level, &cli.flags.log_format) {
+                eprintln!("pharos: {e:#}");
+                return ExitCode::from(2);
+            }
+            match server::run(cli.flags) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(err = %format!("{e:#}"), "pharos stopped with an error");
+                    eprintln!("pharos: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `pharos check config`, reporting like `promtool check config`: one line
+//! per file, `SUCCESS` or `FAILED` with the positioned reason, and a
+//! non-zero exit code when any file is bad.
+
+use std::process::ExitCode;
+
+use crate::cli::CheckCommand;
+
+/// Runs a `check` subcommand.
+pub fn run(cmd: CheckCommand) -> ExitCode {
+    match cmd {
+        CheckCommand::Config { files } => {
+            let mut failed = false;
+            for f in &files {
+                println!("Checking {}", f.display());
+                match pharos_config::load_file(f) {
+                    Ok(cfg) => {
+                        println!(
+                            " SUCCESS: {} is valid prometheus config file syntax",
+                            f.display()
+                        );
+                        if !cfg.rule_files.is_empty() {
+                            println!(
+                                "  (rule files are listed but not checked yet: {})",
+                                cfg.rule_files.join(", ")
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("  FAILED: {e}");
+                    }
+                }
+                println!();
+            }
+            if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Command-line flags, named exactly as Prometheus 3.x names them so that an
+//! existing systemd unit or compose command line starts pharos unchanged.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// pharos: Prometheus-compatible monitoring in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "pharos", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Server flags (used when no subcommand is given).
+    #[command(flatten)]
+    pub flags: ServerFlags,
+    /// A tool subcommand instead of running the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags of the server, as Prometheus spells them.
+#[derive(Debug, Args, Clone)]
+pub struct ServerFlags {
+    /// Prometheus configuration file path. Without it, a built-in
+    /// configuration scrapes pharos itself.
+    #[arg(long = "config.file")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to listen on for UI, API, and telemetry.
+    #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
+    pub listen_address: String,
+
+    /// The URL under which pharos is externally reachable (for links).
+    #[arg(long = "web.external-url")]
+    pub external_url: Option<String>,
+
+    /// Enable shutdown and reload via HTTP request.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
+    /// Base path for metrics storage.
+    #[arg(long = "storage.tsdb.path", default_value = "data/")]
+    pub tsdb_path: PathBuf,
+
+    /// How long to retain samples in storage (Prometheus duration, e.g. 15d).
+    #[arg(long = "storage.tsdb.retention.time", default_value = "15d")]
+    pub retention_time: String,
+
+    /// Maximum time a query may take before being aborted.
+    #[arg(long = "query.timeout", default_value = "2m")]
+    pub query_timeout: String,
+
+    /// Maximum number of samples a single query can load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub query_max_samples: usize,
+
+    /// The maximum lookback duration for retrieving metrics during
+    /// expression evaluations and federation.
+    #[arg(long = "query.lookback-delta", default_value = "5m")]
+    pub lookback_delta: String,
+
+    /// Maximum number of queries executed concurrently.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    pub query_max_concurrency: usize,
+
+    /// Comma-separated feature names to enable (e.g.
+    /// promql-experimental-functions).
+    #[arg(long = "enable-feature", value_delimiter = ',')]
+    pub enable_feature: Vec<String>,
+
+    /// Only log messages with the given severity or above: debug, info,
+    /// warn, error.
+    #[arg(long = "log.level", default_value = "info")]
+    pub log_level: String,
+
+    /// Output format of log messages: logfmt or json.
+    #[arg(long = "log.format", default_value = "logfmt")]
+    pub log_format: String,
+}
+
+/// Tool subcommands, after promtool's.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the validity of configuration files.
+    #[command(subcommand)]
+    Check(CheckCommand),
+}
+
+/// `pharos check ...`
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Check if the config files are valid or not.
+    Config {
+        /// The config files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}

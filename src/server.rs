@@ -1,0 +1,244 @@
+//! The server: loads the configuration, wires storage, scraping, the query
+//! engine and the web API together, and runs until SIGINT/SIGTERM.
+//!
+//! Start-up order follows Prometheus: storage first, then the web listener
+//! (so `/-/healthy` answers early), then scraping; `/-/ready` turns 200
+//! once everything runs. Shutdown reverses it: scraping stops first so its
+//! final staleness markers still reach storage.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pharos_config::Config;
+use pharos_model::Duration as PromDuration;
+use pharos_promql::{Engine, EngineOptions};
+use pharos_scrape::{ScrapeManager, ScrapeOptions};
+use pharos_storage::{Appendable, Queryable};
+use pharos_tsdb::{Head, HeadOptions};
+use pharos_web::{ApiContext, TargetInfo, TargetRetriever};
+use parking_lot::RwLock;
+
+use crate::cli::ServerFlags;
+
+/// Runs the server until a termination signal.
+pub fn run(flags: ServerFlags) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pharos")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(flags))
+}
+
+fn parse_duration(flag: &str, v: &str) -> anyhow::Result<PromDuration> {
+    PromDuration::parse(v).with_context(|| format!("invalid value for --{flag}"))
+}
+
+/// The configuration pharos runs with: the file given, or the built-in one.
+fn load_config(flags: &ServerFlags, scrape_addr: &str) -> anyhow::Result<Config> {
+    match &flags.config_file {
+        Some(p) => pharos_config::load_file(p).map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(pharos_config::default_self_scrape(scrape_addr)),
+    }
+}
+
+/// The address the built-in configuration scrapes: the listen address with
+/// an unspecified host replaced by localhost.
+fn self_scrape_address(listen: &SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("localhost:{}", listen.port())
+    } else {
+        listen.to_string()
+    }
+}
+
+async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
+    let query_timeout = parse_duration("query.timeout", &flags.query_timeout)?;
+    let lookback = parse_duration("query.lookback-delta", &flags.lookback_delta)?;
+    let retention = parse_duration("storage.tsdb.retention.time", &flags.retention_time)?;
+    if retention.millis() <= 0 {
+        bail!("--storage.tsdb.retention.time must be positive");
+    }
+
+    prepare_data_dir(&flags.tsdb_path)?;
+
+    let listener = tokio::net::TcpListener::bind(&flags.listen_address)
+        .await
+        .with_context(|| format!("listening on {}", flags.listen_address))?;
+    let local = listener.local_addr().context("reading the listen address")?;
+
+    let cfg = load_config(&flags, &self_scrape_address(&local))?;
+    let external_url = flags
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}/", self_scrape_address(&local)));
+
+    let head = Head::new(HeadOptions::default());
+    let engine = Arc::new(Engine::new(EngineOptions {
+        timeout: query_timeout.to_std(),
+        max_samples: flags.query_max_samples,
+        lookback_delta: lookback.millis(),
+        enable_experimental_functions: flags
+            .enable_feature
+            .iter()
+            .any(|f| f == "promql-experimental-functions"),
+        ..EngineOptions::default()
+    }));
+
+    let appendable: Arc<dyn Appendable> = Arc::new(head.clone());
+    let queryable: Arc<dyn Queryable> = Arc::new(head.clone());
+    let scrape = Arc::new(ScrapeManager::new(appendable, ScrapeOptions::default()));
+    let config_yaml = Arc::new(RwLock::new(cfg.original.clone()));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let metrics = {
+        let head = head.clone();
+        let scrape = scrape.clone();
+        Arc::new(move |out: &mut String| {
+            head.write_metrics(out);
+            scrape.write_metrics(out);
+        })
+    };
+    let ctx = ApiContext {
+        engine,
+        queryable,
+        targets: Arc::new(ScrapeTargets(scrape.clone())),
+        config_yaml: {
+            let y = config_yaml.clone();
+            Arc::new(move || y.read().clone())
+        },
+        metrics,
+        ready: ready.clone(),
+        external_url: external_url.clone(),
+        max_concurrency: flags.query_max_concurrency,
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let web = {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(pharos_web::serve(listener, ctx, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }))
+    };
+    tracing::info!(address = %local, "Listening on");
+
+    scrape.apply_config(&cfg);
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(
+        url = %external_url,
+        config = %flags.config_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in (self-scrape)".into()),
+        "pharos is ready; open the URL in a browser"
+    );
+
+    let retention_task = tokio::spawn(retention_loop(head.clone(), retention.millis()));
+    wait_for_signals(&flags, &scrape, &config_yaml).await;
+
+    tracing::info!("Stopping scrape manager");
+    ready.store(false, Ordering::SeqCst);
+    scrape.stop().await;
+    retention_task.abort();
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), web).await {
+        Ok(Ok(Err(e))) => tracing::warn!(err = %e, "web server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(err = %e, "web server task failed"),
+        Err(_) => tracing::warn!("web server did not stop within 10s"),
+        Ok(Ok(Ok(()))) => {}
+    }
+    tracing::info!("See you next time!");
+    Ok(())
+}
+
+/// Creates the data directory. The head is in memory for now; durability
+/// (WAL, blocks) lands in the TSDB work, which will own this directory.
+fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path)
+        .with_context(|| format!("creating data directory {}", path.display()))
+}
+
+/// Drops head data older than the retention period, once a minute.
+async fn retention_loop(head: Head, retention_ms: i64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let mint = pharos_model::sample::now_millis() - retention_ms;
+        let h = head.clone();
+        let _ = tokio::task::spawn_blocking(move || h.truncate(mint)).await;
+    }
+}
+
+/// Waits for SIGINT/SIGTERM; reloads the configuration on SIGHUP, keeping
+/// the running one when the new file is bad.
+async fn wait_for_signals(
+    flags: &ServerFlags,
+    scrape: &ScrapeManager,
+    config_yaml: &RwLock<String>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stopping on Ctrl-C only");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { tracing::info!("Received SIGINT, exiting gracefully..."); return; }
+            _ = term.recv() => { tracing::info!("Received SIGTERM, exiting gracefully..."); return; }
+            _ = hup.recv() => reload(flags, scrape, config_yaml),
+        }
+    }
+}
+
+fn reload(flags: &ServerFlags, scrape: &ScrapeManager, config_yaml: &RwLock<String>) {
+    let Some(path) = &flags.config_file else {
+        tracing::info!("SIGHUP ignored: running the built-in configuration");
+        return;
+    };
+    match pharos_config::load_file(path) {
+        Ok(cfg) => {
+            scrape.apply_config(&cfg);
+            *config_yaml.write() = cfg.original.clone();
+            tracing::info!(filename = %path.display(), "Completed loading of configuration file");
+        }
+        Err(e) => {
+            tracing::error!(err = %e, "Error reloading config; keeping the running configuration");
+        }
+    }
+}
+
+/// Adapts the scrape manager to the API's target view.
+struct ScrapeTargets(Arc<ScrapeManager>);
+
+fn target_info(t: pharos_scrape::TargetStatus) -> TargetInfo {
+    TargetInfo {
+        scrape_pool: t.scrape_pool,
+        scrape_url: t.scrape_url,
+        labels: t.labels,
+        discovered_labels: t.discovered_labels,
+        health: match t.health {
+            pharos_scrape::Health::Up => "up",
+            pharos_scrape::Health::Down => "down",
+            pharos_scrape::Health::Unknown => "unknown",
+        },
+        last_error: t.last_error,
+        last_scrape: t.last_scrape,
+        last_scrape_duration: t.last_scrape_duration,
+        scrape_interval: t.scrape_interval,
+        scrape_timeout: t.scrape_timeout,
+    }
+}
+
+impl TargetRetriever for ScrapeTargets {
+    fn active(&self) -> Vec<TargetInfo> {
+        self.0.targets().into_iter().map(target_info).collect()
+    }
+    fn dropped(&self) -> Vec<TargetInfo> {
+        self.0.dropped_targets().into_iter().map(target_info).collect()
+    }
+}
