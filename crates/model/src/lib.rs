@@ -10,6 +10,7 @@
 pub mod duration;
 pub mod labels;
 pub mod matcher;
+pub mod relabel;
 pub mod sample;
 
 pub use duration::Duration;
