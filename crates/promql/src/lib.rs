@@ -8,8 +8,23 @@
 //! step. Series are read from storage once per selector and reused by every
 //! step, which is what makes range queries cheap.
 
+mod aggregate;
+mod eval;
+mod functions;
+mod plan;
+mod quantile;
+mod value;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Instant;
+
 use pharos_model::{Labels, Matcher, Sample};
 use pharos_storage::StorageError;
+
+use crate::eval::{Evaluator, Shared, dup_labelset_error};
+use crate::plan::{Node, PlanCtx, VType};
+use crate::value::{Series, Val, drop_metadata};
 
 /// Options of an [`Engine`].
 #[derive(Debug, Clone)]
@@ -20,8 +35,12 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// How far back an instant vector selector looks for a sample, in ms.
     pub lookback_delta: i64,
-    /// Allow functions Prometheus marks experimental.
+    /// Allow functions Prometheus marks experimental (`sort_by_label`,
+    /// `limitk`, `mad_over_time`, ...); they are a parse error otherwise.
     pub enable_experimental_functions: bool,
+    /// Step of subqueries written without one (`x[1h:]`), in ms. Prometheus
+    /// uses the global evaluation interval.
+    pub no_step_subquery_interval: i64,
 }
 
 impl Default for EngineOptions {
@@ -31,6 +50,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             lookback_delta: 5 * 60 * 1000,
             enable_experimental_functions: false,
+            no_step_subquery_interval: 60_000,
         }
     }
 }
@@ -143,32 +163,242 @@ impl Engine {
         &self.opts
     }
 
-    /// Evaluates `query` at time `ts` (ms).
+    /// Evaluates `query` at time `ts` (ms). The result is a scalar, string,
+    /// instant vector or (for range-vector expressions) a matrix.
     pub fn instant_query(
         &self,
-        _q: &dyn pharos_storage::Queryable,
-        _query: &str,
-        _ts: i64,
+        q: &dyn pharos_storage::Queryable,
+        query: &str,
+        ts: i64,
     ) -> Result<QueryResult, QueryError> {
-        Err(QueryError::Execution("not implemented".into()))
+        self.exec(q, query, ts, ts, 0)
     }
 
     /// Evaluates `query` over `[start, end]` every `step` ms. The result is
-    /// a [`Value::Matrix`] (or an error for string-typed queries).
+    /// always a [`Value::Matrix`] sorted by labels; only scalar and
+    /// instant-vector expressions are allowed.
     pub fn range_query(
         &self,
-        _q: &dyn pharos_storage::Queryable,
-        _query: &str,
-        _start: i64,
-        _end: i64,
-        _step: i64,
+        q: &dyn pharos_storage::Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
     ) -> Result<QueryResult, QueryError> {
-        Err(QueryError::Execution("not implemented".into()))
+        if step <= 0 {
+            return Err(QueryError::Parse(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(QueryError::Parse(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        self.exec(q, query, start, end, step)
     }
+
+    fn exec(
+        &self,
+        q: &dyn pharos_storage::Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryResult, QueryError> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let is_range = step > 0;
+        let lookback = if self.opts.lookback_delta > 0 {
+            self.opts.lookback_delta
+        } else {
+            5 * 60 * 1000
+        };
+        let expr = parse_expr(query)?;
+        let mut ctx = PlanCtx::new(
+            query,
+            start,
+            end,
+            lookback,
+            self.opts.no_step_subquery_interval.max(1),
+            self.opts.enable_experimental_functions,
+        );
+        let node = plan::convert(&expr, &mut ctx)?;
+        let vt = node.vtype();
+        if is_range && vt != VType::Scalar && vt != VType::Vector {
+            return Err(QueryError::Parse(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                vt.documented()
+            )));
+        }
+        let (mint, maxt) = selector_bounds(&node).unwrap_or((0, 0));
+        let querier = q.querier(mint, maxt)?;
+        let shared = Shared {
+            querier: querier.as_ref(),
+            query,
+            lookback,
+            max_samples: self.opts.max_samples,
+            deadline,
+            cache: RefCell::new(HashMap::new()),
+            annos: RefCell::new(Default::default()),
+            is_range,
+        };
+        let mut ev = Evaluator {
+            sh: &shared,
+            start,
+            end,
+            interval: if is_range { step } else { 1 },
+            cur: 0,
+        };
+        let val = ev.eval(&node)?;
+        let value = finish(val, vt, start, is_range)?;
+        let annos = shared.annos.into_inner();
+        Ok(QueryResult {
+            value,
+            warnings: annos.warnings,
+            infos: annos.infos,
+        })
+    }
+}
+
+/// Parses with `promql-parser`, turning its (rare) panics into errors.
+fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    let owned = query.to_string();
+    match std::panic::catch_unwind(move || promql_parser::parser::parse(&owned)) {
+        Ok(Ok(e)) => Ok(e),
+        Ok(Err(msg)) => Err(QueryError::Parse(msg)),
+        Err(_) => Err(QueryError::Parse(format!(
+            "could not parse query {query:?}"
+        ))),
+    }
+}
+
+/// The time range every selector of the query reads, for the querier.
+fn selector_bounds(n: &Node) -> Option<(i64, i64)> {
+    fn walk(n: &Node, acc: &mut Option<(i64, i64)>) {
+        let mut add = |s: &plan::Selector| {
+            let (lo, hi) = acc.unwrap_or((i64::MAX, i64::MIN));
+            *acc = Some((lo.min(s.fetch_start), hi.max(s.fetch_end)));
+        };
+        match n {
+            Node::VectorSel(s) | Node::MatrixSel { sel: s, .. } => add(s),
+            Node::Subquery { expr, .. } | Node::Neg(expr) => walk(expr, acc),
+            Node::Binary { lhs, rhs, .. } => {
+                walk(lhs, acc);
+                walk(rhs, acc);
+            }
+            Node::Aggregate { expr, param, .. } => {
+                walk(expr, acc);
+                if let Some(p) = param {
+                    walk(p, acc);
+                }
+            }
+            Node::Call { args, .. } => {
+                for a in args {
+                    walk(a, acc);
+                }
+            }
+            Node::Number(_) | Node::Str(_) => {}
+        }
+    }
+    let mut acc = None;
+    walk(n, &mut acc);
+    acc
+}
+
+/// Turns the evaluator's output into the API value, removing metric names
+/// where the evaluation asked for it (delayed name removal).
+fn finish(val: Val, vt: VType, start: i64, is_range: bool) -> Result<Value, QueryError> {
+    let mat = match val {
+        Val::Str(s) => return Ok(Value::String { t: start, v: s }),
+        Val::Matrix(m) => m,
+    };
+    if !is_range {
+        match vt {
+            VType::Scalar => {
+                let v = mat
+                    .first()
+                    .and_then(|s| s.points.first())
+                    .map(|p| p.v)
+                    .unwrap_or(f64::NAN);
+                return Ok(Value::Scalar { t: start, v });
+            }
+            VType::Vector => {
+                let mut out = Vec::with_capacity(mat.len());
+                let mut seen = std::collections::HashSet::with_capacity(mat.len());
+                for s in mat {
+                    let metric = if s.drop_name {
+                        drop_metadata(&s.metric)
+                    } else {
+                        s.metric
+                    };
+                    if !seen.insert(metric.clone()) {
+                        return Err(dup_labelset_error());
+                    }
+                    if let Some(p) = s.points.first() {
+                        out.push(VectorSample {
+                            metric,
+                            t: start,
+                            v: p.v,
+                        });
+                    }
+                }
+                return Ok(Value::Vector(out));
+            }
+            _ => {}
+        }
+    }
+    let mut mat: Vec<Series> = mat
+        .into_iter()
+        .map(|mut s| {
+            if s.drop_name {
+                s.metric = drop_metadata(&s.metric);
+            }
+            s
+        })
+        .collect();
+    mat = functions::merge_same_labelset(mat)?;
+    mat.sort_by(|a, b| a.metric.cmp(&b.metric));
+    Ok(Value::Matrix(
+        mat.into_iter()
+            .map(|s| RangeSeries {
+                metric: s.metric,
+                samples: s.points,
+            })
+            .collect(),
+    ))
 }
 
 /// Parses a series selector (`up{job="x"}`, as in `/api/v1/series`'s
 /// `match[]`) into matchers.
-pub fn parse_selector(_s: &str) -> Result<Vec<Matcher>, QueryError> {
-    Err(QueryError::Execution("not implemented".into()))
+pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
+    let expr = parse_expr(s)?;
+    let vs = match &expr {
+        promql_parser::parser::Expr::VectorSelector(vs) => vs,
+        _ => {
+            return Err(QueryError::Parse(format!(
+                "invalid series selector {s:?}: expected a vector selector"
+            )));
+        }
+    };
+    if vs.offset.is_some() || vs.at.is_some() {
+        return Err(QueryError::Parse(format!(
+            "invalid series selector {s:?}: offset and @ are not allowed"
+        )));
+    }
+    let mut ctx = PlanCtx::new(s, 0, 0, 1, 1, true);
+    match plan::convert(&expr, &mut ctx)? {
+        Node::VectorSel(sel) => {
+            let mut sets = sel.matcher_sets;
+            if sets.len() != 1 {
+                return Err(QueryError::Parse(format!(
+                    "invalid series selector {s:?}: 'or' is not supported here"
+                )));
+            }
+            Ok(sets.remove(0))
+        }
+        _ => Err(QueryError::Parse(format!("invalid series selector {s:?}"))),
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1020 @@
+//! The evaluator: every node is evaluated once over all steps of the query
+//! (Prometheus's `rangeEval` model) and yields a matrix with one point per
+//! step and series.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Instant;
+
+use pharos_model::{Labels, Sample, is_stale_nan};
+use pharos_storage::{Querier, SelectHints};
+
+use crate::QueryError;
+use crate::plan::{AggOp, BinOp, Card, Node, Selector, VType, VectorMatching, position_string};
+use crate::value::{
+    Elem, Series, Val, del_labels, drop_metadata, format_g, keep_labels, set_label,
+};
+
+pub(crate) type R<T> = Result<T, QueryError>;
+
+/// Deduplicated annotations, rendered as the API shows them.
+#[derive(Default)]
+pub(crate) struct Annotations {
+    seen: HashSet<String>,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+impl Annotations {
+    fn add(&mut self, warn: bool, msg: String) {
+        if self.seen.insert(msg.clone()) {
+            if warn {
+                self.warnings.push(msg);
+            } else {
+                self.infos.push(msg);
+            }
+        }
+    }
+}
+
+/// One series as read from storage.
+pub(crate) struct RawSeries {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// State shared by the evaluator and its sub-evaluators (subqueries).
+pub(crate) struct Shared<'a> {
+    pub querier: &'a dyn Querier,
+    pub query: &'a str,
+    pub lookback: i64,
+    pub max_samples: usize,
+    pub deadline: Instant,
+    pub cache: RefCell<HashMap<usize, Rc<Vec<RawSeries>>>>,
+    pub annos: RefCell<Annotations>,
+    /// The top-level query is a range query.
+    pub is_range: bool,
+}
+
+impl Shared<'_> {
+    pub(crate) fn warn(&self, msg: &str, pos: usize) {
+        let m = format!(
+            "PromQL warning: {msg} ({})",
+            position_string(self.query, pos)
+        );
+        self.annos.borrow_mut().add(true, m);
+    }
+    pub(crate) fn info(&self, msg: &str, pos: usize) {
+        let m = format!("PromQL info: {msg} ({})", position_string(self.query, pos));
+        self.annos.borrow_mut().add(false, m);
+    }
+}
+
+/// Evaluates expressions over the steps `start..=end` every `interval`.
+pub(crate) struct Evaluator<'s, 'a> {
+    pub sh: &'s Shared<'a>,
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+    /// Samples currently held in memory (Prometheus's `currentSamples`).
+    pub cur: usize,
+}
+
+const TOO_MANY: QueryError = QueryError::TooManySamples;
+
+pub(crate) fn dup_labelset_error() -> QueryError {
+    QueryError::Execution("vector cannot contain metrics with the same labelset".into())
+}
+
+impl<'s, 'a> Evaluator<'s, 'a> {
+    pub(crate) fn steps(&self) -> usize {
+        if self.end < self.start {
+            return 0;
+        }
+        ((self.end - self.start) / self.interval) as usize + 1
+    }
+
+    pub(crate) fn ts_at(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.interval
+    }
+
+    pub(crate) fn check_time(&self) -> R<()> {
+        if Instant::now() > self.sh.deadline {
+            return Err(QueryError::Timeout(
+                "query timed out in expression evaluation".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_samples(&mut self, n: usize) -> R<()> {
+        self.cur += n;
+        if self.cur > self.sh.max_samples {
+            return Err(TOO_MANY);
+        }
+        Ok(())
+    }
+
+    /// Evaluates `node` to a matrix (errors on strings, which the parser's
+    /// type checks rule out where a matrix is needed).
+    pub(crate) fn eval_matrix(&mut self, node: &Node) -> R<Vec<Series>> {
+        match self.eval(node)? {
+            Val::Matrix(m) => Ok(m),
+            Val::Str(_) => Err(QueryError::Execution(
+                "unexpected string where a vector or scalar was expected".into(),
+            )),
+        }
+    }
+
+    /// Evaluates a scalar-typed node to one value per step.
+    pub(crate) fn eval_scalar_steps(&mut self, node: &Node) -> R<Vec<f64>> {
+        let n = self.steps();
+        if let Node::Number(v) = node {
+            return Ok(vec![*v; n]);
+        }
+        let m = self.eval_matrix(node)?;
+        let mut out = vec![f64::NAN; n];
+        if let Some(s) = m.first() {
+            for p in &s.points {
+                let i = ((p.t - self.start) / self.interval) as usize;
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = p.v;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn eval(&mut self, node: &Node) -> R<Val> {
+        self.check_time()?;
+        if self.end < self.start {
+            return Ok(Val::Matrix(Vec::new()));
+        }
+        match node {
+            Node::Number(v) => {
+                let n = self.steps();
+                let pts: Vec<Sample> = (0..n)
+                    .map(|i| Sample {
+                        t: self.ts_at(i),
+                        v: *v,
+                    })
+                    .collect();
+                self.add_samples(pts.len())?;
+                Ok(Val::Matrix(vec![Series {
+                    metric: Labels::empty(),
+                    points: pts,
+                    drop_name: false,
+                }]))
+            }
+            Node::Str(s) => Ok(Val::Str(s.clone())),
+            Node::VectorSel(sel) => Ok(Val::Matrix(self.eval_vector_selector(sel)?)),
+            Node::MatrixSel { sel, range } => {
+                // Only reachable at the top of an instant query.
+                Ok(Val::Matrix(self.eval_matrix_selector(sel, *range)?))
+            }
+            Node::Subquery {
+                expr,
+                range,
+                step,
+                offset,
+                at,
+                ..
+            } => Ok(Val::Matrix(
+                self.eval_subquery(expr, *range, *step, *offset, *at)?,
+            )),
+            Node::Neg(e) => {
+                let mut m = self.eval_matrix(e)?;
+                for s in &mut m {
+                    s.drop_name = true;
+                    for p in &mut s.points {
+                        p.v = -p.v;
+                    }
+                }
+                Ok(Val::Matrix(m))
+            }
+            Node::Binary {
+                op,
+                lhs,
+                rhs,
+                matching,
+                return_bool,
+                pos,
+            } => Ok(Val::Matrix(self.eval_binary(
+                *op,
+                lhs,
+                rhs,
+                matching,
+                *return_bool,
+                *pos,
+            )?)),
+            Node::Aggregate {
+                op,
+                expr,
+                param,
+                grouping,
+                without,
+                param_pos,
+                ..
+            } => Ok(Val::Matrix(self.eval_aggregate(
+                *op,
+                expr,
+                param.as_deref(),
+                grouping,
+                *without,
+                *param_pos,
+            )?)),
+            Node::Call {
+                func,
+                args,
+                pos,
+                arg_pos,
+            } => Ok(Val::Matrix(self.eval_call(func, args, *pos, arg_pos)?)),
+        }
+    }
+
+    // ---------------------------------------------------------------
+    // Selectors.
+
+    /// Reads (once per query) the series of a selector.
+    pub(crate) fn fetch(&self, sel: &Selector, for_range: bool) -> R<Rc<Vec<RawSeries>>> {
+        if let Some(c) = self.sh.cache.borrow().get(&sel.id) {
+            return Ok(c.clone());
+        }
+        let hints = SelectHints {
+            start: sel.fetch_start,
+            end: sel.fetch_end,
+            step: self.interval,
+            func: None,
+            range: 0,
+        };
+        let mut out: Vec<RawSeries> = Vec::new();
+        for set in &sel.matcher_sets {
+            let mut ss = self.sh.querier.select(true, Some(&hints), set);
+            let mut n = 0usize;
+            while let Some(s) = ss.next() {
+                n += 1;
+                if n.is_multiple_of(256) {
+                    self.check_time()?;
+                }
+                let mut it = s.samples;
+                let mut samples = Vec::new();
+                let mut cur = it.seek(sel.fetch_start);
+                while let Some(smp) = cur {
+                    if smp.t > sel.fetch_end {
+                        break;
+                    }
+                    if !(for_range && is_stale_nan(smp.v)) {
+                        samples.push(smp);
+                    }
+                    cur = it.next();
+                }
+                if let Some(e) = it.err() {
+                    return Err(QueryError::Storage(e));
+                }
+                if !samples.is_empty() {
+                    out.push(RawSeries {
+                        labels: s.labels,
+                        samples,
+                    });
+                }
+            }
+            if let Some(e) = ss.err() {
+                return Err(QueryError::Storage(e));
+            }
+        }
+        if sel.matcher_sets.len() > 1 {
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            out.dedup_by(|a, b| a.labels == b.labels);
+        }
+        let rc = Rc::new(out);
+        self.sh.cache.borrow_mut().insert(sel.id, rc.clone());
+        Ok(rc)
+    }
+
+    fn eval_vector_selector(&mut self, sel: &Selector) -> R<Vec<Series>> {
+        let raw = self.fetch(sel, false)?;
+        let n = self.steps();
+        let lookback = self.sh.lookback;
+        let mut out = Vec::with_capacity(raw.len());
+        for (k, rs) in raw.iter().enumerate() {
+            if k % 256 == 0 {
+                self.check_time()?;
+            }
+            let samples = &rs.samples;
+            let mut pts = Vec::new();
+            let first_rt = sel.at.unwrap_or(self.start) - sel.offset;
+            // Index of the first sample after the reference time.
+            let mut idx = samples.partition_point(|s| s.t <= first_rt);
+            for i in 0..n {
+                let ts = self.ts_at(i);
+                let rt = sel.at.unwrap_or(ts) - sel.offset;
+                while idx < samples.len() && samples[idx].t <= rt {
+                    idx += 1;
+                }
+                if idx == 0 {
+                    continue;
+                }
+                let s = samples[idx - 1];
+                if s.t <= rt - lookback || is_stale_nan(s.v) {
+                    continue;
+                }
+                pts.push(Sample { t: ts, v: s.v });
+            }
+            self.add_samples(pts.len())?;
+            if !pts.is_empty() {
+                out.push(Series {
+                    metric: rs.labels.clone(),
+                    points: pts,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sample a vector selector sees at reference time `rt`.
+    pub(crate) fn lookup(samples: &[Sample], rt: i64, lookback: i64) -> Option<Sample> {
+        let idx = samples.partition_point(|s| s.t <= rt);
+        if idx == 0 {
+            return None;
+        }
+        let s = samples[idx - 1];
+        if s.t <= rt - lookback || is_stale_nan(s.v) {
+            return None;
+        }
+        Some(s)
+    }
+
+    fn eval_matrix_selector(&mut self, sel: &Selector, range: i64) -> R<Vec<Series>> {
+        let raw = self.fetch(sel, true)?;
+        let rt = sel.at.unwrap_or(self.start) - sel.offset;
+        let mut out = Vec::new();
+        for rs in raw.iter() {
+            let lo = rs.samples.partition_point(|s| s.t <= rt - range);
+            let hi = rs.samples.partition_point(|s| s.t <= rt);
+            if lo < hi {
+                let pts = rs.samples[lo..hi].to_vec();
+                self.add_samples(pts.len())?;
+                out.push(Series {
+                    metric: rs.labels.clone(),
+                    points: pts,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn eval_subquery(
+        &mut self,
+        expr: &Node,
+        range: i64,
+        step: i64,
+        offset: i64,
+        at: Option<i64>,
+    ) -> R<Vec<Series>> {
+        let (base_start, base_end) = match at {
+            Some(t) => (t, t),
+            None => (self.start, self.end),
+        };
+        let lower = base_start - offset - range;
+        let mut start = step * lower.div_euclid(step);
+        if start <= lower {
+            start += step;
+        }
+        let mut sub = Evaluator {
+            sh: self.sh,
+            start,
+            end: base_end - offset,
+            interval: step,
+            cur: self.cur,
+        };
+        let m = sub.eval_matrix(expr)?;
+        self.cur = sub.cur;
+        Ok(m)
+    }
+
+    // ---------------------------------------------------------------
+    // The step loop.
+
+    /// Runs `f` once per step over the instant vectors of `inputs` at that
+    /// step and assembles the outputs into series. `sigs[k][i]` is the match
+    /// signature ordinal of series `i` of input `k` (for binary operators);
+    /// the per-step signatures are passed to `f` alongside the vectors.
+    pub(crate) fn range_eval<F>(
+        &mut self,
+        inputs: &[Vec<Series>],
+        sigs: Option<&[Vec<usize>]>,
+        mut f: F,
+    ) -> R<Vec<Series>>
+    where
+        F: FnMut(i64, &[Vec<Elem>], &[Vec<usize>]) -> R<Vec<Elem>>,
+    {
+        let n = self.steps();
+        let mut cursors: Vec<Vec<usize>> = inputs.iter().map(|m| vec![0; m.len()]).collect();
+        let mut vecs: Vec<Vec<Elem>> = inputs.iter().map(|m| Vec::with_capacity(m.len())).collect();
+        let mut vsigs: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
+        let mut out: Vec<Series> = Vec::new();
+        let mut index: HashMap<Labels, (usize, i64)> = HashMap::new();
+        let orig = self.cur;
+        let mut temp = self.cur;
+        let instant = self.start == self.end;
+        for step in 0..n {
+            self.check_time()?;
+            let ts = self.ts_at(step);
+            self.cur = temp;
+            for (k, m) in inputs.iter().enumerate() {
+                vecs[k].clear();
+                vsigs[k].clear();
+                for (si, s) in m.iter().enumerate() {
+                    let c = &mut cursors[k][si];
+                    while *c < s.points.len() && s.points[*c].t < ts {
+                        *c += 1;
+                    }
+                    if *c < s.points.len() && s.points[*c].t == ts {
+                        vecs[k].push(Elem {
+                            metric: s.metric.clone(),
+                            t: ts,
+                            v: s.points[*c].v,
+                            drop_name: s.drop_name,
+                        });
+                        if let Some(sg) = sigs {
+                            vsigs[k].push(sg[k][si]);
+                        }
+                        *c += 1;
+                    }
+                }
+                self.add_samples(vecs[k].len())?;
+            }
+            let res = f(ts, &vecs, &vsigs)?;
+            self.add_samples(res.len())?;
+            temp += res.len();
+            if instant {
+                let mut mat = Vec::with_capacity(res.len());
+                for e in res {
+                    mat.push(Series {
+                        metric: e.metric,
+                        points: vec![Sample { t: ts, v: e.v }],
+                        drop_name: e.drop_name,
+                    });
+                }
+                self.cur = orig + mat.len();
+                return Ok(mat);
+            }
+            for e in res {
+                match index.get_mut(&e.metric) {
+                    Some((i, last)) => {
+                        if *last == ts {
+                            return Err(dup_labelset_error());
+                        }
+                        *last = ts;
+                        out[*i].points.push(Sample { t: ts, v: e.v });
+                        if e.drop_name {
+                            out[*i].drop_name = true;
+                        }
+                    }
+                    None => {
+                        index.insert(e.metric.clone(), (out.len(), ts));
+                        out.push(Series {
+                            metric: e.metric,
+                            points: vec![Sample { t: ts, v: e.v }],
+                            drop_name: e.drop_name,
+                        });
+                    }
+                }
+            }
+        }
+        let total: usize = out.iter().map(|s| s.points.len()).sum();
+        self.cur = orig + total;
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------
+    // Binary operators.
+
+    fn eval_binary(
+        &mut self,
+        op: BinOp,
+        lhs: &Node,
+        rhs: &Node,
+        matching: &VectorMatching,
+        return_bool: bool,
+        pos: usize,
+    ) -> R<Vec<Series>> {
+        let lt = lhs.vtype();
+        let rt = rhs.vtype();
+        let l = self.eval_matrix(lhs)?;
+        let r = self.eval_matrix(rhs)?;
+        let _ = pos;
+        match (lt, rt) {
+            (VType::Scalar, VType::Scalar) => self.range_eval(&[l, r], None, |_, v, _| {
+                let a = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
+                let b = v[1].first().map(|e| e.v).unwrap_or(f64::NAN);
+                Ok(vec![Elem {
+                    metric: Labels::empty(),
+                    t: 0,
+                    v: scalar_binop(op, a, b),
+                    drop_name: false,
+                }])
+            }),
+            (VType::Vector, VType::Scalar) => self.range_eval(&[l, r], None, |_, v, _| {
+                let s = v[1].first().map(|e| e.v).unwrap_or(f64::NAN);
+                Ok(vector_scalar_binop(op, &v[0], s, false, return_bool))
+            }),
+            (VType::Scalar, VType::Vector) => self.range_eval(&[l, r], None, |_, v, _| {
+                let s = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
+                Ok(vector_scalar_binop(op, &v[1], s, true, return_bool))
+            }),
+            _ => {
+                // Vector/vector: assign signature ordinals once.
+                let mut ordinals: HashMap<Labels, usize> = HashMap::new();
+                let mut sigs: Vec<Vec<usize>> = Vec::with_capacity(2);
+                let mut sig_labels: Vec<Labels> = Vec::new();
+                for side in [&l, &r] {
+                    let mut v = Vec::with_capacity(side.len());
+                    for s in side.iter() {
+                        let sig = signature(&s.metric, matching);
+                        let next = ordinals.len();
+                        let o = *ordinals.entry(sig.clone()).or_insert_with(|| {
+                            sig_labels.push(sig);
+                            next
+                        });
+                        v.push(o);
+                    }
+                    sigs.push(v);
+                }
+                let nsigs = ordinals.len();
+                let inputs = [l, r];
+                match op {
+                    BinOp::And => self.range_eval(&inputs, Some(&sigs), |_, v, sg| {
+                        if v[0].is_empty() || v[1].is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        let mut present = vec![false; nsigs];
+                        for &o in &sg[1] {
+                            present[o] = true;
+                        }
+                        Ok(v[0]
+                            .iter()
+                            .zip(&sg[0])
+                            .filter(|(_, o)| present[**o])
+                            .map(|(e, _)| e.clone())
+                            .collect())
+                    }),
+                    BinOp::Or => self.range_eval(&inputs, Some(&sigs), |_, v, sg| {
+                        if v[0].is_empty() {
+                            return Ok(v[1].clone());
+                        }
+                        if v[1].is_empty() {
+                            return Ok(v[0].clone());
+                        }
+                        let mut present = vec![false; nsigs];
+                        let mut out = Vec::with_capacity(v[0].len() + v[1].len());
+                        for (e, &o) in v[0].iter().zip(&sg[0]) {
+                            present[o] = true;
+                            out.push(e.clone());
+                        }
+                        for (e, &o) in v[1].iter().zip(&sg[1]) {
+                            if !present[o] {
+                                out.push(e.clone());
+                            }
+                        }
+                        Ok(out)
+                    }),
+                    BinOp::Unless => self.range_eval(&inputs, Some(&sigs), |_, v, sg| {
+                        if v[0].is_empty() || v[1].is_empty() {
+                            return Ok(v[0].clone());
+                        }
+                        let mut present = vec![false; nsigs];
+                        for &o in &sg[1] {
+                            present[o] = true;
+                        }
+                        Ok(v[0]
+                            .iter()
+                            .zip(&sg[0])
+                            .filter(|(_, o)| !present[**o])
+                            .map(|(e, _)| e.clone())
+                            .collect())
+                    }),
+                    _ => self.range_eval(&inputs, Some(&sigs), |_, v, sg| {
+                        vector_binop(op, &v[0], &v[1], &sg[0], &sg[1], matching, return_bool)
+                    }),
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------
+    // Aggregations.
+
+    fn eval_aggregate(
+        &mut self,
+        op: AggOp,
+        expr: &Node,
+        param: Option<&Node>,
+        grouping: &[String],
+        without: bool,
+        param_pos: usize,
+    ) -> R<Vec<Series>> {
+        let mut grouping: Vec<String> = grouping.to_vec();
+        grouping.sort();
+        if op == AggOp::CountValues {
+            let label = match param {
+                Some(Node::Str(s)) => s.clone(),
+                _ => {
+                    return Err(QueryError::Execution(
+                        "count_values needs a string parameter".into(),
+                    ));
+                }
+            };
+            let mut g = grouping.clone();
+            if !without {
+                g.push(label.clone());
+                g.sort();
+            }
+            let input = self.eval_matrix(expr)?;
+            return self.range_eval(&[input], None, |_, v, _| {
+                Ok(count_values(&v[0], &label, &g, without))
+            });
+        }
+        let params: Option<Vec<f64>> = match param {
+            Some(p) if p.vtype() == VType::Scalar => Some(self.eval_scalar_steps(p)?),
+            _ => None,
+        };
+        let orig = self.cur;
+        let input = self.eval_matrix(expr)?;
+        let pmax = params
+            .as_ref()
+            .map(|p| p.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            .unwrap_or(0.0);
+        let pmin = params
+            .as_ref()
+            .map(|p| p.iter().copied().fold(f64::INFINITY, f64::min))
+            .unwrap_or(0.0);
+        let pnan = params
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|x| x.is_nan()));
+        match op {
+            AggOp::Topk | AggOp::Bottomk | AggOp::Limitk => {
+                if pmax < 1.0 {
+                    return Ok(Vec::new());
+                }
+                if pnan {
+                    return Err(QueryError::Execution("Parameter value is NaN".into()));
+                }
+                if pmin <= -9223372036854775808.0 {
+                    return Err(QueryError::Execution(format!(
+                        "Scalar value {} underflows int64",
+                        format_g(pmin)
+                    )));
+                }
+                if pmax >= 9223372036854774784.0 {
+                    return Err(QueryError::Execution(format!(
+                        "Scalar value {} overflows int64",
+                        format_g(pmax)
+                    )));
+                }
+            }
+            AggOp::LimitRatio => {
+                if pmax == 0.0 && pmin == 0.0 {
+                    return Ok(Vec::new());
+                }
+                if pnan {
+                    return Err(QueryError::Execution("Ratio value is NaN".into()));
+                }
+                if pmax > 1.0 {
+                    self.sh.warn(
+                        &format!(
+                            "ratio value should be between -1 and 1, got {}, capping to 1",
+                            format_g(pmax)
+                        ),
+                        param_pos,
+                    );
+                }
+                if pmin < -1.0 {
+                    self.sh.warn(
+                        &format!(
+                            "ratio value should be between -1 and 1, got {}, capping to -1",
+                            format_g(pmin)
+                        ),
+                        param_pos,
+                    );
+                }
+            }
+            AggOp::Quantile => {
+                if pnan {
+                    self.sh.warn(
+                        "quantile value should be between 0 and 1, got NaN",
+                        param_pos,
+                    );
+                }
+                if pmax > 1.0 {
+                    self.sh.warn(
+                        &format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            format_g(pmax)
+                        ),
+                        param_pos,
+                    );
+                }
+                if pmin < 0.0 {
+                    self.sh.warn(
+                        &format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            format_g(pmin)
+                        ),
+                        param_pos,
+                    );
+                }
+            }
+            _ => {}
+        }
+        let res =
+            crate::aggregate::aggregate(self, op, &input, &grouping, without, params.as_deref())?;
+        let total: usize = res.iter().map(|s| s.points.len()).sum();
+        self.cur = orig + total;
+        Ok(res)
+    }
+}
+
+/// The label set two series are matched on.
+pub(crate) fn signature(metric: &Labels, m: &VectorMatching) -> Labels {
+    if m.on {
+        keep_labels(metric, &m.labels)
+    } else {
+        let l = Labels::from_sorted(metric.iter().filter(|x| x.name != "__name__"));
+        del_labels(&l, &m.labels)
+    }
+}
+
+/// Group key and output labels of an aggregation.
+pub(crate) fn grouping_labels(metric: &Labels, grouping: &[String], without: bool) -> Labels {
+    if without {
+        let l = Labels::from_sorted(metric.iter().filter(|x| x.name != "__name__"));
+        del_labels(&l, grouping)
+    } else if grouping.is_empty() {
+        Labels::empty()
+    } else {
+        keep_labels(metric, grouping)
+    }
+}
+
+fn count_values(v: &[Elem], label: &str, grouping: &[String], without: bool) -> Vec<Elem> {
+    let mut order: Vec<Labels> = Vec::new();
+    let mut counts: HashMap<Labels, usize> = HashMap::new();
+    for e in v {
+        let m = set_label(&e.metric, label, &pharos_model::format_float(e.v));
+        let key = grouping_labels(&m, grouping, without);
+        match counts.get_mut(&key) {
+            Some(c) => *c += 1,
+            None => {
+                counts.insert(key.clone(), 1);
+                order.push(key);
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let c = counts.get(&k).copied().unwrap_or(0);
+            Elem {
+                metric: k,
+                t: 0,
+                v: c as f64,
+                drop_name: false,
+            }
+        })
+        .collect()
+}
+
+fn btos(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// Go's `math.Mod` semantics (sign of the dividend), which Rust's `%`
+/// shares for floats.
+fn fmod(a: f64, b: f64) -> f64 {
+    a % b
+}
+
+fn go_pow(a: f64, b: f64) -> f64 {
+    a.powf(b)
+}
+
+pub(crate) fn scalar_binop(op: BinOp, a: f64, b: f64) -> f64 {
+    match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => a / b,
+        BinOp::Pow => go_pow(a, b),
+        BinOp::Mod => fmod(a, b),
+        BinOp::Atan2 => a.atan2(b),
+        BinOp::Eql => btos(a == b),
+        BinOp::Neq => btos(a != b),
+        BinOp::Gtr => btos(a > b),
+        BinOp::Lss => btos(a < b),
+        BinOp::Gte => btos(a >= b),
+        BinOp::Lte => btos(a <= b),
+        BinOp::And | BinOp::Or | BinOp::Unless => f64::NAN,
+    }
+}
+
+/// Value and keep flag of `a op b` between two vector elements.
+fn elem_binop(op: BinOp, a: f64, b: f64) -> (f64, bool) {
+    match op {
+        BinOp::Eql => (a, a == b),
+        BinOp::Neq => (a, a != b),
+        BinOp::Gtr => (a, a > b),
+        BinOp::Lss => (a, a < b),
+        BinOp::Gte => (a, a >= b),
+        BinOp::Lte => (a, a <= b),
+        _ => (scalar_binop(op, a, b), true),
+    }
+}
+
+fn vector_scalar_binop(op: BinOp, v: &[Elem], s: f64, swap: bool, return_bool: bool) -> Vec<Elem> {
+    let mut out = Vec::with_capacity(v.len());
+    for e in v {
+        let (lf, rf) = if swap { (s, e.v) } else { (e.v, s) };
+        let (mut val, mut keep) = elem_binop(op, lf, rf);
+        if op.is_comparison() && swap {
+            val = rf;
+        }
+        if return_bool {
+            val = btos(keep);
+            keep = true;
+        }
+        if keep {
+            let mut e = e.clone();
+            e.v = val;
+            if op.changes_metric_schema() || return_bool {
+                e.drop_name = true;
+            }
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Labels matched on, as Prometheus's `Labels.MatchLabels`.
+fn match_labels(metric: &Labels, m: &VectorMatching) -> Labels {
+    if m.on {
+        keep_labels(metric, &m.labels)
+    } else {
+        let l = Labels::from_sorted(metric.iter().filter(|x| x.name != "__name__"));
+        del_labels(&l, &m.labels)
+    }
+}
+
+fn result_metric(lhs: &Labels, rhs: &Labels, op: BinOp, m: &VectorMatching) -> Labels {
+    let mut l = lhs.clone();
+    if op.changes_metric_schema() {
+        l = drop_metadata(&l);
+    }
+    if m.card == Card::OneToOne {
+        if m.on {
+            l = keep_labels(&l, &m.labels);
+        } else {
+            l = del_labels(&l, &m.labels);
+        }
+    }
+    if !m.include.is_empty() {
+        let mut b = pharos_model::LabelsBuilder::from(&l);
+        for ln in &m.include {
+            match rhs.get(ln) {
+                Some(v) if !v.is_empty() => {
+                    b.set(ln, v);
+                }
+                _ => {
+                    b.del(ln);
+                }
+            }
+        }
+        l = b.build();
+    }
+    l
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vector_binop(
+    op: BinOp,
+    lhs: &[Elem],
+    rhs: &[Elem],
+    lsig: &[usize],
+    rsig: &[usize],
+    m: &VectorMatching,
+    return_bool: bool,
+) -> R<Vec<Elem>> {
+    if (lhs.is_empty() && rhs.is_empty())
+        || ((lhs.is_empty() || rhs.is_empty()) && m.fill_lhs.is_none() && m.fill_rhs.is_none())
+    {
+        return Ok(Vec::new());
+    }
+    let one_to_many = m.card == Card::OneToMany;
+    let (lhs, rhs, lsig, rsig) = if one_to_many {
+        (rhs, lhs, rsig, lsig)
+    } else {
+        (lhs, rhs, lsig, rsig)
+    };
+    // As upstream, the fill values are not swapped with the sides.
+    let (fill_l, fill_r) = (m.fill_lhs, m.fill_rhs);
+    let mut right: HashMap<usize, usize> = HashMap::with_capacity(rhs.len());
+    for (i, rs) in rhs.iter().enumerate() {
+        if let Some(&j) = right.get(&rsig[i]) {
+            let one_side = if one_to_many { "left" } else { "right" };
+            let matched = match_labels(&rs.metric, m);
+            let mut pair = [rs.metric.to_string(), rhs[j].metric.to_string()];
+            pair.sort();
+            return Err(QueryError::Execution(format!(
+                "found duplicate series for the match group {matched} on the {one_side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                pair[0], pair[1]
+            )));
+        }
+        right.insert(rsig[i], i);
+    }
+    let mut matched: HashMap<usize, Option<HashSet<Labels>>> = HashMap::new();
+    let mut out = Vec::new();
+    let do_op = |ls: &Elem,
+                 rs: &Elem,
+                 sig: usize,
+                 out: &mut Vec<Elem>,
+                 matched: &mut HashMap<usize, Option<HashSet<Labels>>>|
+     -> R<()> {
+        let (fl, fr) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
+        let (mut val, keep) = elem_binop(op, fl, fr);
+        if return_bool {
+            val = btos(keep);
+        }
+        let metric = result_metric(&ls.metric, &rs.metric, op, m);
+        if m.card == Card::OneToOne {
+            if matched.contains_key(&sig) {
+                return Err(QueryError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
+            }
+            matched.insert(sig, None);
+        } else {
+            let set = matched.entry(sig).or_insert_with(|| Some(HashSet::new()));
+            if let Some(set) = set
+                && !set.insert(metric.clone())
+            {
+                return Err(QueryError::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                        .into(),
+                ));
+            }
+        }
+        if !keep && !return_bool {
+            return Ok(());
+        }
+        out.push(Elem {
+            metric,
+            t: ls.t,
+            v: val,
+            drop_name: return_bool,
+        });
+        Ok(())
+    };
+    for (i, ls) in lhs.iter().enumerate() {
+        let sig = lsig[i];
+        match right.get(&sig) {
+            Some(&j) => do_op(ls, &rhs[j], sig, &mut out, &mut matched)?,
+            None => {
+                if let Some(fill) = fill_r {
+                    let rs = Elem {
+                        metric: match_labels(&ls.metric, m),
+                        t: ls.t,
+                        v: fill,
+                        drop_name: false,
+                    };
+                    do_op(ls, &rs, sig, &mut out, &mut matched)?;
+                }
+            }
+        }
+    }
+    if let Some(fill) = fill_l {
+        let mut unmatched: Vec<(usize, usize)> = right
+            .iter()
+            .filter(|(s, _)| !matched.contains_key(s))
+            .map(|(s, j)| (*s, *j))
+            .collect();
+        unmatched.sort_by_key(|(_, j)| *j);
+        for (sig, j) in unmatched {
+            let rs = &rhs[j];
+            let ls = Elem {
+                metric: match_labels(&rs.metric, m),
+                t: rs.t,
+                v: fill,
+                drop_name: false,
+            };
+            do_op(&ls, rs, sig, &mut out, &mut matched)?;
+        }
+    }
+    Ok(out)
+}

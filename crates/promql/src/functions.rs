@@ -1,0 +1,1199 @@
+//! PromQL functions.
+//!
+//! Functions over range vectors run series by series, sliding the window
+//! `(t - range, t]` over the (stale-free) samples with two cursors, so each
+//! sample is touched a bounded number of times per query. Functions over
+//! instant vectors run step by step through [`Evaluator::range_eval`].
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pharos_model::{Labels, MatchOp, Sample, is_stale_nan};
+
+use crate::QueryError;
+use crate::aggregate::{go_sort, quantile};
+use crate::eval::{Evaluator, R, RawSeries, dup_labelset_error};
+use crate::plan::{Node, Selector};
+use crate::quantile::{Bucket, bucket_quantile};
+use crate::value::{Elem, Series, drop_metadata, kahan_inc, set_label};
+
+/// Parameters of one window evaluation.
+struct Win<'a> {
+    samples: &'a [Sample],
+    /// Step time.
+    ts: i64,
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    /// Scalar arguments at this step, in argument order (matrix excluded).
+    scalars: &'a [f64],
+}
+
+fn is_range_function(name: &str) -> bool {
+    matches!(
+        name,
+        "rate"
+            | "irate"
+            | "increase"
+            | "delta"
+            | "idelta"
+            | "deriv"
+            | "predict_linear"
+            | "resets"
+            | "changes"
+            | "avg_over_time"
+            | "sum_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "count_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "present_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "quantile_over_time"
+            | "mad_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_last_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_min_over_time"
+            | "absent_over_time"
+            | "double_exponential_smoothing"
+    )
+}
+
+fn unsupported(name: &str) -> QueryError {
+    QueryError::Execution(format!("function {name:?} is not supported by this engine"))
+}
+
+impl Evaluator<'_, '_> {
+    pub(crate) fn eval_call(
+        &mut self,
+        func: &str,
+        args: &[Node],
+        pos: usize,
+        arg_pos: &[usize],
+    ) -> R<Vec<Series>> {
+        match func {
+            "label_replace" => return self.label_replace(args),
+            "label_join" => return self.label_join(args),
+            "timestamp" => {
+                if let Some(Node::VectorSel(sel)) = args.first() {
+                    return self.timestamp_of_selector(sel);
+                }
+            }
+            _ => {}
+        }
+        if is_range_function(func) {
+            return self.eval_range_function(func, args, arg_pos);
+        }
+        if matches!(
+            func,
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+        ) && self.sh.is_range
+        {
+            self.sh.warn(
+                "sort is ineffective for range queries since results are always ordered by labels",
+                pos,
+            );
+        }
+        // Instant functions: evaluate the non-string arguments and run step
+        // by step.
+        let mut inputs = Vec::new();
+        let mut strings = Vec::new();
+        for a in args {
+            match a {
+                Node::Str(s) => strings.push(s.clone()),
+                other => inputs.push(self.eval_matrix(other)?),
+            }
+        }
+        let sh = self.sh;
+        let vec_arg_pos = arg_pos.iter().copied().find(|_| true).unwrap_or(pos);
+        let f: Box<dyn Fn(f64) -> f64> = match func {
+            "abs" => Box::new(f64::abs),
+            "ceil" => Box::new(f64::ceil),
+            "floor" => Box::new(f64::floor),
+            "exp" => Box::new(f64::exp),
+            "sqrt" => Box::new(f64::sqrt),
+            "ln" => Box::new(f64::ln),
+            "log2" => Box::new(f64::log2),
+            "log10" => Box::new(f64::log10),
+            "sin" => Box::new(f64::sin),
+            "cos" => Box::new(f64::cos),
+            "tan" => Box::new(f64::tan),
+            "asin" => Box::new(f64::asin),
+            "acos" => Box::new(f64::acos),
+            "atan" => Box::new(f64::atan),
+            "sinh" => Box::new(f64::sinh),
+            "cosh" => Box::new(f64::cosh),
+            "tanh" => Box::new(f64::tanh),
+            "asinh" => Box::new(f64::asinh),
+            "acosh" => Box::new(f64::acosh),
+            "atanh" => Box::new(f64::atanh),
+            "rad" => Box::new(|v: f64| v * std::f64::consts::PI / 180.0),
+            "deg" => Box::new(|v: f64| v * 180.0 / std::f64::consts::PI),
+            "sgn" => Box::new(|v: f64| {
+                if v < 0.0 {
+                    -1.0
+                } else if v > 0.0 {
+                    1.0
+                } else {
+                    v
+                }
+            }),
+            _ => Box::new(|v| v),
+        };
+        match func {
+            "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sin" | "cos"
+            | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh" | "acosh"
+            | "atanh" | "rad" | "deg" | "sgn" => self.range_eval(&inputs, None, |_, v, _| {
+                Ok(v[0]
+                    .iter()
+                    .map(|e| Elem {
+                        metric: e.metric.clone(),
+                        t: e.t,
+                        v: f(e.v),
+                        drop_name: true,
+                    })
+                    .collect())
+            }),
+            "round" => self.range_eval(&inputs, None, |_, v, _| {
+                let to = v.get(1).and_then(|s| s.first()).map(|e| e.v).unwrap_or(1.0);
+                let inv = 1.0 / to;
+                Ok(v[0]
+                    .iter()
+                    .map(|e| Elem {
+                        metric: e.metric.clone(),
+                        t: e.t,
+                        v: (e.v * inv + 0.5).floor() / inv,
+                        drop_name: true,
+                    })
+                    .collect())
+            }),
+            "clamp" | "clamp_min" | "clamp_max" => self.range_eval(&inputs, None, |_, v, _| {
+                let s1 = v
+                    .get(1)
+                    .and_then(|s| s.first())
+                    .map(|e| e.v)
+                    .unwrap_or(f64::NAN);
+                let s2 = v
+                    .get(2)
+                    .and_then(|s| s.first())
+                    .map(|e| e.v)
+                    .unwrap_or(f64::NAN);
+                let (lo, hi) = match func {
+                    "clamp" => (s1, s2),
+                    "clamp_min" => (s1, f64::INFINITY),
+                    _ => (f64::NEG_INFINITY, s1),
+                };
+                if hi < lo {
+                    return Ok(Vec::new());
+                }
+                Ok(v[0]
+                    .iter()
+                    .map(|e| Elem {
+                        metric: e.metric.clone(),
+                        t: e.t,
+                        v: lo.max(hi.min(e.v)),
+                        drop_name: true,
+                    })
+                    .collect())
+            }),
+            "timestamp" => self.range_eval(&inputs, None, |_, v, _| {
+                Ok(v[0]
+                    .iter()
+                    .map(|e| Elem {
+                        metric: e.metric.clone(),
+                        t: e.t,
+                        v: e.t as f64 / 1000.0,
+                        drop_name: true,
+                    })
+                    .collect())
+            }),
+            "vector" => self.range_eval(&inputs, None, |_, v, _| {
+                let s = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
+                Ok(vec![Elem {
+                    metric: Labels::empty(),
+                    t: 0,
+                    v: s,
+                    drop_name: false,
+                }])
+            }),
+            "scalar" => self.range_eval(&inputs, None, |_, v, _| {
+                let s = if v[0].len() == 1 { v[0][0].v } else { f64::NAN };
+                Ok(vec![Elem {
+                    metric: Labels::empty(),
+                    t: 0,
+                    v: s,
+                    drop_name: false,
+                }])
+            }),
+            "time" => self.range_eval(&[], None, |ts, _, _| {
+                Ok(vec![Elem {
+                    metric: Labels::empty(),
+                    t: ts,
+                    v: ts as f64 / 1000.0,
+                    drop_name: false,
+                }])
+            }),
+            "pi" => self.range_eval(&[], None, |_, _, _| {
+                Ok(vec![Elem {
+                    metric: Labels::empty(),
+                    t: 0,
+                    v: std::f64::consts::PI,
+                    drop_name: false,
+                }])
+            }),
+            "absent" => {
+                let labels = absent_labels(args.first());
+                self.range_eval(&inputs, None, |_, v, _| {
+                    if !v[0].is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    Ok(vec![Elem {
+                        metric: labels.clone(),
+                        t: 0,
+                        v: 1.0,
+                        drop_name: false,
+                    }])
+                })
+            }
+            "sort" | "sort_desc" => {
+                let desc = func == "sort_desc";
+                self.range_eval(&inputs, None, |_, v, _| {
+                    let mut out = v[0].clone();
+                    if desc {
+                        go_sort(&mut out, |a, b| b.v.is_nan() || a.v > b.v);
+                    } else {
+                        go_sort(&mut out, |a, b| b.v.is_nan() || a.v < b.v);
+                    }
+                    Ok(out)
+                })
+            }
+            "sort_by_label" | "sort_by_label_desc" => {
+                let desc = func == "sort_by_label_desc";
+                let names = strings.clone();
+                self.range_eval(&inputs, None, |_, v, _| {
+                    let mut out = v[0].clone();
+                    out.sort_by(|a, b| {
+                        let o = label_order(&a.metric, &b.metric, &names);
+                        if desc { o.reverse() } else { o }
+                    });
+                    Ok(out)
+                })
+            }
+            "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour"
+            | "minute" | "month" | "year" => self.range_eval(&inputs, None, |ts, v, _| {
+                if v.is_empty() {
+                    return Ok(vec![Elem {
+                        metric: Labels::empty(),
+                        t: ts,
+                        v: date_part(func, ts.div_euclid(1000)),
+                        drop_name: false,
+                    }]);
+                }
+                Ok(v[0]
+                    .iter()
+                    .map(|e| Elem {
+                        metric: e.metric.clone(),
+                        t: e.t,
+                        v: if e.v.is_finite() {
+                            date_part(func, e.v.trunc() as i64)
+                        } else {
+                            f64::NAN
+                        },
+                        drop_name: true,
+                    })
+                    .collect())
+            }),
+            "histogram_quantile" => {
+                let qpos = arg_pos.first().copied().unwrap_or(pos);
+                let vpos = arg_pos.get(1).copied().unwrap_or(pos);
+                self.range_eval(&inputs, None, |_, v, _| {
+                    let q = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
+                    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        sh.warn(
+                            &format!(
+                                "quantile value should be between 0 and 1, got {}",
+                                crate::value::format_g(q)
+                            ),
+                            qpos,
+                        );
+                    }
+                    Ok(classic_histogram_quantiles(sh, &v[1], &[q], None, vpos))
+                })
+            }
+            "histogram_quantiles" => {
+                let label = strings.first().cloned().unwrap_or_default();
+                self.range_eval(&inputs, None, |_, v, _| {
+                    let mut qs = Vec::new();
+                    for (i, s) in v.iter().enumerate().skip(1) {
+                        let q = s.first().map(|e| e.v).unwrap_or(f64::NAN);
+                        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                            sh.warn(
+                                &format!(
+                                    "quantile value should be between 0 and 1, got {}",
+                                    crate::value::format_g(q)
+                                ),
+                                arg_pos.get(i + 1).copied().unwrap_or(pos),
+                            );
+                        }
+                        qs.push(q);
+                    }
+                    Ok(classic_histogram_quantiles(
+                        sh,
+                        &v[0],
+                        &qs,
+                        Some(&label),
+                        vec_arg_pos,
+                    ))
+                })
+            }
+            // Native-histogram functions: float samples are ignored.
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" | "histogram_fraction" => {
+                self.range_eval(&inputs, None, |_, _, _| Ok(Vec::new()))
+            }
+            other => Err(unsupported(other)),
+        }
+    }
+
+    fn timestamp_of_selector(&mut self, sel: &Selector) -> R<Vec<Series>> {
+        let raw = self.fetch(sel, false)?;
+        let n = self.steps();
+        let lookback = self.sh.lookback;
+        let mut out = Vec::new();
+        for rs in raw.iter() {
+            let mut pts = Vec::new();
+            for i in 0..n {
+                let ts = self.ts_at(i);
+                let rt = sel.at.unwrap_or(ts) - sel.offset;
+                if let Some(s) = Evaluator::lookup(&rs.samples, rt, lookback) {
+                    pts.push(Sample {
+                        t: ts,
+                        v: s.t as f64 / 1000.0,
+                    });
+                }
+            }
+            self.add_samples(pts.len())?;
+            if !pts.is_empty() {
+                out.push(Series {
+                    metric: rs.labels.clone(),
+                    points: pts,
+                    drop_name: true,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn label_replace(&mut self, args: &[Node]) -> R<Vec<Series>> {
+        let s = |i: usize| -> String {
+            match args.get(i) {
+                Some(Node::Str(s)) => s.clone(),
+                _ => String::new(),
+            }
+        };
+        let (dst, repl, src, re) = (s(1), s(2), s(3), s(4));
+        let regex = regex::Regex::new(&format!("^(?s:{re})$")).map_err(|_| {
+            QueryError::Execution(format!(
+                "invalid regular expression in label_replace(): {re}"
+            ))
+        })?;
+        if !crate::plan::is_valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        let arg = args.first().ok_or_else(|| unsupported("label_replace"))?;
+        let mut m = self.eval_matrix(arg)?;
+        for series in &mut m {
+            let val = series.metric.get(&src).unwrap_or("").to_string();
+            if let Some(caps) = regex.captures(&val) {
+                let mut res = String::new();
+                caps.expand(&repl, &mut res);
+                series.metric = set_label(&series.metric, &dst, &res);
+                if dst == "__name__" {
+                    series.drop_name = false;
+                }
+            }
+        }
+        merge_same_labelset(m)
+    }
+
+    fn label_join(&mut self, args: &[Node]) -> R<Vec<Series>> {
+        let s = |i: usize| -> String {
+            match args.get(i) {
+                Some(Node::Str(s)) => s.clone(),
+                _ => String::new(),
+            }
+        };
+        let dst = s(1);
+        let sep = s(2);
+        let srcs: Vec<String> = (3..args.len()).map(s).collect();
+        for src in &srcs {
+            if !crate::plan::is_valid_label_name(src) {
+                return Err(QueryError::Execution(format!(
+                    "invalid source label name in label_join(): {src}"
+                )));
+            }
+        }
+        if !crate::plan::is_valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        let arg = args.first().ok_or_else(|| unsupported("label_join"))?;
+        let mut m = self.eval_matrix(arg)?;
+        for series in &mut m {
+            let vals: Vec<&str> = srcs
+                .iter()
+                .map(|n| series.metric.get(n).unwrap_or(""))
+                .collect();
+            let joined = vals.join(&sep);
+            series.metric = set_label(&series.metric, &dst, &joined);
+            if dst == "__name__" {
+                series.drop_name = false;
+            }
+        }
+        merge_same_labelset(m)
+    }
+
+    fn eval_range_function(
+        &mut self,
+        func: &str,
+        args: &[Node],
+        arg_pos: &[usize],
+    ) -> R<Vec<Series>> {
+        let mi = args
+            .iter()
+            .position(|a| matches!(a, Node::MatrixSel { .. } | Node::Subquery { .. }))
+            .ok_or_else(|| {
+                QueryError::Execution(format!(
+                    "expected a range vector argument in call to {func}"
+                ))
+            })?;
+        // Scalar arguments, one value per step.
+        let mut scalar_args: Vec<Vec<f64>> = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            if i != mi {
+                scalar_args.push(self.eval_scalar_steps(a)?);
+            }
+        }
+        let (raw, range, offset, at): (Rc<Vec<RawSeries>>, i64, i64, Option<i64>) = match &args[mi]
+        {
+            Node::MatrixSel { sel, range } => (self.fetch(sel, true)?, *range, sel.offset, sel.at),
+            Node::Subquery {
+                expr,
+                range,
+                step,
+                offset,
+                at,
+                ..
+            } => {
+                let m = self.eval_subquery_for_range(expr, *range, *step, *offset, *at)?;
+                (Rc::new(m), *range, *offset, *at)
+            }
+            _ => return Err(unsupported(func)),
+        };
+        let matrix_pos = arg_pos.get(mi).copied().unwrap_or(0);
+        let n = self.steps();
+        let drop_name = !matches!(func, "last_over_time" | "first_over_time");
+        let mut out = Vec::with_capacity(raw.len());
+        let mut scalars = vec![0.0; scalar_args.len()];
+        let mut warned_q: Vec<u64> = Vec::new();
+        let mut produced_any = vec![false; n];
+        for (k, rs) in raw.iter().enumerate() {
+            if k % 64 == 0 {
+                self.check_time()?;
+            }
+            let samples = &rs.samples;
+            let mut pts = Vec::new();
+            let (mut lo, mut hi) = (0usize, 0usize);
+            for (i, produced) in produced_any.iter_mut().enumerate() {
+                let ts = self.ts_at(i);
+                let rt = at.unwrap_or(ts) - offset;
+                let from = rt - range;
+                while hi < samples.len() && samples[hi].t <= rt {
+                    hi += 1;
+                }
+                while lo < hi && samples[lo].t <= from {
+                    lo += 1;
+                }
+                if lo >= hi {
+                    continue;
+                }
+                for (j, sa) in scalar_args.iter().enumerate() {
+                    scalars[j] = sa.get(i).copied().unwrap_or(f64::NAN);
+                }
+                if func == "quantile_over_time" {
+                    let q = scalars.first().copied().unwrap_or(f64::NAN);
+                    if (q.is_nan() || !(0.0..=1.0).contains(&q)) && !warned_q.contains(&q.to_bits())
+                    {
+                        warned_q.push(q.to_bits());
+                        self.sh.warn(
+                            &format!(
+                                "quantile value should be between 0 and 1, got {}",
+                                crate::value::format_g(q)
+                            ),
+                            arg_pos.first().copied().unwrap_or(matrix_pos),
+                        );
+                    }
+                }
+                let w = Win {
+                    samples: &samples[lo..hi],
+                    ts,
+                    range_start: rt - range,
+                    range_end: rt,
+                    range,
+                    scalars: &scalars,
+                };
+                if let Some(v) = range_func(func, &w)? {
+                    pts.push(Sample { t: ts, v });
+                    *produced = true;
+                }
+            }
+            if !pts.is_empty() {
+                self.add_samples(pts.len())?;
+                if matches!(func, "rate" | "increase")
+                    && let Some(name) = rs.labels.metric_name()
+                    && !name.ends_with("_total")
+                    && !name.ends_with("_sum")
+                    && !name.ends_with("_count")
+                    && !name.ends_with("_bucket")
+                {
+                    self.sh.info(
+                        &format!(
+                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+                        ),
+                        matrix_pos,
+                    );
+                }
+                out.push(Series {
+                    metric: rs.labels.clone(),
+                    points: pts,
+                    drop_name,
+                });
+            }
+        }
+        if func == "absent_over_time" {
+            if out.iter().any(|s| s.points.len() == n) {
+                return Ok(Vec::new());
+            }
+            let pts: Vec<Sample> = (0..n)
+                .filter(|&i| !produced_any[i])
+                .map(|i| Sample {
+                    t: self.ts_at(i),
+                    v: 1.0,
+                })
+                .collect();
+            if pts.is_empty() {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![Series {
+                metric: absent_labels(args.get(mi)),
+                points: pts,
+                drop_name: true,
+            }]);
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a subquery used as a function argument and returns its
+    /// series without staleness markers.
+    fn eval_subquery_for_range(
+        &mut self,
+        expr: &Node,
+        range: i64,
+        step: i64,
+        offset: i64,
+        at: Option<i64>,
+    ) -> R<Vec<RawSeries>> {
+        let node = Node::Subquery {
+            expr: Box::new(expr.clone()),
+            range,
+            step,
+            offset,
+            at,
+            pos: 0,
+        };
+        let m = self.eval_matrix(&node)?;
+        Ok(m.into_iter()
+            .map(|s| RawSeries {
+                labels: s.metric,
+                samples: s
+                    .points
+                    .into_iter()
+                    .filter(|p| !is_stale_nan(p.v))
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+/// Merges series that ended up with one label set (after relabelling or
+/// name removal); overlapping timestamps are an error.
+pub(crate) fn merge_same_labelset(m: Vec<Series>) -> R<Vec<Series>> {
+    if m.len() <= 1 {
+        return Ok(m);
+    }
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(m.len());
+    let mut out: Vec<Series> = Vec::with_capacity(m.len());
+    let mut merged_any = false;
+    for s in m {
+        match index.get(&s.metric) {
+            Some(&i) => {
+                merged_any = true;
+                let base = &mut out[i];
+                base.points.extend(s.points);
+            }
+            None => {
+                index.insert(s.metric.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    if merged_any {
+        for s in &mut out {
+            s.points.sort_by_key(|p| p.t);
+            if s.points.windows(2).any(|w| w[0].t == w[1].t) {
+                return Err(dup_labelset_error());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Labels of the series `absent()`/`absent_over_time()` return.
+fn absent_labels(arg: Option<&Node>) -> Labels {
+    let sel = match arg {
+        Some(Node::VectorSel(s)) => s,
+        Some(Node::MatrixSel { sel, .. }) => sel,
+        _ => return Labels::empty(),
+    };
+    let Some(ms) = sel.matcher_sets.first() else {
+        return Labels::empty();
+    };
+    let mut b = pharos_model::LabelsBuilder::new();
+    let mut has: Vec<&str> = Vec::new();
+    for m in ms {
+        if m.name == "__name__" {
+            continue;
+        }
+        if m.op == MatchOp::Equal && !has.contains(&m.name.as_str()) {
+            b.set(&m.name, &m.value);
+            has.push(&m.name);
+        } else {
+            b.del(&m.name);
+        }
+    }
+    b.build()
+}
+
+/// Natural-order comparison of label values (`facette/natsort`).
+fn natsort_less(a: &str, b: &str) -> bool {
+    fn chunks(s: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                if let Some(c) = s.get(start..i) {
+                    out.push(c);
+                }
+                start = i;
+            }
+        }
+        out
+    }
+    let ca = chunks(a);
+    let cb = chunks(b);
+    for i in 0..ca.len() {
+        if i >= cb.len() {
+            return false;
+        }
+        let ai = ca[i].parse::<i64>();
+        let bi = cb[i].parse::<i64>();
+        if let (Ok(x), Ok(y)) = (&ai, &bi) {
+            if x == y {
+                if i == ca.len() - 1 {
+                    return true;
+                } else if i == cb.len() - 1 {
+                    return false;
+                }
+                continue;
+            }
+            return x < y;
+        }
+        if ca[i] == cb[i] {
+            if i == ca.len() - 1 {
+                return true;
+            } else if i == cb.len() - 1 {
+                return false;
+            }
+            continue;
+        }
+        return ca[i] < cb[i];
+    }
+    false
+}
+
+fn label_order(a: &Labels, b: &Labels, names: &[String]) -> std::cmp::Ordering {
+    for n in names {
+        let x = a.get(n).unwrap_or("");
+        let y = b.get(n).unwrap_or("");
+        if x == y {
+            continue;
+        }
+        return if natsort_less(x, y) {
+            std::cmp::Ordering::Less
+        } else {
+            std::cmp::Ordering::Greater
+        };
+    }
+    a.cmp(b)
+}
+
+fn date_part(func: &str, secs: i64) -> f64 {
+    use chrono::{Datelike, Timelike};
+    let Some(dt) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return f64::NAN;
+    };
+    match func {
+        "day_of_month" => dt.day() as f64,
+        "day_of_week" => dt.weekday().num_days_from_sunday() as f64,
+        "day_of_year" => dt.ordinal() as f64,
+        "hour" => dt.hour() as f64,
+        "minute" => dt.minute() as f64,
+        "month" => dt.month() as f64,
+        "year" => dt.year() as f64,
+        "days_in_month" => {
+            let (y, m) = (dt.year(), dt.month());
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            match (
+                chrono::NaiveDate::from_ymd_opt(y, m, 1),
+                chrono::NaiveDate::from_ymd_opt(ny, nm, 1),
+            ) {
+                (Some(a), Some(b)) => (b - a).num_days() as f64,
+                _ => f64::NAN,
+            }
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// histogram_quantile(s) over classic `le` buckets, for one step.
+fn classic_histogram_quantiles(
+    sh: &crate::eval::Shared<'_>,
+    v: &[Elem],
+    qs: &[f64],
+    label: Option<&str>,
+    vpos: usize,
+) -> Vec<Elem> {
+    // Group by all labels but `le` (the name included), output without
+    // name and `le`.
+    let mut order: Vec<Labels> = Vec::new();
+    let mut groups: HashMap<Labels, (Labels, Vec<Bucket>)> = HashMap::new();
+    for e in v {
+        let le = e.metric.get("le").unwrap_or("");
+        let upper = match parse_go_float(le) {
+            Some(u) => u,
+            None => {
+                let name = e.metric.metric_name().unwrap_or("");
+                let mut msg =
+                    format!("bucket label \"le\" is missing or has a malformed value of {le:?}");
+                if !name.is_empty() {
+                    msg.push_str(&format!(" for metric name {name:?}"));
+                }
+                sh.warn(&msg, vpos);
+                continue;
+            }
+        };
+        let key = Labels::from_sorted(e.metric.iter().filter(|l| l.name != "le"));
+        match groups.get_mut(&key) {
+            Some((_, b)) => b.push(Bucket { upper, count: e.v }),
+            None => {
+                let out = Labels::from_sorted(
+                    e.metric
+                        .iter()
+                        .filter(|l| l.name != "le" && l.name != "__name__"),
+                );
+                groups.insert(key.clone(), (out, vec![Bucket { upper, count: e.v }]));
+                order.push(key);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for q in qs {
+        for key in &order {
+            let Some((metric, buckets)) = groups.get(key) else {
+                continue;
+            };
+            let mut b = buckets.clone();
+            let (val, forced) = bucket_quantile(*q, &mut b);
+            if forced {
+                sh.info(
+                    "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)",
+                    vpos,
+                );
+            }
+            let metric = match label {
+                Some(l) => set_label(metric, l, &format_openmetrics_float(*q)),
+                None => metric.clone(),
+            };
+            out.push(Elem {
+                metric,
+                t: 0,
+                v: val,
+                drop_name: true,
+            });
+        }
+    }
+    out
+}
+
+/// Go's `strconv.ParseFloat` for the values a `le` label holds.
+pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    match t.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    if t != s {
+        return None;
+    }
+    let cleaned: String = s.chars().filter(|c| *c != '_').collect();
+    cleaned.parse::<f64>().ok()
+}
+
+/// `labels.FormatOpenMetricsFloat`.
+fn format_openmetrics_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let s = crate::value::format_g(f);
+    if f == f.trunc() && !s.contains('e') && !s.contains('.') {
+        return format!("{s}.0");
+    }
+    s
+}
+
+fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
+    let s = w.samples;
+    Ok(match func {
+        "rate" => extrapolated_rate(w, true, true),
+        "increase" => extrapolated_rate(w, true, false),
+        "delta" => extrapolated_rate(w, false, false),
+        "irate" => instant_value(s, true),
+        "idelta" => instant_value(s, false),
+        "deriv" => {
+            if s.len() < 2 {
+                None
+            } else {
+                Some(linear_regression(s, s[0].t).0)
+            }
+        }
+        "predict_linear" => {
+            if s.len() < 2 {
+                None
+            } else {
+                let d = w.scalars.first().copied().unwrap_or(f64::NAN);
+                let (slope, intercept) = linear_regression(s, w.ts);
+                Some(slope * d + intercept)
+            }
+        }
+        "resets" => {
+            let mut n = 0;
+            for p in s.windows(2) {
+                if p[1].v < p[0].v {
+                    n += 1;
+                }
+            }
+            Some(n as f64)
+        }
+        "changes" => {
+            let mut n = 0;
+            for p in s.windows(2) {
+                if p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan()) {
+                    n += 1;
+                }
+            }
+            Some(n as f64)
+        }
+        "avg_over_time" => Some(avg_over_time(s)),
+        "sum_over_time" => {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for p in s {
+                (sum, c) = kahan_inc(p.v, sum, c);
+            }
+            Some(if sum.is_infinite() { sum } else { sum + c })
+        }
+        "min_over_time" | "max_over_time" => {
+            let max = func == "max_over_time";
+            let mut v = s[0].v;
+            for p in s {
+                let better = if max { p.v > v } else { p.v < v };
+                if better || v.is_nan() {
+                    v = p.v;
+                }
+            }
+            Some(v)
+        }
+        "ts_of_max_over_time" | "ts_of_min_over_time" => {
+            let max = func == "ts_of_max_over_time";
+            let mut v = s[0].v;
+            let mut t = s[0].t;
+            for p in s {
+                let better = if max { p.v >= v } else { p.v <= v };
+                if better || v.is_nan() {
+                    v = p.v;
+                    t = p.t;
+                }
+            }
+            Some(t as f64 / 1000.0)
+        }
+        "ts_of_first_over_time" => Some(s[0].t as f64 / 1000.0),
+        "ts_of_last_over_time" => Some(s[s.len() - 1].t as f64 / 1000.0),
+        "count_over_time" => Some(s.len() as f64),
+        "last_over_time" => Some(s[s.len() - 1].v),
+        "first_over_time" => Some(s[0].v),
+        "present_over_time" | "absent_over_time" => Some(1.0),
+        "stddev_over_time" | "stdvar_over_time" => {
+            let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for p in s {
+                count += 1.0;
+                let delta = p.v - (mean + c_mean);
+                (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+                (aux, c_aux) = kahan_inc(delta * (p.v - (mean + c_mean)), aux, c_aux);
+            }
+            let var = (aux + c_aux) / count;
+            Some(if func == "stddev_over_time" {
+                var.sqrt()
+            } else {
+                var
+            })
+        }
+        "quantile_over_time" => {
+            let q = w.scalars.first().copied().unwrap_or(f64::NAN);
+            let mut vals: Vec<f64> = s.iter().map(|p| p.v).collect();
+            Some(quantile(q, &mut vals))
+        }
+        "mad_over_time" => {
+            let mut vals: Vec<f64> = s.iter().map(|p| p.v).collect();
+            let median = quantile(0.5, &mut vals);
+            let mut dev: Vec<f64> = s.iter().map(|p| (p.v - median).abs()).collect();
+            Some(quantile(0.5, &mut dev))
+        }
+        "double_exponential_smoothing" => {
+            let sf = w.scalars.first().copied().unwrap_or(f64::NAN);
+            let tf = w.scalars.get(1).copied().unwrap_or(f64::NAN);
+            if !(sf > 0.0 && sf < 1.0) {
+                return Err(QueryError::Execution(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                )));
+            }
+            if !(tf > 0.0 && tf < 1.0) {
+                return Err(QueryError::Execution(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                )));
+            }
+            if s.len() < 2 {
+                return Ok(None);
+            }
+            let (mut s0, mut s1) = (0.0, s[0].v);
+            let mut b = s[1].v - s[0].v;
+            for (i, p) in s.iter().enumerate().skip(1) {
+                let x = sf * p.v;
+                b = if i - 1 == 0 {
+                    b
+                } else {
+                    tf * (s1 - s0) + (1.0 - tf) * b
+                };
+                let y = (1.0 - sf) * (s1 + b);
+                s0 = s1;
+                s1 = x + y;
+            }
+            Some(s1)
+        }
+        other => return Err(unsupported(other)),
+    })
+}
+
+fn avg_over_time(s: &[Sample]) -> f64 {
+    let (mut sum, mut count) = (s[0].v, 1.0);
+    let (mut mean, mut c) = (0.0, 0.0);
+    let mut incremental = false;
+    for p in &s[1..] {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_inc(p.v, sum, c);
+            if !ns.is_infinite() {
+                sum = ns;
+                c = nc;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(p.v / count, q * mean, q * c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
+}
+
+fn extrapolated_rate(w: &Win<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let s = w.samples;
+    if s.len() < 2 {
+        return None;
+    }
+    let first = s[0];
+    let last = s[s.len() - 1];
+    let mut result = last.v - first.v;
+    if is_counter {
+        for p in s.windows(2) {
+            if p[1].v < p[0].v {
+                result += p[0].v;
+            }
+        }
+    }
+    let mut duration_to_start = (first.t - w.range_start) as f64 / 1000.0;
+    let mut duration_to_end = (w.range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg = sampled / (s.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if duration_to_start >= threshold {
+        duration_to_start = avg / 2.0;
+    }
+    if is_counter && result > 0.0 && first.v >= 0.0 {
+        let to_zero = sampled * (first.v / result);
+        if to_zero < duration_to_start {
+            duration_to_start = to_zero;
+        }
+    }
+    if duration_to_end >= threshold {
+        duration_to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + duration_to_start + duration_to_end) / sampled;
+    if is_rate {
+        factor /= w.range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let a = s[s.len() - 2];
+    let b = s[s.len() - 1];
+    let interval = b.t - a.t;
+    if interval == 0 {
+        return None;
+    }
+    let mut v = b.v;
+    if !is_rate || b.v >= a.v || b.v.is_nan() || a.v.is_nan() {
+        v = b.v - a.v;
+    }
+    if is_rate {
+        v /= interval as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+/// Least-squares regression; returns (slope, intercept at `intercept_t`).
+fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
+    let mut n = 0.0;
+    let (mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0);
+    let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
+    let init_y = s[0].v;
+    let mut const_y = true;
+    for (i, p) in s.iter().enumerate() {
+        if const_y && i > 0 && p.v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (p.t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(p.v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * p.v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    sx += cx;
+    sy += cy;
+    sxy += cxy;
+    sx2 += cx2;
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+/// Drops the name of a label set (used by tests of this module).
+#[allow(dead_code)]
+fn without_name(l: &Labels) -> Labels {
+    drop_metadata(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natsort() {
+        assert!(natsort_less("a2", "a10"));
+        assert!(!natsort_less("a10", "a2"));
+        assert!(natsort_less("abc", "abd"));
+    }
+
+    #[test]
+    fn go_floats() {
+        assert_eq!(parse_go_float("+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_go_float("0.1"), Some(0.1));
+        assert_eq!(parse_go_float("1e3"), Some(1000.0));
+        assert_eq!(parse_go_float("x"), None);
+        assert_eq!(parse_go_float(""), None);
+    }
+
+    #[test]
+    fn regression() {
+        let s: Vec<Sample> = (0..5)
+            .map(|i| Sample {
+                t: i * 1000,
+                v: 2.0 * i as f64 + 1.0,
+            })
+            .collect();
+        let (slope, intercept) = linear_regression(&s, 0);
+        assert!((slope - 2.0).abs() < 1e-12);
+        assert!((intercept - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn openmetrics_float() {
+        assert_eq!(format_openmetrics_float(0.5), "0.5");
+        assert_eq!(format_openmetrics_float(1.0), "1.0");
+    }
+}
