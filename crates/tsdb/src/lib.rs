@@ -1,9 +1,83 @@
 //! The pharos time-series database.
 //!
-//! So far: Prometheus's XOR chunk encoding ([`chunkenc`]). The in-memory
-//! head follows.
+//! So far this is the in-memory part: the [`Head`], which implements the
+//! storage traits ([`pharos_storage::Appendable`] and
+//! [`pharos_storage::Queryable`]), and Prometheus's XOR chunk encoding
+//! ([`chunkenc`], byte-compatible, specified in `docs/format/chunks.md`).
+//! The write-ahead log, memory-mapped head chunks, persistent blocks and
+//! retention come next; the head is shaped so they slot in.
+//!
+//! # Design
+//!
+//! **Series and references.** Every series gets a stable `u64` reference
+//! from a counter (Prometheus's `HeadSeriesRef`), never reused, so a stale
+//! reference cached by a scrape loop can never hit another series: lookup
+//! fails and the appender falls back to the labels. The series live in two
+//! striped maps (64 stripes by default, each behind its own `RwLock`
+//! padded to a cache line): by reference, the append hot path, and by label
+//! hash (with a side table for hash collisions), for creation. Each series
+//! has its own `parking_lot` mutex around its chunks; there is no global
+//! lock on the append path.
+//!
+//! **Labels.** A series holds the caller's [`pharos_model::Labels`] itself:
+//! one immutable reference-counted buffer with the pairs length-prefixed.
+//! We chose sharing this buffer over interning strings into a symbol table:
+//! the scrape loop already keeps the same `Labels` in its cache, so the head
+//! costs an `Arc` bump rather than a second copy; queries hand the same
+//! buffer back without rebuilding label sets from symbols; and there is no
+//! global symbol table to lock on series creation or to garbage-collect.
+//! Repeated strings *are* stored once where it matters for memory, in the
+//! postings index (each distinct name and value is one key). Measured by
+//! `examples/heap_per_series.rs` this comes to a few hundred bytes per
+//! series, well under the 1 KiB budget.
+//!
+//! **Chunks.** A series appends to one open XOR chunk and keeps a list of
+//! closed ones (each with its min/max time, bytes in an `Arc<[u8]>` so
+//! queriers share them without copying). A chunk is cut at 120 samples, as in
+//! Prometheus, and also when a sample crosses a chunk-range boundary (2h
+//! aligned), so chunks never straddle future block boundaries. Closed chunks
+//! are what the next step will memory-map to disk.
+//!
+//! **Appending.** An appender validates each sample against the series'
+//! newest committed sample (and its own earlier sample of that series):
+//! older is [`pharos_storage::AppendError::OutOfOrder`], same time with
+//! other value bits is `Duplicate`, same time and bits is accepted as a
+//! no-op. Samples older than half a chunk range behind the head's newest
+//! sample are `OutOfBounds`, Prometheus's rule. Accepted samples are
+//! buffered; `commit` groups them by series, records them in the optional
+//! [`CommitLog`] (the write-ahead-log seam: called before anything becomes
+//! visible, a failure aborts the commit), then locks each series once and
+//! appends all its samples, so a series' batch becomes visible atomically.
+//! Samples made invalid by a concurrent commit are dropped and counted.
+//!
+//! **Visibility and garbage.** Series are created when first appended to
+//! (so concurrent appenders agree on one reference) but enter the postings
+//! index only when their first sample is committed. Queries go through the
+//! index, so a series created by an appender that rolls back is never seen;
+//! the rollback removes it at once unless another open appender still
+//! holds samples for it, and [`Head::gc`] sweeps any that remain.
+//! [`Head::truncate`] drops chunks older than a time and series left empty:
+//! the entry point for retention and block cutting.
+//!
+//! **Postings.** Label name -> value -> sorted `Vec<u64>` of references plus
+//! a list of all series. Matchers resolve with Prometheus's semantics: a
+//! matcher that accepts the empty string also selects series without the
+//! label, implemented by subtracting the series whose value it rejects.
+//!
+//! **Queries.** A querier is owned (`'static`): it holds an `Arc` of the
+//! head, resolves postings to `Arc`s of series, and snapshots a series'
+//! chunks only when the caller reaches that series (sharing closed chunks,
+//! copying the small open one). Samples are decoded lazily, restricted to
+//! the query range, with `seek` skipping whole chunks by their time bounds.
 
 pub mod chunkenc;
+mod head;
+mod postings;
+
+pub use head::{
+    CommitLog, DEFAULT_CHUNK_RANGE, DEFAULT_MAX_SAMPLES_PER_CHUNK, Head, HeadOptions, HeadStats,
+    SampleRecord, SeriesRecord, TruncateStats,
+};
 
 /// Errors of the TSDB crate.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
