@@ -1,0 +1,567 @@
+//! The synchronous half of a scrape: parse the page, give each sample its
+//! final labels, append everything in one transaction, write stale markers
+//! and the report series (`up`, `scrape_duration_seconds`, ...).
+//!
+//! It runs on a blocking thread with the loop's [`ScrapeCache`] moved in.
+//! The rules are Prometheus's `scrapeLoop.append` and `report`:
+//!
+//! * per sample: scrape-cache lookup by the exact series text; on a miss the
+//!   target labels are merged (`honor_labels`, `exported_` renaming) and
+//!   `metric_relabel_configs` run, a dropped series is remembered as dropped;
+//! * limits: `sample_limit` counts samples that survived relabeling, and like
+//!   `label_limit` and the label length limits it fails the whole scrape
+//!   (everything appended is rolled back, `up` is 0);
+//! * per-sample storage outcomes (out of order, duplicate, out of bounds) are
+//!   counted and the scrape goes on;
+//! * after a successful scrape, series of the previous scrape that are gone
+//!   get a stale marker; after a failed one, all of them do. Series exposed
+//!   with their own timestamp are not tracked for staleness.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use pharos_exposition::{Entry, Format, Parser, format_for_content_type};
+use pharos_model::relabel::RelabelConfig;
+use pharos_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp, is_stale_nan, stale_nan};
+use pharos_storage::{AppendError, Appendable, Appender, SeriesRef};
+
+use crate::ScrapeError;
+use crate::cache::{Lookup, REPORT_SERIES, ScrapeCache};
+use crate::fetch::{Fetched, decode_body};
+use crate::metrics::{Metrics, inc};
+use crate::target::Target;
+
+/// Samples may be at most this far in the future (Prometheus's
+/// `maxAheadTime`).
+const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+
+/// The job-level settings a loop applies to every scrape.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolSettings {
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub sample_limit: usize,
+    pub label_limit: usize,
+    pub label_name_length_limit: usize,
+    pub label_value_length_limit: usize,
+    pub body_size_limit: u64,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    pub extra_metrics: bool,
+    /// The `Accept` header of the job's scrape requests.
+    pub accept_header: String,
+    /// The format assumed when the content type is missing or unknown
+    /// (`fallback_scrape_protocol`); without one, the text format.
+    pub fallback_format: Option<Format>,
+}
+
+/// The parser for a response's content type.
+pub(crate) fn pick_format(content_type: Option<&str>, fallback: Option<Format>) -> Format {
+    let media = content_type
+        .and_then(|c| c.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if media.eq_ignore_ascii_case("application/openmetrics-text")
+        || media.eq_ignore_ascii_case("text/plain")
+    {
+        return format_for_content_type(content_type);
+    }
+    fallback.unwrap_or_else(|| format_for_content_type(content_type))
+}
+
+/// Everything a scrape's processing reads besides the cache.
+pub(crate) struct AppendCtx<'a> {
+    pub settings: &'a PoolSettings,
+    pub target: &'a Target,
+    pub metrics: &'a Metrics,
+}
+
+/// Sample counts of one scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Samples on the page (`scrape_samples_scraped`).
+    pub total: usize,
+    /// Samples after metric relabeling (`scrape_samples_post_metric_relabeling`).
+    pub added: usize,
+    /// Series new to the cache (`scrape_series_added`).
+    pub series_added: usize,
+}
+
+/// The outcome of one scrape.
+#[derive(Debug)]
+pub(crate) struct ScrapeResult {
+    /// Why the scrape failed (also reported to the target).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub err: Option<ScrapeError>,
+    /// The sample counts (also in the report series).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub counts: Counts,
+    /// Decoded body size (0 on failure).
+    pub body_len: usize,
+}
+
+const REPORT_NAMES: [&str; REPORT_SERIES] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+    "scrape_timeout_seconds",
+    "scrape_sample_limit",
+    "scrape_body_size_bytes",
+];
+
+fn to_system_time(t: Timestamp) -> SystemTime {
+    if t >= 0 {
+        UNIX_EPOCH + std::time::Duration::from_millis(t.unsigned_abs())
+    } else {
+        UNIX_EPOCH - std::time::Duration::from_millis(t.unsigned_abs())
+    }
+}
+
+/// Processes one scrape (its fetch result) completely: appends samples or
+/// stale markers, the report series, commits, and reports to the target.
+pub(crate) fn process_scrape(
+    storage: &dyn Appendable,
+    cache: &mut ScrapeCache,
+    ctx: &AppendCtx<'_>,
+    fetched: Result<Fetched, ScrapeError>,
+    app_time: Timestamp,
+    started: Instant,
+) -> ScrapeResult {
+    let mut app = storage.appender();
+    let mut counts = Counts::default();
+    let mut body_len = 0usize;
+    let mut body_bytes: f64 = 0.0;
+    let decoded = fetched.and_then(|mut f| {
+        let ct = f.content_type.take();
+        decode_body(f, ctx.settings.body_size_limit).map(|b| (b, ct))
+    });
+    let scrape_err = match decoded {
+        Ok((body, content_type)) => {
+            body_len = body.len();
+            body_bytes = body.len() as f64;
+            let res = if body.is_empty() {
+                // An empty page is an empty scrape: everything goes stale.
+                append_empty(&mut *app, cache, ctx.metrics, app_time)
+            } else {
+                let (c, r) = append_body(
+                    &mut *app,
+                    cache,
+                    ctx,
+                    &body,
+                    content_type.as_deref(),
+                    app_time,
+                );
+                counts = c;
+                r
+            };
+            match res {
+                Ok(()) => None,
+                Err(e) => {
+                    app.rollback();
+                    app = storage.appender();
+                    cache.rollback_iteration();
+                    if let Err(e2) = append_empty(&mut *app, cache, ctx.metrics, app_time) {
+                        tracing::warn!(target_url = %ctx.target.url, err = %e2, "Append of stale markers failed");
+                        app.rollback();
+                        app = storage.appender();
+                    }
+                    Some(e)
+                }
+            }
+        }
+        Err(e) => {
+            if e == ScrapeError::BodySizeLimit {
+                body_bytes = -1.0;
+                inc(&ctx.metrics.exceeded_body_size_limit);
+            }
+            if let Err(e2) = append_empty(&mut *app, cache, ctx.metrics, app_time) {
+                tracing::warn!(target_url = %ctx.target.url, err = %e2, "Append of stale markers failed");
+                app.rollback();
+                app = storage.appender();
+            }
+            Some(e)
+        }
+    };
+    if let Some(e) = &scrape_err {
+        tracing::debug!(target_url = %ctx.target.url, err = %e, "Scrape failed");
+    }
+    let duration = started.elapsed();
+    ctx.target
+        .report(to_system_time(app_time), duration, scrape_err.as_ref());
+    let values = [
+        if scrape_err.is_none() { 1.0 } else { 0.0 },
+        duration.as_secs_f64(),
+        counts.total as f64,
+        counts.added as f64,
+        counts.series_added as f64,
+        ctx.target.timeout.seconds_f64(),
+        ctx.settings.sample_limit as f64,
+        body_bytes,
+    ];
+    let n = if ctx.settings.extra_metrics {
+        REPORT_SERIES
+    } else {
+        5
+    };
+    match report(&mut *app, cache, ctx.target, &values[..n], app_time) {
+        Ok(()) => {
+            if let Err(e) = app.commit() {
+                tracing::error!(target_url = %ctx.target.url, err = %e, "Scrape commit failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(target_url = %ctx.target.url, err = %e, "Appending scrape report failed");
+            app.rollback();
+        }
+    }
+    ScrapeResult {
+        err: scrape_err,
+        counts,
+        body_len,
+    }
+}
+
+/// Writes the stale markers of a loop that ends: every series of its last
+/// scrape and its report series, at `t`.
+pub(crate) fn end_of_run_staleness(
+    storage: &dyn Appendable,
+    cache: &mut ScrapeCache,
+    ctx: &AppendCtx<'_>,
+    t: Timestamp,
+) {
+    let mut app = storage.appender();
+    if let Err(e) = append_empty(&mut *app, cache, ctx.metrics, t) {
+        tracing::warn!(target_url = %ctx.target.url, err = %e, "Stale append failed");
+        app.rollback();
+        app = storage.appender();
+    }
+    for (r, l) in cache.report.iter().flatten() {
+        match app.append(*r, l, t, stale_nan()) {
+            Ok(_)
+            | Err(AppendError::OutOfOrder)
+            | Err(AppendError::Duplicate)
+            | Err(AppendError::OutOfBounds) => {}
+            Err(e) => {
+                tracing::warn!(target_url = %ctx.target.url, err = %e, "Stale report failed");
+            }
+        }
+    }
+    if let Err(e) = app.commit() {
+        tracing::warn!(target_url = %ctx.target.url, err = %e, "Stale commit failed");
+    }
+}
+
+/// An empty scrape: stale markers for everything of the previous scrape,
+/// and the cache moves on (without flushing).
+fn append_empty(
+    app: &mut (dyn Appender + Send + '_),
+    cache: &mut ScrapeCache,
+    metrics: &Metrics,
+    t: Timestamp,
+) -> Result<(), ScrapeError> {
+    let r = update_stale_markers(app, cache, t);
+    if cache.iter_done(false) {
+        inc(&metrics.cache_flush_forced);
+    }
+    r
+}
+
+fn update_stale_markers(
+    app: &mut (dyn Appender + Send + '_),
+    cache: &ScrapeCache,
+    t: Timestamp,
+) -> Result<(), ScrapeError> {
+    for (r, l) in cache.stale_series() {
+        match app.append(r, &l, t, stale_nan()) {
+            // Expected when a target went away and came back with a new loop
+            // that already wrote newer samples.
+            Ok(_)
+            | Err(AppendError::OutOfOrder)
+            | Err(AppendError::Duplicate)
+            | Err(AppendError::OutOfBounds) => {}
+            Err(e) => return Err(ScrapeError::Storage(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+fn report(
+    app: &mut (dyn Appender + Send + '_),
+    cache: &mut ScrapeCache,
+    target: &Target,
+    values: &[f64],
+    t: Timestamp,
+) -> Result<(), ScrapeError> {
+    for (i, &v) in values.iter().enumerate() {
+        let (r, l) = match &cache.report[i] {
+            Some((r, l)) => (*r, l.clone()),
+            None => (0, report_labels(REPORT_NAMES[i], target)),
+        };
+        match app.append(r, &l, t, v) {
+            Ok(nr) => cache.report[i] = Some((nr, l)),
+            Err(AppendError::OutOfOrder) | Err(AppendError::Duplicate) => {}
+            Err(e) => return Err(ScrapeError::Storage(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// A report series' labels: the target's labels and `__name__`.
+fn report_labels(name: &str, target: &Target) -> Labels {
+    let mut b = LabelsBuilder::from(&target.public);
+    b.set(METRIC_NAME, name);
+    b.build()
+}
+
+/// Appends the samples of a non-empty page, parsed per its content type.
+/// Returns the counts and, when the scrape must fail (and be rolled back),
+/// why.
+pub(crate) fn append_body(
+    app: &mut (dyn Appender + Send + '_),
+    cache: &mut ScrapeCache,
+    ctx: &AppendCtx<'_>,
+    body: &[u8],
+    content_type: Option<&str>,
+    app_time: Timestamp,
+) -> (Counts, Result<(), ScrapeError>) {
+    let s = ctx.settings;
+    let mut counts = Counts::default();
+    let mut err: Option<ScrapeError> = None;
+    let mut sample_limit_hit = false;
+    let mut limited = 0usize;
+    let max_time = pharos_model::sample::now_millis() + MAX_AHEAD_MS;
+    let mut b = LabelsBuilder::new();
+    let mut parser = Parser::new(body, pick_format(content_type, s.fallback_format));
+
+    while let Some(next) = parser.next_entry() {
+        let sample = match next {
+            Ok(Entry::Sample(x)) => x,
+            Ok(_) => continue,
+            Err(e) => {
+                err = Some(ScrapeError::Parse(e.to_string()));
+                break;
+            }
+        };
+        counts.total += 1;
+        let ts = if s.honor_timestamps {
+            sample.timestamp
+        } else {
+            None
+        };
+        let t = ts.unwrap_or(app_time);
+        let v = sample.value;
+        let series = sample.series;
+
+        if cache.is_dropped(series) {
+            continue;
+        }
+        let (series_ref, labels, cached, already) = match cache.get(series) {
+            Lookup::Hit {
+                series_ref,
+                labels,
+                already,
+            } => (series_ref, labels, true, already),
+            Lookup::Miss => {
+                if let Some(dup) = sample.duplicate_label_name() {
+                    // What the storage would say; the scrape fails.
+                    err = Some(ScrapeError::Storage(format!(
+                        "label name {dup:?} is not unique: invalid sample"
+                    )));
+                    break;
+                }
+                b.retain(|_, _| false);
+                sample.labels_into(&mut b);
+                if !mutate_sample_labels(
+                    &mut b,
+                    ctx.target,
+                    s.honor_labels,
+                    &s.metric_relabel_configs,
+                ) {
+                    cache.add_dropped(series);
+                    continue;
+                }
+                let labels = b.build();
+                if labels.is_empty() {
+                    cache.add_dropped(series);
+                    continue;
+                }
+                if !labels.has(METRIC_NAME) {
+                    err = Some(ScrapeError::MissingMetricName);
+                    break;
+                }
+                if let Err(e) = verify_label_limits(&labels, s) {
+                    inc(&ctx.metrics.exceeded_label_limits);
+                    err = Some(e);
+                    break;
+                }
+                (0, labels, false, false)
+            }
+        };
+
+        // Prometheus's appender chain: duplicate check, then the sample
+        // limit, then the time bound, then the storage.
+        let outcome: Result<Option<SeriesRef>, AppendError> = if already && ts.is_none() {
+            Err(AppendError::Duplicate)
+        } else {
+            let mut over_limit = false;
+            if s.sample_limit > 0 && (series_ref == 0 || !is_stale_nan(v)) {
+                limited += 1;
+                over_limit = limited > s.sample_limit;
+            }
+            if over_limit {
+                sample_limit_hit = true;
+                Ok(None)
+            } else if t > max_time {
+                Err(AppendError::OutOfBounds)
+            } else {
+                app.append(series_ref, &labels, t, v).map(Some)
+            }
+        };
+        let appended_ref = match outcome {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => None,
+            Err(AppendError::OutOfOrder) => {
+                inc(&ctx.metrics.sample_out_of_order);
+                None
+            }
+            Err(AppendError::Duplicate) => {
+                inc(&ctx.metrics.sample_duplicate);
+                None
+            }
+            Err(AppendError::OutOfBounds) => {
+                inc(&ctx.metrics.sample_out_of_bounds);
+                None
+            }
+            Err(e) => {
+                err = Some(ScrapeError::Storage(e.to_string()));
+                break;
+            }
+        };
+        if let Some(r) = appended_ref {
+            if cached {
+                if r != series_ref && r != 0 {
+                    cache.update_ref(series, r);
+                }
+                if ts.is_none() {
+                    cache.track(r, &labels);
+                }
+            } else {
+                if cache.add(series, r, labels.clone()) && ts.is_none() {
+                    cache.track(r, &labels);
+                }
+                if !sample_limit_hit {
+                    counts.series_added += 1;
+                }
+            }
+        }
+        counts.added += 1;
+    }
+
+    if sample_limit_hit {
+        if err.is_none() {
+            err = Some(ScrapeError::SampleLimit);
+        }
+        inc(&ctx.metrics.exceeded_sample_limit);
+    }
+    if err.is_none()
+        && let Err(e) = update_stale_markers(app, cache, app_time)
+    {
+        err = Some(e);
+    }
+    match err {
+        Some(e) => (counts, Err(e)),
+        None => {
+            if cache.iter_done(true) {
+                inc(&ctx.metrics.cache_flush_forced);
+            }
+            (counts, Ok(()))
+        }
+    }
+}
+
+/// Merges the target's labels into a scraped series and applies metric
+/// relabeling; false when the series is dropped.
+///
+/// With `honor_labels`, scraped values win. Without, the target's value is
+/// set and a clashing scraped value moves to `exported_<name>` (more
+/// `exported_` prefixes while that name is taken, shortest names first).
+pub(crate) fn mutate_sample_labels(
+    b: &mut LabelsBuilder,
+    target: &Target,
+    honor_labels: bool,
+    mrc: &[RelabelConfig],
+) -> bool {
+    if honor_labels {
+        for l in target.public.iter() {
+            if b.get(l.name).is_none() {
+                b.set(l.name, l.value);
+            }
+        }
+    } else {
+        let mut conflicts: Vec<(String, String)> = Vec::new();
+        for l in target.public.iter() {
+            if let Some(v) = b.get(l.name) {
+                conflicts.push((l.name.to_string(), v.to_string()));
+            }
+            b.set(l.name, l.value);
+        }
+        conflicts.sort_by_key(|(n, _)| n.len());
+        for (name, value) in conflicts {
+            let mut new_name = name;
+            loop {
+                new_name = format!("exported_{new_name}");
+                if b.get(&new_name).is_none() {
+                    b.set(&new_name, &value);
+                    break;
+                }
+            }
+        }
+    }
+    if mrc.is_empty() {
+        return true;
+    }
+    pharos_model::relabel::process_builder(b, mrc)
+}
+
+fn trunc(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn verify_label_limits(l: &Labels, s: &PoolSettings) -> Result<(), ScrapeError> {
+    let met = trunc(l.metric_name().unwrap_or(""), 50);
+    if s.label_limit > 0 {
+        let n = l.len();
+        if n > s.label_limit {
+            return Err(ScrapeError::LabelLimit(format!(
+                "label_limit exceeded (metric: {met}, number of labels: {n}, limit: {})",
+                s.label_limit
+            )));
+        }
+    }
+    if s.label_name_length_limit == 0 && s.label_value_length_limit == 0 {
+        return Ok(());
+    }
+    for lbl in l.iter() {
+        if s.label_name_length_limit > 0 && lbl.name.len() > s.label_name_length_limit {
+            return Err(ScrapeError::LabelLimit(format!(
+                "label_name_length_limit exceeded (metric: {met}, label name: {}, length: {}, limit: {})",
+                trunc(lbl.name, 50),
+                lbl.name.len(),
+                s.label_name_length_limit
+            )));
+        }
+        if s.label_value_length_limit > 0 && lbl.value.len() > s.label_value_length_limit {
+            return Err(ScrapeError::LabelLimit(format!(
+                "label_value_length_limit exceeded (metric: {met}, label name: {}, value: {:?}, length: {}, limit: {})",
+                trunc(lbl.name, 50),
+                trunc(lbl.value, 50),
+                lbl.value.len(),
+                s.label_value_length_limit
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! A scrape pool: one job's targets and their loops.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use pharos_config::ScrapeConfig;
+
+use pharos_exposition::Format;
+
+use crate::append::PoolSettings;
+use crate::metrics::Metrics;
+use crate::scrape_loop::LoopHandle;
+use crate::target::{
+    DroppedTarget, Target, TargetStatus, discovered_labels, populate_labels, target_url,
+};
+
+/// An active target and its running loop.
+pub(crate) struct ActiveTarget {
+    pub target: Arc<Target>,
+    pub handle: LoopHandle,
+}
+
+/// One job.
+pub(crate) struct ScrapePool {
+    /// The job's configuration; an equal one on reload keeps the pool
+    /// running untouched.
+    pub config: Arc<ScrapeConfig>,
+    pub active: Vec<ActiveTarget>,
+    pub dropped: Vec<DroppedTarget>,
+}
+
+impl ScrapePool {
+    pub fn targets(&self) -> impl Iterator<Item = TargetStatus> + '_ {
+        self.active.iter().map(|a| a.target.status())
+    }
+
+    pub fn dropped_targets(&self) -> impl Iterator<Item = TargetStatus> + '_ {
+        self.dropped
+            .iter()
+            .map(|d| d.status(&self.config.job_name, &self.config))
+    }
+}
+
+/// The loop settings of a job.
+pub(crate) fn settings(cfg: &ScrapeConfig, extra_metrics: bool) -> PoolSettings {
+    let us = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    PoolSettings {
+        honor_labels: cfg.honor_labels,
+        honor_timestamps: cfg.honor_timestamps,
+        sample_limit: us(cfg.sample_limit),
+        label_limit: us(cfg.label_limit),
+        label_name_length_limit: us(cfg.label_name_length_limit),
+        label_value_length_limit: us(cfg.label_value_length_limit),
+        body_size_limit: cfg.body_size_limit,
+        metric_relabel_configs: cfg.metric_relabel_configs.clone(),
+        extra_metrics,
+        accept_header: accept_header(&cfg.scrape_protocols),
+        fallback_format: cfg
+            .fallback_scrape_protocol
+            .as_deref()
+            .and_then(protocol_format),
+    }
+}
+
+/// The exposition format of a `scrape_protocols` name.
+fn protocol_format(p: &str) -> Option<Format> {
+    match p {
+        "OpenMetricsText1.0.0" | "OpenMetricsText0.0.1" => Some(Format::OpenMetrics),
+        "PrometheusText1.0.0" | "PrometheusText0.0.4" => Some(Format::PrometheusText),
+        _ => None,
+    }
+}
+
+/// The `Accept` header for the job's `scrape_protocols`, weighted in order
+/// as Prometheus's `acceptHeader` does (the default list gives
+/// [`pharos_exposition::SCRAPE_ACCEPT_HEADER`]). `PrometheusProto` is left
+/// out: pharos has no protobuf parser, so it must not invite that format.
+pub(crate) fn accept_header(protocols: &[String]) -> String {
+    let mut vals: Vec<String> = Vec::new();
+    let mut weight = 6;
+    for p in protocols {
+        let media = match p.as_str() {
+            "OpenMetricsText1.0.0" => {
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
+            }
+            "OpenMetricsText0.0.1" => "application/openmetrics-text;version=0.0.1",
+            "PrometheusText1.0.0" => "text/plain;version=1.0.0;escaping=allow-utf-8",
+            "PrometheusText0.0.4" => "text/plain;version=0.0.4",
+            _ => continue,
+        };
+        vals.push(format!("{media};q=0.{weight}"));
+        weight -= 1;
+    }
+    vals.push(format!("*/*;q=0.{weight}"));
+    vals.join(",")
+}
+
+/// Builds the targets of a job from its `static_configs`: active targets
+/// (deduplicated by labels and URL, first wins) and dropped ones. Targets
+/// that cannot be built are logged and counted.
+pub(crate) fn build_targets(
+    cfg: &ScrapeConfig,
+    metrics: &Metrics,
+) -> (Vec<Target>, Vec<DroppedTarget>) {
+    let mut active = Vec::new();
+    let mut dropped = Vec::new();
+    let mut seen = HashSet::new();
+    let mut failures = 0u64;
+    for (gi, group) in cfg.static_configs.iter().enumerate() {
+        for (i, addr) in group.targets.iter().enumerate() {
+            let discovered = discovered_labels(cfg, addr, &group.labels);
+            let built = populate_labels(&discovered, cfg).and_then(|l| match l {
+                None => Ok(None),
+                Some(l) => Target::new(&cfg.job_name, l, discovered.clone(), &cfg.params).map(Some),
+            });
+            match built {
+                Ok(Some(t)) => {
+                    if seen.insert(t.hash) {
+                        active.push(t);
+                    }
+                }
+                Ok(None) => dropped.push(DroppedTarget {
+                    url: target_url(&discovered, &cfg.params),
+                    discovered,
+                }),
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(
+                        scrape_pool = %cfg.job_name,
+                        err = %format!("instance {i} in group {gi}: {e}"),
+                        "Creating target failed"
+                    );
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        *metrics
+            .sync_failed
+            .lock()
+            .entry(cfg.job_name.clone())
+            .or_default() += failures;
+    }
+    (active, dropped)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_protocols_give_the_standard_accept_header() {
+        let d: Vec<String> = pharos_config::DEFAULT_SCRAPE_PROTOCOLS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(accept_header(&d), pharos_exposition::SCRAPE_ACCEPT_HEADER);
+        assert_eq!(
+            accept_header(&["PrometheusText0.0.4".to_string()]),
+            "text/plain;version=0.0.4;q=0.6,*/*;q=0.5"
+        );
+    }
+}

@@ -1,0 +1,994 @@
+//! End-to-end tests of the scrape subsystem against a real local HTTP
+//! server, plus direct tests of the append stage.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Response};
+
+use parking_lot::Mutex;
+use pharos_model::{Labels, is_stale_nan};
+use pharos_storage::{AppendError, Appendable, Appender, SeriesRef, StorageError};
+
+use crate::append::{AppendCtx, process_scrape};
+use crate::cache::ScrapeCache;
+use crate::fetch::Fetched;
+use crate::metrics::Metrics;
+use crate::target::Target;
+use crate::{Health, ScrapeError, ScrapeManager, ScrapeOptions};
+
+// ---------------------------------------------------------------------------
+// A recording storage: committed samples in order, Prometheus-like
+// out-of-order and duplicate rules, and a check that cached references are
+// the ones it handed out.
+
+#[derive(Default)]
+struct RecInner {
+    refs: HashMap<Labels, u64>,
+    last: HashMap<u64, (i64, u64)>,
+    samples: Vec<(Labels, i64, f64)>,
+    /// The reference passed with each append call.
+    passed_refs: Vec<u64>,
+    commits: usize,
+    rollbacks: usize,
+}
+
+#[derive(Clone, Default)]
+struct RecStorage(Arc<Mutex<RecInner>>);
+
+struct RecAppender<'a> {
+    s: &'a RecStorage,
+    pending: Vec<(u64, Labels, i64, f64)>,
+}
+
+impl Appendable for RecStorage {
+    fn appender(&self) -> Box<dyn Appender + Send + '_> {
+        Box::new(RecAppender {
+            s: self,
+            pending: Vec::new(),
+        })
+    }
+}
+
+impl Appender for RecAppender<'_> {
+    fn append(
+        &mut self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        let mut g = self.s.0.lock();
+        g.passed_refs.push(series_ref);
+        let next = g.refs.len() as u64 + 1;
+        let id = *g.refs.entry(labels.clone()).or_insert(next);
+        assert!(
+            series_ref == 0 || series_ref == id,
+            "stale reference {series_ref} for {labels} (is {id})"
+        );
+        let last = self
+            .pending
+            .iter()
+            .rev()
+            .find(|p| p.0 == id)
+            .map(|p| (p.2, p.3.to_bits()))
+            .or_else(|| g.last.get(&id).copied());
+        if let Some((lt, lv)) = last {
+            if t < lt {
+                return Err(AppendError::OutOfOrder);
+            }
+            if t == lt {
+                return if lv == v.to_bits() {
+                    Ok(id)
+                } else {
+                    Err(AppendError::Duplicate)
+                };
+            }
+        }
+        self.pending.push((id, labels.clone(), t, v));
+        Ok(id)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        let mut g = self.s.0.lock();
+        g.commits += 1;
+        for (id, l, t, v) in self.pending {
+            g.last.insert(id, (t, v.to_bits()));
+            g.samples.push((l, t, v));
+        }
+        Ok(())
+    }
+
+    fn rollback(self: Box<Self>) {
+        self.s.0.lock().rollbacks += 1;
+    }
+}
+
+impl RecStorage {
+    /// Committed samples of metric `name`, in append order.
+    fn series(&self, name: &str) -> Vec<(Labels, i64, f64)> {
+        self.0
+            .lock()
+            .samples
+            .iter()
+            .filter(|s| s.0.metric_name() == Some(name))
+            .cloned()
+            .collect()
+    }
+    fn values(&self, name: &str) -> Vec<f64> {
+        self.series(name).into_iter().map(|s| s.2).collect()
+    }
+    fn last_value(&self, name: &str) -> Option<f64> {
+        self.values(name).last().copied()
+    }
+    fn count(&self) -> usize {
+        self.0.lock().samples.len()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A fixture HTTP server whose page the test changes on the fly.
+
+#[derive(Clone)]
+struct Page {
+    status: u16,
+    body: Vec<u8>,
+    content_type: Option<String>,
+    gzip: bool,
+    delay: Duration,
+}
+
+impl Page {
+    fn text(body: &str) -> Page {
+        Page {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+            content_type: Some("text/plain; version=0.0.4; charset=utf-8".to_string()),
+            gzip: false,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Fixture {
+    page: Arc<Mutex<Page>>,
+    headers: Arc<Mutex<Option<HeaderMap>>>,
+    hits: Arc<AtomicUsize>,
+    addr: SocketAddr,
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+async fn handler(State(f): State<Fixture>, headers: HeaderMap) -> Response<Body> {
+    f.hits.fetch_add(1, Ordering::SeqCst);
+    *f.headers.lock() = Some(headers);
+    let p = f.page.lock().clone();
+    if !p.delay.is_zero() {
+        tokio::time::sleep(p.delay).await;
+    }
+    let mut r = Response::builder().status(p.status);
+    if let Some(ct) = &p.content_type {
+        r = r.header("content-type", ct.as_str());
+    }
+    let body = if p.gzip {
+        r = r.header("content-encoding", "gzip");
+        gz(&p.body)
+    } else {
+        p.body
+    };
+    r.body(Body::from(body)).unwrap()
+}
+
+async fn serve(page: Page) -> Fixture {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let f = Fixture {
+        page: Arc::new(Mutex::new(page)),
+        headers: Arc::new(Mutex::new(None)),
+        hits: Arc::new(AtomicUsize::new(0)),
+        addr,
+    };
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(handler))
+        .with_state(f.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    f
+}
+
+impl Fixture {
+    fn set(&self, p: Page) {
+        *self.page.lock() = p;
+    }
+}
+
+fn config(yaml: &str) -> pharos_config::Config {
+    pharos_config::load_str(yaml, "test.yml").unwrap()
+}
+
+/// A one-job config scraping `addrs` every 100ms; `extra` is appended to the
+/// job (indented by the caller's text).
+fn job(name: &str, addrs: &[SocketAddr], extra: &str) -> String {
+    let targets: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
+    format!(
+        "  - job_name: {name}\n    scrape_interval: 100ms\n    scrape_timeout: 80ms\n{extra}    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    )
+}
+
+fn manager(storage: &RecStorage) -> ScrapeManager {
+    ScrapeManager::new(
+        Arc::new(storage.clone()),
+        ScrapeOptions {
+            skip_offset: true,
+            ..ScrapeOptions::default()
+        },
+    )
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn get<'a>(l: &'a Labels, n: &str) -> &'a str {
+    l.get(n).unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn up_synthetic_series_and_headers() {
+    let f = serve(Page::text("a 1\nb{x=\"y\"} 2\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("two scrapes", || st.values("up").len() >= 2).await;
+
+    let inst = f.addr.to_string();
+    let a = st.series("a");
+    assert_eq!(get(&a[0].0, "job"), "j");
+    assert_eq!(get(&a[0].0, "instance"), inst);
+    assert_eq!(a[0].0.len(), 3, "only __name__, instance, job: {}", a[0].0);
+    assert_eq!(a[0].2, 1.0);
+    assert_eq!(get(&st.series("b")[0].0, "x"), "y");
+    let up = st.series("up");
+    assert_eq!(up[0].2, 1.0);
+    assert_eq!(get(&up[0].0, "job"), "j");
+    assert_eq!(get(&up[0].0, "instance"), inst);
+    // The report series share the scrape timestamp with the samples.
+    assert_eq!(up[0].1, a[0].1);
+    assert_eq!(st.values("scrape_samples_scraped")[0], 2.0);
+    assert_eq!(st.values("scrape_samples_post_metric_relabeling")[0], 2.0);
+    let added = st.values("scrape_series_added");
+    assert_eq!(
+        &added[..2],
+        &[2.0, 0.0],
+        "new series only on the first scrape"
+    );
+    let d = st.values("scrape_duration_seconds")[0];
+    assert!(d > 0.0 && d < 1.0, "{d}");
+    // Scrapes are one interval apart.
+    let dt = up[1].1 - up[0].1;
+    assert!((80..=200).contains(&dt), "{dt}");
+
+    let h = f.headers.lock().clone().unwrap();
+    assert_eq!(
+        h.get("accept").unwrap().to_str().unwrap(),
+        pharos_exposition::SCRAPE_ACCEPT_HEADER
+    );
+    assert_eq!(h.get("accept-encoding").unwrap(), "gzip");
+    assert_eq!(
+        h.get("x-prometheus-scrape-timeout-seconds").unwrap(),
+        "0.08"
+    );
+    assert!(
+        h.get("user-agent")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("pharos/")
+    );
+
+    let ts = m.targets();
+    assert_eq!(ts.len(), 1);
+    assert_eq!(ts[0].health, Health::Up);
+    assert_eq!(ts[0].last_error, "");
+    assert_eq!(ts[0].scrape_url, format!("http://{inst}/metrics"));
+    assert_eq!(ts[0].scrape_pool, "j");
+    assert!(ts[0].last_scrape.is_some());
+    assert_eq!(ts[0].scrape_interval, pharos_model::Duration(100));
+    assert_eq!(get(&ts[0].labels, "instance"), inst);
+    assert!(!ts[0].labels.has("__address__"));
+    assert_eq!(get(&ts[0].discovered_labels, "__address__"), inst);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn failures_set_up_zero_and_last_error() {
+    // 404.
+    let mut p = Page::text("a 1\n");
+    p.status = 404;
+    let f404 = serve(p).await;
+    // Slower than the timeout.
+    let mut p = Page::text("a 1\n");
+    p.delay = Duration::from_millis(500);
+    let fslow = serve(p).await;
+    // Nobody listening.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}{}{}",
+        job("nf", &[f404.addr], ""),
+        job("slow", &[fslow.addr], ""),
+        job("refused", &[refused], "")
+    )));
+    wait_for("all targets scraped", || {
+        m.targets().iter().all(|t| t.health == Health::Down)
+    })
+    .await;
+    let by_job: HashMap<String, String> = m
+        .targets()
+        .into_iter()
+        .map(|t| (t.scrape_pool, t.last_error))
+        .collect();
+    assert_eq!(by_job["nf"], "server returned HTTP status 404 Not Found");
+    assert!(
+        by_job["slow"].ends_with("context deadline exceeded"),
+        "{}",
+        by_job["slow"]
+    );
+    assert!(by_job["slow"].starts_with(&format!("Get \"http://{}/metrics\"", fslow.addr)));
+    assert!(
+        by_job["refused"].contains("connection refused"),
+        "{}",
+        by_job["refused"]
+    );
+    for s in st.series("up") {
+        assert_eq!(s.2, 0.0, "{}", s.0);
+    }
+    assert!(st.series("a").is_empty());
+    assert_eq!(st.values("scrape_samples_scraped")[0], 0.0);
+    // The slow scrape's duration reflects the timeout.
+    let slow_dur = st
+        .series("scrape_duration_seconds")
+        .into_iter()
+        .find(|s| get(&s.0, "job") == "slow")
+        .unwrap()
+        .2;
+    assert!((0.07..0.4).contains(&slow_dur), "{slow_dur}");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn honor_labels_both_ways() {
+    let page = "m{job=\"other\",instance=\"i2\",exported_job=\"z\",k=\"v\"} 1\n";
+    let f = serve(Page::text(page)).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}{}",
+        job("plain", &[f.addr], ""),
+        job("honor", &[f.addr], "    honor_labels: true\n")
+    )));
+    wait_for("both jobs", || st.values("up").len() >= 2).await;
+    let ms = st.series("m");
+    let plain = ms.iter().find(|s| get(&s.0, "job") == "plain").unwrap();
+    assert_eq!(get(&plain.0, "instance"), f.addr.to_string());
+    assert_eq!(get(&plain.0, "exported_instance"), "i2");
+    // `exported_job` was taken by the page, so the clash moves one further.
+    assert_eq!(get(&plain.0, "exported_job"), "z");
+    assert_eq!(get(&plain.0, "exported_exported_job"), "other");
+    assert_eq!(get(&plain.0, "k"), "v");
+    let honor = ms.iter().find(|s| get(&s.0, "job") == "other").unwrap();
+    assert_eq!(get(&honor.0, "instance"), "i2");
+    assert!(!honor.0.has("exported_instance"));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn metric_relabel_drop() {
+    let f = serve(Page::text("drop_me 1\nkeep_me 2\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    let extra = "    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: drop_.*\n        action: drop\n";
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], extra)
+    )));
+    wait_for("two scrapes", || st.values("up").len() >= 2).await;
+    assert!(st.series("drop_me").is_empty());
+    assert_eq!(st.values("keep_me")[0], 2.0);
+    assert_eq!(st.values("scrape_samples_scraped")[..2], [2.0, 2.0]);
+    assert_eq!(
+        st.values("scrape_samples_post_metric_relabeling")[..2],
+        [1.0, 1.0]
+    );
+    assert_eq!(st.values("up")[..2], [1.0, 1.0]);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn sample_limit_rolls_back_and_marks_stale() {
+    let f = serve(Page::text("a 1\nb 2\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "    sample_limit: 2\n")
+    )));
+    wait_for("a good scrape", || st.last_value("up") == Some(1.0)).await;
+    f.set(Page::text("a 1\nb 2\nc 3\n"));
+    wait_for("a limited scrape", || st.last_value("up") == Some(0.0)).await;
+    let t = &m.targets()[0];
+    assert_eq!(t.health, Health::Down);
+    assert_eq!(t.last_error, "sample limit exceeded");
+    // Nothing of the limited page was kept; what it replaced went stale.
+    assert!(st.series("c").is_empty());
+    assert!(st.values("a").iter().any(|v| is_stale_nan(*v)));
+    assert!(st.values("b").iter().any(|v| is_stale_nan(*v)));
+    assert_eq!(st.last_value("scrape_samples_scraped"), Some(3.0));
+    let mut out = String::new();
+    m.write_metrics(&mut out);
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("pharos_target_scrapes_exceeded_sample_limit_total ")
+                && !l.ends_with(" 0")
+        ),
+        "{out}"
+    );
+    // Back under the limit: up again, `a` and `b` come back.
+    f.set(Page::text("a 5\nb 6\n"));
+    wait_for("recovery", || st.last_value("a") == Some(5.0)).await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn staleness_when_a_series_leaves_and_when_the_target_fails() {
+    let f = serve(Page::text("a 1\nb 2\nc 3 1700000000000\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("b scraped", || !st.series("b").is_empty()).await;
+    f.set(Page::text("a 1\n"));
+    wait_for("b stale", || st.last_value("b").is_some_and(is_stale_nan)).await;
+    // The marker carries the timestamp of the scrape that missed `b`.
+    let b_stale = st.series("b").last().unwrap().1;
+    let ups = st.series("up");
+    assert!(ups.iter().any(|u| u.1 == b_stale && u.2 == 1.0));
+    assert!(!st.values("a").iter().any(|v| is_stale_nan(*v)));
+    // `c` carried its own timestamp: never marked stale.
+    assert!(!st.values("c").iter().any(|v| is_stale_nan(*v)));
+    assert_eq!(st.series("c")[0].1, 1_700_000_000_000);
+
+    let mut p = Page::text("");
+    p.status = 500;
+    f.set(p);
+    wait_for("a stale", || st.last_value("a").is_some_and(is_stale_nan)).await;
+    assert_eq!(st.last_value("up"), Some(0.0));
+    assert_eq!(
+        m.targets()[0].last_error,
+        "server returned HTTP status 500 Internal Server Error"
+    );
+    // Only one stale marker per series.
+    let n = st.values("a").iter().filter(|v| is_stale_nan(**v)).count();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        st.values("a").iter().filter(|v| is_stale_nan(**v)).count(),
+        n
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn gzip_body() {
+    let mut p = Page::text("zipped{a=\"b\"} 42\n");
+    p.gzip = true;
+    let f = serve(p).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("scrape", || !st.values("up").is_empty()).await;
+    assert_eq!(st.values("zipped"), vec![42.0]);
+    assert_eq!(st.values("up")[0], 1.0);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn body_size_limit() {
+    let page = "some_metric_with_a_long_name 1\n".repeat(10);
+    let plain = serve(Page::text(&page)).await;
+    let mut p = Page::text(&page);
+    p.gzip = true;
+    let zipped = serve(p).await;
+    let small = serve(Page::text("x 1\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    let lim = "    body_size_limit: 100B\n";
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}{}{}",
+        job("plain", &[plain.addr], lim),
+        job("zipped", &[zipped.addr], lim),
+        job("small", &[small.addr], lim)
+    )));
+    wait_for("three scrapes", || {
+        m.targets().iter().all(|t| t.health != Health::Unknown)
+    })
+    .await;
+    for t in m.targets() {
+        match t.scrape_pool.as_str() {
+            "small" => assert_eq!(t.health, Health::Up),
+            _ => {
+                assert_eq!(t.health, Health::Down, "{}", t.scrape_pool);
+                assert_eq!(t.last_error, "body size limit exceeded");
+            }
+        }
+    }
+    assert!(st.series("some_metric_with_a_long_name").is_empty());
+    assert_eq!(st.values("x"), vec![1.0]);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn openmetrics_content_type() {
+    // Float-second timestamps only parse as OpenMetrics.
+    let mut p = Page::text("# TYPE om counter\nom_total 7 1700000000.5\n# EOF\n");
+    p.content_type = Some("application/openmetrics-text; version=1.0.0; charset=utf-8".into());
+    let f = serve(p).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("scrape", || !st.values("up").is_empty()).await;
+    assert_eq!(m.targets()[0].last_error, "");
+    let om = st.series("om_total");
+    assert_eq!(om[0].2, 7.0);
+    assert_eq!(om[0].1, 1_700_000_000_500);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn honor_timestamps_false_uses_scrape_time() {
+    let f = serve(Page::text("old 1 1000\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "    honor_timestamps: false\n")
+    )));
+    wait_for("scrape", || !st.values("up").is_empty()).await;
+    let old = st.series("old");
+    assert_eq!(old[0].1, st.series("up")[0].1);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn target_labels_params_and_dropped_targets() {
+    let f = serve(Page::text("a 1\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    let yaml = format!(
+        "scrape_configs:
+  - job_name: j
+    scrape_interval: 100ms
+    scrape_timeout: 80ms
+    params:
+      module: [m1]
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: 'drop.*'
+        action: drop
+      - source_labels: [__param_module]
+        target_label: module
+    static_configs:
+      - targets: ['{}', 'drop.example:9']
+        labels:
+          team: t1
+",
+        f.addr
+    );
+    m.apply_config(&config(&yaml));
+    wait_for("scrape", || !st.values("up").is_empty()).await;
+    let ts = m.targets();
+    assert_eq!(ts.len(), 1);
+    assert_eq!(
+        ts[0].scrape_url,
+        format!("http://{}/metrics?module=m1", f.addr)
+    );
+    assert_eq!(get(&ts[0].labels, "team"), "t1");
+    assert_eq!(get(&ts[0].labels, "module"), "m1");
+    let a = &st.series("a")[0].0;
+    assert_eq!(get(a, "team"), "t1");
+    assert_eq!(get(a, "module"), "m1");
+    let d = m.dropped_targets();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        get(&d[0].discovered_labels, "__address__"),
+        "drop.example:9"
+    );
+    assert_eq!(get(&d[0].discovered_labels, "__scrape_interval__"), "100ms");
+    assert_eq!(get(&d[0].discovered_labels, "__param_module"), "m1");
+    assert_eq!(get(&d[0].discovered_labels, "job"), "j");
+    assert!(d[0].labels.is_empty());
+    let q = f.headers.lock().clone();
+    assert!(q.is_some());
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn reload_keeps_unchanged_pools_and_stales_removed_targets() {
+    let f1 = serve(Page::text("one 1\n")).await;
+    let f2 = serve(Page::text("two 2\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    let both = config(&format!(
+        "scrape_configs:\n{}{}",
+        job("a", &[f1.addr], ""),
+        job("b", &[f2.addr], "")
+    ));
+    m.apply_config(&both);
+    wait_for("both", || {
+        !st.series("one").is_empty() && !st.series("two").is_empty()
+    })
+    .await;
+    // Same config again: nothing restarts.
+    m.apply_config(&both);
+    let mut out = String::new();
+    m.write_metrics(&mut out);
+    assert!(
+        out.contains("pharos_target_scrape_pools_total 2\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pharos_target_scrape_pool_reloads_total 0\n"),
+        "{out}"
+    );
+    // Drop job b: its series go stale about two intervals later.
+    let only_a = config(&format!("scrape_configs:\n{}", job("a", &[f1.addr], "")));
+    m.apply_config(&only_a);
+    assert_eq!(m.targets().len(), 1);
+    wait_for("two stale", || {
+        st.last_value("two").is_some_and(is_stale_nan)
+    })
+    .await;
+    assert!(st.last_value("up").is_some());
+    let b_up: Vec<f64> = st
+        .series("up")
+        .into_iter()
+        .filter(|s| get(&s.0, "job") == "b")
+        .map(|s| s.2)
+        .collect();
+    assert!(b_up.last().is_some_and(|v| is_stale_nan(*v)), "{b_up:?}");
+    assert!(!st.values("one").iter().any(|v| is_stale_nan(*v)));
+    // Changing only the sample limit of `a` restarts its loop but hands the
+    // cache over: no stale marker for `one`, scraping goes on.
+    let a_limited = config(&format!(
+        "scrape_configs:\n{}",
+        job("a", &[f1.addr], "    sample_limit: 100\n")
+    ));
+    m.apply_config(&a_limited);
+    let mut out = String::new();
+    m.write_metrics(&mut out);
+    assert!(
+        out.contains("pharos_target_scrape_pool_reloads_total 1\n"),
+        "{out}"
+    );
+    let n = st.values("one").len();
+    wait_for("more scrapes", || st.values("one").len() >= n + 2).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!st.values("one").iter().any(|v| is_stale_nan(*v)));
+    m.stop().await;
+    // Stopping writes stale markers for everything left.
+    assert!(st.last_value("one").is_some_and(is_stale_nan));
+}
+
+#[tokio::test]
+async fn stop_writes_stale_markers_and_is_prompt() {
+    let f = serve(Page::text("a 1\n")).await;
+    // A target that hangs (well within its long timeout).
+    let mut p = Page::text("h 1\n");
+    p.delay = Duration::from_secs(5);
+    let hanging = serve(p).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    let slow_job = job("hang", &[hanging.addr], "")
+        .replace("100ms", "10s")
+        .replace("80ms", "10s");
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}{}",
+        job("j", &[f.addr], ""),
+        slow_job
+    )));
+    wait_for("scrape", || !st.values("up").is_empty()).await;
+    wait_for("hanging request", || {
+        hanging.hits.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let t0 = Instant::now();
+    m.stop().await;
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(st.last_value("a").is_some_and(is_stale_nan));
+    assert!(st.last_value("up").is_some_and(is_stale_nan));
+    assert!(
+        st.last_value("scrape_duration_seconds")
+            .is_some_and(is_stale_nan)
+    );
+    assert!(st.series("h").is_empty());
+    assert!(m.targets().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// The append stage on its own.
+
+fn test_target(pairs: &[(&str, &str)]) -> Target {
+    let mut all = vec![
+        ("__address__", "h:1"),
+        ("__scheme__", "http"),
+        ("__metrics_path__", "/metrics"),
+        ("__scrape_interval__", "1s"),
+        ("__scrape_timeout__", "1s"),
+        ("job", "j"),
+        ("instance", "h:1"),
+    ];
+    all.extend_from_slice(pairs);
+    let l = Labels::from_pairs(&all);
+    Target::new("j", l.clone(), l, &Default::default()).unwrap()
+}
+
+fn settings() -> crate::append::PoolSettings {
+    crate::append::PoolSettings {
+        honor_labels: false,
+        honor_timestamps: true,
+        sample_limit: 0,
+        label_limit: 0,
+        label_name_length_limit: 0,
+        label_value_length_limit: 0,
+        body_size_limit: 0,
+        metric_relabel_configs: Vec::new(),
+        extra_metrics: false,
+        accept_header: String::new(),
+        fallback_format: None,
+    }
+}
+
+fn page(body: &str) -> Result<Fetched, ScrapeError> {
+    Ok(Fetched {
+        body: body.as_bytes().to_vec(),
+        gzip: false,
+        content_type: None,
+    })
+}
+
+#[test]
+fn steady_state_scrapes_append_by_reference() {
+    let st = RecStorage::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let body = "a 1\nb{x=\"1\"} 2\nc 3\n";
+    let r = process_scrape(&st, &mut cache, &ctx, page(body), 1000, Instant::now());
+    assert!(r.err.is_none());
+    assert_eq!(r.counts.series_added, 3);
+    st.0.lock().passed_refs.clear();
+    let r = process_scrape(&st, &mut cache, &ctx, page(body), 2000, Instant::now());
+    assert!(r.err.is_none());
+    assert_eq!(r.counts.series_added, 0);
+    // Every append of the second scrape (samples and report) used a cached
+    // reference: no label set was looked up or rebuilt.
+    let refs = st.0.lock().passed_refs.clone();
+    assert_eq!(refs.len(), 3 + 5);
+    assert!(refs.iter().all(|r| *r != 0), "{refs:?}");
+}
+
+#[test]
+fn duplicates_within_a_page_are_counted_not_fatal() {
+    let st = RecStorage::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let r = process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        page("a 1\na 2\n"),
+        1000,
+        Instant::now(),
+    );
+    assert!(r.err.is_none());
+    process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        page("a 1\na 2\n"),
+        2000,
+        Instant::now(),
+    );
+    assert!(metrics.sample_duplicate.load(Ordering::Relaxed) >= 1);
+    assert_eq!(st.values("a"), vec![1.0, 1.0]);
+    // An older explicit timestamp is out of order: counted, scrape fine.
+    let r = process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        page("a 1\nz 1 1\nz 1 0\n"),
+        3000,
+        Instant::now(),
+    );
+    assert!(r.err.is_none(), "{:?}", r.err);
+    assert_eq!(metrics.sample_out_of_order.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn label_limits_fail_the_scrape() {
+    let st = RecStorage::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let metrics = Metrics::default();
+    let mut s = settings();
+    s.label_limit = 4;
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    // __name__, instance, job + 2 = 5 labels.
+    let r = process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        page("ok 1\nm{a=\"1\",b=\"2\"} 1\n"),
+        1000,
+        Instant::now(),
+    );
+    assert_eq!(
+        r.err.map(|e| e.to_string()),
+        Some("label_limit exceeded (metric: m, number of labels: 5, limit: 4)".to_string())
+    );
+    assert!(st.series("ok").is_empty(), "rolled back");
+    assert_eq!(st.values("up"), vec![0.0]);
+
+    let mut s = settings();
+    s.label_value_length_limit = 3;
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let r = process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        page("m{a=\"long\"} 1\n"),
+        2000,
+        Instant::now(),
+    );
+    assert!(
+        r.err
+            .unwrap()
+            .to_string()
+            .starts_with("label_value_length_limit exceeded (metric: m, label name: a")
+    );
+    assert_eq!(metrics.exceeded_label_limits.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn parse_errors_fail_the_scrape_and_stale_the_previous_series() {
+    let st = RecStorage::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    process_scrape(&st, &mut cache, &ctx, page("a 1\n"), 1000, Instant::now());
+    let r = process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        page("a 2\nb{ 1\n"),
+        2000,
+        Instant::now(),
+    );
+    assert!(matches!(r.err, Some(ScrapeError::Parse(_))), "{:?}", r.err);
+    // `a 2` was rolled back; `a` is stale at the failed scrape's time.
+    let a = st.series("a");
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[1].1, 2000);
+    assert!(is_stale_nan(a[1].2));
+    assert_eq!(st.values("up"), vec![1.0, 0.0]);
+}
+
+#[test]
+fn empty_page_is_up_but_stales_everything() {
+    let st = RecStorage::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    process_scrape(&st, &mut cache, &ctx, page("a 1\n"), 1000, Instant::now());
+    let r = process_scrape(&st, &mut cache, &ctx, page(""), 2000, Instant::now());
+    assert!(r.err.is_none());
+    assert!(is_stale_nan(st.last_value("a").unwrap()));
+    assert_eq!(st.values("up"), vec![1.0, 1.0]);
+    assert!(st.count() > 0);
+}
+
+#[test]
+fn extra_metrics_are_reported() {
+    let st = RecStorage::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let mut s = settings();
+    s.extra_metrics = true;
+    s.sample_limit = 10;
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    process_scrape(&st, &mut cache, &ctx, page("a 1\n"), 1000, Instant::now());
+    assert_eq!(st.values("scrape_timeout_seconds"), vec![1.0]);
+    assert_eq!(st.values("scrape_sample_limit"), vec![10.0]);
+    assert_eq!(st.values("scrape_body_size_bytes"), vec![4.0]);
+    process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        Err(ScrapeError::BodySizeLimit),
+        2000,
+        Instant::now(),
+    );
+    assert_eq!(st.last_value("scrape_body_size_bytes"), Some(-1.0));
+}
