@@ -839,6 +839,9 @@ fn rewrite_yaml_message(msg: &str) -> String {
             .unwrap_or(rest);
         return format!("duplicate key {key:?}");
     }
+    if msg.starts_with("budget breached") {
+        return format!("YAML too large or too many aliases ({msg})");
+    }
     if msg.starts_with("multiple YAML documents detected") {
         return "multiple YAML documents in one file are not supported".to_string();
     }

@@ -1024,3 +1024,20 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn alias_bombs_are_rejected_quickly() {
+    // Inside a key whose value is skipped whole, so the parser itself must
+    // refuse to replay 10^12 aliased nodes.
+    let mut s = String::from("remote_write:\n  - &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        s.push_str(&format!(
+            "  - &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let e = load_with_env(&s, "p.yml", &env).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{e}");
+    assert!(e.to_string().contains("YAML too large"), "{e}");
+}
