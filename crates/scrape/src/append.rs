@@ -352,10 +352,8 @@ pub(crate) fn append_body(
         let v = sample.value;
         let series = sample.series;
 
-        if cache.is_dropped(series) {
-            continue;
-        }
         let (series_ref, labels, cached, already) = match cache.get(series) {
+            Lookup::Dropped => continue,
             Lookup::Hit {
                 series_ref,
                 labels,

@@ -8,20 +8,52 @@
 //! is what gets stale markers.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pharos_model::Labels;
 use pharos_storage::SeriesRef;
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
-type Map<K, V> = HashMap<K, V, Xxh3DefaultBuilder>;
+/// Hashes a byte key with one-shot xxh3 (the std `Hash` of a slice is a
+/// length then the bytes; both fold into the state), and a `u64` key with
+/// the splitmix64 finaliser. Both are much cheaper per lookup than SipHash
+/// or a streaming hasher, and the keys are not attacker-chosen in a way that
+/// matters (a target can only slow down its own cache).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
 
-/// A cached series.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = mix64(self.0 ^ n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// A cached series: kept (with labels and reference) or dropped by metric
+/// relabeling.
 #[derive(Debug, Clone)]
-pub(crate) struct CacheEntry {
-    pub series_ref: SeriesRef,
-    pub labels: Labels,
+struct CacheEntry {
+    series_ref: SeriesRef,
+    /// `None` for a series metric relabeling drops.
+    labels: Option<Labels>,
     /// The iteration that last saw this series.
-    pub last_iter: u64,
+    last_iter: u64,
 }
 
 /// The report series (`up`, `scrape_duration_seconds`, ...), by index.
@@ -35,7 +67,6 @@ pub(crate) struct ScrapeCache {
     /// Number of entries after the last successful scrape.
     successful_count: usize,
     series: Map<Box<[u8]>, CacheEntry>,
-    dropped: Map<Box<[u8]>, u64>,
     /// Series appended by this scrape (without explicit timestamps).
     cur: Map<SeriesRef, Labels>,
     /// Series appended by the previous scrape.
@@ -50,6 +81,8 @@ pub(crate) struct ScrapeCache {
 pub(crate) enum Lookup {
     /// Not cached.
     Miss,
+    /// Metric relabeling drops this series.
+    Dropped,
     /// Cached; `already` is true when this scrape already had the series.
     Hit {
         series_ref: SeriesRef,
@@ -70,7 +103,7 @@ impl ScrapeCache {
 
     /// Number of cached series (kept and dropped).
     pub fn len(&self) -> usize {
-        self.series.len() + self.dropped.len()
+        self.series.len()
     }
 
     /// Looks `series` up and marks it seen in this iteration.
@@ -80,10 +113,13 @@ impl ScrapeCache {
             Some(e) => {
                 let already = e.last_iter == self.iter;
                 e.last_iter = self.iter;
-                Lookup::Hit {
-                    series_ref: e.series_ref,
-                    labels: e.labels.clone(),
-                    already,
+                match &e.labels {
+                    None => Lookup::Dropped,
+                    Some(l) => Lookup::Hit {
+                        series_ref: e.series_ref,
+                        labels: l.clone(),
+                        already,
+                    },
                 }
             }
         }
@@ -97,20 +133,16 @@ impl ScrapeCache {
         }
     }
 
-    /// True when metric relabeling dropped `series` before; marks it seen.
-    pub fn is_dropped(&mut self, series: &[u8]) -> bool {
-        match self.dropped.get_mut(series) {
-            Some(it) => {
-                *it = self.iter;
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Remembers that metric relabeling drops `series`.
     pub fn add_dropped(&mut self, series: &[u8]) {
-        self.dropped.insert(series.into(), self.iter);
+        self.series.insert(
+            series.into(),
+            CacheEntry {
+                series_ref: 0,
+                labels: None,
+                last_iter: self.iter,
+            },
+        );
     }
 
     /// Caches a newly appended series. A zero reference is not cached (the
@@ -125,7 +157,7 @@ impl ScrapeCache {
             key,
             CacheEntry {
                 series_ref,
-                labels,
+                labels: Some(labels),
                 last_iter: self.iter,
             },
         );
@@ -177,7 +209,6 @@ impl ScrapeCache {
         if flush {
             let it = self.iter;
             self.series.retain(|_, e| e.last_iter == it);
-            self.dropped.retain(|_, i| *i == it);
         }
         std::mem::swap(&mut self.prev, &mut self.cur);
         self.cur.clear();
@@ -215,7 +246,7 @@ mod tests {
                 assert_eq!(series_ref, 1);
                 assert!(!already);
             }
-            Lookup::Miss => panic!("expected hit"),
+            _ => panic!("expected hit"),
         }
         assert!(matches!(c.get(b"a"), Lookup::Hit { already: true, .. }));
         c.track(1, &l("a"));
@@ -247,8 +278,8 @@ mod tests {
     fn dropped_entries_and_forced_flush() {
         let mut c = ScrapeCache::new();
         c.add_dropped(b"x");
-        assert!(c.is_dropped(b"x"));
-        assert!(!c.is_dropped(b"y"));
+        assert!(matches!(c.get(b"x"), Lookup::Dropped));
+        assert!(matches!(c.get(b"y"), Lookup::Miss));
         c.iter_done(true);
         for i in 0..1100u64 {
             c.add(format!("s{i}").as_bytes(), i + 1, l("s"));
@@ -256,6 +287,6 @@ mod tests {
         assert!(c.iter_done(false), "growth past 2x+1000 forces a flush");
         // The flush keeps what this iteration saw and forgets the rest.
         assert_eq!(c.len(), 1100);
-        assert!(!c.is_dropped(b"x"));
+        assert!(matches!(c.get(b"x"), Lookup::Miss));
     }
 }

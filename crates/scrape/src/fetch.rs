@@ -66,6 +66,13 @@ async fn fetch_inner(
     body_size_limit: u64,
     size_hint: usize,
 ) -> Result<Fetched, ScrapeError> {
+    if url.starts_with("https:") {
+        // The workspace builds reqwest without a TLS backend.
+        return Err(ScrapeError::Http {
+            url: url.to_string(),
+            message: "https scraping is not supported by this build (no TLS backend)".to_string(),
+        });
+    }
     let http_err = |e: reqwest::Error| ScrapeError::Http {
         url: url.to_string(),
         message: describe(&e, url),

@@ -992,3 +992,69 @@ fn extra_metrics_are_reported() {
     );
     assert_eq!(st.last_value("scrape_body_size_bytes"), Some(-1.0));
 }
+
+// ---------------------------------------------------------------------------
+// The real head as storage.
+
+fn head_samples(h: &pharos_tsdb::Head, name: &str) -> Vec<(Labels, Vec<pharos_model::Sample>)> {
+    use pharos_storage::Queryable;
+    let q = h.querier(i64::MIN, i64::MAX).unwrap();
+    let mut set = q.select(
+        true,
+        None,
+        &[pharos_model::Matcher::equal("__name__", name)],
+    );
+    let mut out = Vec::new();
+    while let Some(mut s) = set.next() {
+        let mut v = Vec::new();
+        while let Some(x) = s.samples.next() {
+            v.push(x);
+        }
+        out.push((s.labels, v));
+    }
+    out
+}
+
+#[tokio::test]
+async fn scrape_into_head_with_staleness() {
+    let f = serve(Page::text("a 1\nb{x=\"y\"} 2\n")).await;
+    let head = pharos_tsdb::Head::default();
+    let m = ScrapeManager::new(
+        Arc::new(head.clone()),
+        ScrapeOptions {
+            skip_offset: true,
+            ..ScrapeOptions::default()
+        },
+    );
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("two scrapes in the head", || {
+        head_samples(&head, "up")
+            .first()
+            .is_some_and(|s| s.1.len() >= 2)
+    })
+    .await;
+    let up = head_samples(&head, "up");
+    assert_eq!(up.len(), 1);
+    assert_eq!(get(&up[0].0, "instance"), f.addr.to_string());
+    assert!(up[0].1.iter().all(|s| s.v == 1.0));
+    let b = head_samples(&head, "b");
+    assert_eq!(get(&b[0].0, "x"), "y");
+    assert_eq!(get(&b[0].0, "job"), "j");
+
+    f.set(Page::text("a 1\n"));
+    wait_for("b stale in the head", || {
+        head_samples(&head, "b")
+            .first()
+            .and_then(|s| s.1.last().copied())
+            .is_some_and(|s| is_stale_nan(s.v))
+    })
+    .await;
+    m.stop().await;
+    let a = head_samples(&head, "a");
+    assert!(is_stale_nan(a[0].1.last().unwrap().v));
+    let up = head_samples(&head, "up");
+    assert!(is_stale_nan(up[0].1.last().unwrap().v));
+}
