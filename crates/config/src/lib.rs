@@ -72,6 +72,19 @@ pub struct Config {
     pub original: String,
 }
 
+impl Default for Config {
+    /// What an empty file loads to: Prometheus's global defaults, no jobs,
+    /// no rule files.
+    fn default() -> Self {
+        Config {
+            global: GlobalConfig::default(),
+            scrape_configs: Vec::new(),
+            rule_files: Vec::new(),
+            original: String::new(),
+        }
+    }
+}
+
 /// The `global` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalConfig {

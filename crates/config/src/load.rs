@@ -221,12 +221,7 @@ impl Cx<'_> {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
         let Some(raw) = raw else {
-            return Ok(Config {
-                global: GlobalConfig::default(),
-                scrape_configs: Vec::new(),
-                rule_files: Vec::new(),
-                original: String::new(),
-            });
+            return Ok(Config::default());
         };
         reject_unsupported!(
             self,

@@ -48,6 +48,13 @@ fn empty_file_gives_prometheus_defaults() {
     for text in ["", "\n", "# just a comment\n", "global:\n", "global: {}\n"] {
         let c = load(text);
         assert_eq!(c.global, GlobalConfig::default(), "{text:?}");
+        assert_eq!(
+            c,
+            Config {
+                original: text.to_string(),
+                ..Config::default()
+            }
+        );
         assert_eq!(c.global.scrape_interval, S(60));
         assert_eq!(c.global.scrape_timeout, S(10));
         assert_eq!(c.global.evaluation_interval, S(60));
