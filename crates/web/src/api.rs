@@ -288,10 +288,11 @@ async fn series(AxState(state): AxState<State>, req: Request) -> Response {
         if matches.is_empty() {
             return Err(ApiError::BadData("no match[] parameter provided".into()));
         }
+        let limit = limit_param(&p)?;
         let start = time_param(&p, "start", MIN_TIME)?;
         let end = time_param(&p, "end", MAX_TIME)?;
         let sets = parse_match_params(&matches).map_err(|e| invalid_param(&e, "match[]"))?;
-        blocking(move || series_blocking(&state, start, end, &sets)).await
+        blocking(move || series_blocking(&state, start, end, &sets, limit)).await
     }
     .await;
     respond(r)
@@ -302,6 +303,7 @@ fn series_blocking(
     start: i64,
     end: i64,
     sets: &[Vec<Matcher>],
+    limit: usize,
 ) -> Result<ApiOk, ApiError> {
     let q = open_querier(state, start, end)?;
     let hints = SelectHints {
@@ -310,54 +312,95 @@ fn series_blocking(
         func: Some("series".to_string()),
         ..SelectHints::default()
     };
-    let collect = |ms: &[Matcher], sorted: bool, out: &mut dyn FnMut(Labels)| {
-        let mut set = q.select(sorted, Some(&hints), ms);
-        while let Some(s) = set.next() {
-            out(s.labels);
-        }
-        match set.err() {
-            Some(e) => Err(ApiError::Execution(e.to_string())),
-            None => Ok(()),
-        }
-    };
-    let mut data = String::from("[");
-    let mut n = 0usize;
-    let mut push = |l: &Labels, data: &mut String| {
-        if n > 0 {
-            data.push(',');
-        }
-        n += 1;
-        pj::write_labels(data, l);
-    };
+    // Reads one selector's series, stopping once `max` are held.
+    let collect =
+        |ms: &[Matcher], sorted: bool, max: usize, out: &mut dyn FnMut(Labels) -> usize| {
+            let mut set = q.select(sorted, Some(&hints), ms);
+            while let Some(s) = set.next() {
+                if out(s.labels) > max {
+                    return Ok(());
+                }
+            }
+            match set.err() {
+                Some(e) => Err(ApiError::Execution(e.to_string())),
+                None => Ok(()),
+            }
+        };
+    // One more than the limit tells whether anything was cut.
+    let max = if limit > 0 { limit } else { usize::MAX - 1 };
+    let mut all: Vec<Labels> = Vec::new();
     if let [only] = sets {
-        let mut all = Vec::new();
-        collect(only, false, &mut |l| all.push(l))?;
-        for l in &all {
-            push(l, &mut data);
-        }
+        collect(only, false, max, &mut |l| {
+            all.push(l);
+            all.len()
+        })?;
     } else {
         // Several selectors: merge and de-duplicate, in label order.
-        let mut all = BTreeSet::new();
+        let mut merged = BTreeSet::new();
         for ms in sets {
-            collect(ms, true, &mut |l| {
-                all.insert(l);
+            collect(ms, true, usize::MAX - 1, &mut |l| {
+                merged.insert(l);
+                merged.len()
             })?;
         }
-        for l in &all {
-            push(l, &mut data);
-        }
+        all = merged.into_iter().collect();
     }
-    data.push(']');
-    Ok(ApiOk::data(data))
+    let mut ok = ApiOk::data(String::new());
+    if all.len() > max {
+        all.truncate(max);
+        ok.warnings
+            .push("results truncated due to limit".to_string());
+    }
+    ok.data.push('[');
+    for (i, l) in all.iter().enumerate() {
+        if i > 0 {
+            ok.data.push(',');
+        }
+        pj::write_labels(&mut ok.data, l);
+    }
+    ok.data.push(']');
+    Ok(ok)
+}
+
+/// Reads the `limit` parameter: 0 (absent) means no limit.
+fn limit_param(p: &Params) -> Result<usize, ApiError> {
+    let v = p.get("limit");
+    if v.is_empty() {
+        return Ok(0);
+    }
+    let n: i64 = v.parse().map_err(|_| {
+        invalid_param(
+            &format!("strconv.Atoi: parsing {v:?}: invalid syntax"),
+            "limit",
+        )
+    })?;
+    if n < 0 {
+        return Err(invalid_param("limit must be non-negative", "limit"));
+    }
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Shared parameter handling of the two label endpoints.
-async fn label_params(req: Request) -> Result<(i64, i64, Vec<Vec<Matcher>>), ApiError> {
+async fn label_params(req: Request) -> Result<(i64, i64, Vec<Vec<Matcher>>, usize), ApiError> {
     let p = Params::from_request(req).await?;
+    let limit = limit_param(&p)?;
     let start = time_param(&p, "start", MIN_TIME)?;
     let end = time_param(&p, "end", MAX_TIME)?;
     let sets = parse_match_params(&p.all("match[]")).map_err(ApiError::BadData)?;
-    Ok((start, end, sets))
+    Ok((start, end, sets, limit))
+}
+
+/// Serialises a sorted name or value list, cut to `limit` (0: no limit)
+/// with Prometheus's warning.
+fn string_list(mut v: Vec<String>, limit: usize) -> Result<ApiOk, ApiError> {
+    let cut = limit > 0 && v.len() > limit;
+    v.truncate(if cut { limit } else { v.len() });
+    let mut ok = ApiOk::serialize(&v)?;
+    if cut {
+        ok.warnings
+            .push("results truncated due to limit".to_string());
+    }
+    Ok(ok)
 }
 
 /// Runs `f` once without matchers, or once per selector and unions the
@@ -384,14 +427,14 @@ async fn label_names(AxState(state): AxState<State>, req: Request) -> Response {
         return r;
     }
     let r = async {
-        let (start, end, sets) = label_params(req).await?;
+        let (start, end, sets, limit) = label_params(req).await?;
         blocking(move || {
             let q = open_querier(&state, start, end)?;
             let names = union_per_selector(&sets, |ms| {
                 q.label_names(ms)
                     .map_err(|e| ApiError::Execution(e.to_string()))
             })?;
-            ApiOk::serialize(&names)
+            string_list(names, limit)
         })
         .await
     }
@@ -442,14 +485,14 @@ async fn label_values(
         let name = unescape_label_name(&name)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| ApiError::BadData(format!("invalid label name: {name:?}")))?;
-        let (start, end, sets) = label_params(req).await?;
+        let (start, end, sets, limit) = label_params(req).await?;
         blocking(move || {
             let q = open_querier(&state, start, end)?;
             let values = union_per_selector(&sets, |ms| {
                 q.label_values(&name, ms)
                     .map_err(|e| ApiError::Execution(e.to_string()))
             })?;
-            ApiOk::serialize(&values)
+            string_list(values, limit)
         })
         .await
     }

@@ -1004,3 +1004,131 @@ async fn query_errors_from_the_engine() {
     let r = h.get("/api/v1/query?query=").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }
+
+#[tokio::test]
+async fn limit_parameter() {
+    let h = harness();
+    let r = h.get("/api/v1/label/job/values?limit=2").await;
+    let v = r.json();
+    assert_eq!(v["data"], json!(["archive", "node"]));
+    assert_eq!(v["warnings"], json!(["results truncated due to limit"]));
+    let v = h.get("/api/v1/labels?limit=4").await.json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 4);
+    assert!(v.get("warnings").is_none(), "{v}");
+    let v = h
+        .get(&format!(
+            "/api/v1/series?match[]={}&limit=1",
+            enc("{job=\"node\"}")
+        ))
+        .await
+        .json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["warnings"], json!(["results truncated due to limit"]));
+    let v = h
+        .get(&format!(
+            "/api/v1/series?match[]={}&match[]={}&limit=2",
+            enc("up"),
+            enc("tiny")
+        ))
+        .await
+        .json();
+    assert_eq!(
+        v["data"],
+        json!([
+            {"__name__": "tiny", "job": "node"},
+            {"__name__": "up", "instance": "localhost:9090", "job": "prometheus"},
+        ])
+    );
+    assert_eq!(v["warnings"], json!(["results truncated due to limit"]));
+    h.expect_error(
+        h.get("/api/v1/labels?limit=-1").await,
+        StatusCode::BAD_REQUEST,
+        "bad_data",
+        "invalid parameter \"limit\": limit must be non-negative",
+    )
+    .await;
+    h.expect_error(
+        h.get("/api/v1/series?match[]=up&limit=x").await,
+        StatusCode::BAD_REQUEST,
+        "bad_data",
+        "invalid parameter \"limit\": strconv.Atoi: parsing \"x\": invalid syntax",
+    )
+    .await;
+}
+
+/// Sleeps in every `querier` call and records how many ran at once.
+struct SlowStorage {
+    inner: MemStorage,
+    delay: StdDuration,
+    running: std::sync::atomic::AtomicUsize,
+    max_running: std::sync::atomic::AtomicUsize,
+}
+
+impl Queryable for SlowStorage {
+    fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier>, StorageError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.inner.querier(mint, maxt)
+    }
+}
+
+fn slow(delay_ms: u64) -> Arc<SlowStorage> {
+    Arc::new(SlowStorage {
+        inner: sample_storage(),
+        delay: StdDuration::from_millis(delay_ms),
+        running: Default::default(),
+        max_running: Default::default(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_parameter() {
+    let h = harness_with(slow(400), 0);
+    h.expect_error(
+        h.get("/api/v1/query?query=up&time=1435781451&timeout=0.05")
+            .await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "query timed out in expression evaluation",
+    )
+    .await;
+    h.expect_error(
+        h.get("/api/v1/query_range?query=up&start=0&end=60&step=15&timeout=50ms")
+            .await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "query timed out in expression evaluation",
+    )
+    .await;
+    // A generous timeout lets the same query finish.
+    let d = h
+        .data("/api/v1/query?query=up&time=1435781451&timeout=30s")
+        .await;
+    assert_eq!(d["result"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_serialises_queries() {
+    for (limit, want_serial) in [(1, true), (0, false)] {
+        let storage = slow(100);
+        let h = harness_with(storage.clone(), limit);
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let app = h.app.clone();
+                tokio::spawn(async move {
+                    let req = Request::get("/api/v1/query?query=up&time=1435781451")
+                        .body(Body::empty())
+                        .unwrap();
+                    app.oneshot(req).await.unwrap().status()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), StatusCode::OK);
+        }
+        let max = storage.max_running.load(Ordering::SeqCst);
+        assert_eq!(max == 1, want_serial, "limit {limit}: {max} ran at once");
+    }
+}
