@@ -1058,3 +1058,94 @@ async fn scrape_into_head_with_staleness() {
     let up = head_samples(&head, "up");
     assert!(is_stale_nan(up[0].1.last().unwrap().v));
 }
+
+// ---------------------------------------------------------------------------
+// Throughput of the append stage (run in release:
+// `cargo test --release -p pharos-scrape -- --ignored --nocapture throughput`).
+
+/// Accepts everything, hands out references, keeps nothing.
+struct NopStorage(std::sync::atomic::AtomicU64);
+
+struct NopAppender<'a>(&'a NopStorage);
+
+impl Appendable for NopStorage {
+    fn appender(&self) -> Box<dyn Appender + Send + '_> {
+        Box::new(NopAppender(self))
+    }
+}
+
+impl Appender for NopAppender<'_> {
+    fn append(
+        &mut self,
+        r: SeriesRef,
+        _: &Labels,
+        _: i64,
+        _: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        if r != 0 {
+            return Ok(r);
+        }
+        Ok(self.0.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+    fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn rollback(self: Box<Self>) {}
+}
+
+fn node_like_page(n: usize) -> String {
+    let mut s = String::new();
+    s.push_str("# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.\n");
+    s.push_str("# TYPE node_cpu_seconds_total counter\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "node_cpu_seconds_total{{cpu=\"{}\",mode=\"{}\"}} {}.{}\n",
+            i / 8,
+            [
+                "idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice"
+            ][i % 8],
+            1000 + i * 7,
+            i % 100
+        ));
+    }
+    s
+}
+
+fn throughput(storage: &dyn Appendable, label: &str) {
+    let body = node_like_page(2000);
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let mut cache = ScrapeCache::new();
+    let mut t = 1_000_000;
+    // First scrape builds the cache.
+    process_scrape(storage, &mut cache, &ctx, page(&body), t, Instant::now());
+    let iters = 500;
+    let start = Instant::now();
+    for _ in 0..iters {
+        t += 15_000;
+        let r = process_scrape(storage, &mut cache, &ctx, page(&body), t, Instant::now());
+        assert!(r.err.is_none());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label}: {:.2} M samples/s steady state ({} samples x {iters} scrapes in {secs:.3}s)",
+        2000.0 * iters as f64 / secs / 1e6,
+        2000
+    );
+}
+
+#[test]
+#[ignore]
+fn throughput_steady_state() {
+    throughput(
+        &NopStorage(std::sync::atomic::AtomicU64::new(0)),
+        "nop storage",
+    );
+    throughput(&pharos_tsdb::Head::default(), "tsdb head");
+}
