@@ -42,6 +42,8 @@ impl Annotations {
 pub(crate) struct RawSeries {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    /// The series comes from a subquery whose result drops its name.
+    pub drop_name: bool,
 }
 
 /// State shared by the evaluator and its sub-evaluators (subqueries).
@@ -55,6 +57,11 @@ pub(crate) struct Shared<'a> {
     pub annos: RefCell<Annotations>,
     /// The top-level query is a range query.
     pub is_range: bool,
+    /// Query start, end and step (ms; step 0 for instant queries), for
+    /// `start()`, `end()`, `range()` and `step()`.
+    pub q_start: i64,
+    pub q_end: i64,
+    pub q_step: i64,
 }
 
 impl Shared<'_> {
@@ -276,6 +283,7 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                     out.push(RawSeries {
                         labels: s.labels,
                         samples,
+                        drop_name: false,
                     });
                 }
             }
@@ -644,17 +652,24 @@ impl<'s, 'a> Evaluator<'s, 'a> {
         };
         let orig = self.cur;
         let input = self.eval_matrix(expr)?;
-        let pmax = params
-            .as_ref()
-            .map(|p| p.iter().copied().fold(f64::NEG_INFINITY, f64::max))
-            .unwrap_or(0.0);
-        let pmin = params
-            .as_ref()
-            .map(|p| p.iter().copied().fold(f64::INFINITY, f64::min))
-            .unwrap_or(0.0);
         let pnan = params
             .as_ref()
             .is_some_and(|p| p.iter().any(|x| x.is_nan()));
+        // Like Go's math.Max/Min, a NaN parameter makes both NaN.
+        let (pmax, pmin) = if pnan {
+            (f64::NAN, f64::NAN)
+        } else {
+            (
+                params
+                    .as_ref()
+                    .map(|p| p.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+                    .unwrap_or(0.0),
+                params
+                    .as_ref()
+                    .map(|p| p.iter().copied().fold(f64::INFINITY, f64::min))
+                    .unwrap_or(0.0),
+            )
+        };
         match op {
             AggOp::Topk | AggOp::Bottomk | AggOp::Limitk => {
                 if pmax < 1.0 {

@@ -14,7 +14,7 @@ use crate::QueryError;
 use crate::aggregate::{go_sort, quantile};
 use crate::eval::{Evaluator, R, RawSeries, dup_labelset_error};
 use crate::plan::{Node, Selector};
-use crate::quantile::{Bucket, bucket_quantile};
+use crate::quantile::{Bucket, bucket_fraction, bucket_quantile};
 use crate::value::{Elem, Series, drop_metadata, kahan_inc, set_label};
 
 /// Parameters of one window evaluation.
@@ -236,6 +236,42 @@ impl Evaluator<'_, '_> {
                     drop_name: false,
                 }])
             }),
+            "start" | "end" | "range" | "step" => {
+                let v = match func {
+                    "start" => sh.q_start as f64 / 1000.0,
+                    "end" => sh.q_end as f64 / 1000.0,
+                    "range" => (sh.q_end - sh.q_start) as f64 / 1000.0,
+                    _ => sh.q_step as f64 / 1000.0,
+                };
+                self.range_eval(&[], None, |_, _, _| {
+                    Ok(vec![Elem {
+                        metric: Labels::empty(),
+                        t: 0,
+                        v,
+                        drop_name: false,
+                    }])
+                })
+            }
+            "min_of" | "max_of" => {
+                let is_min = func == "min_of";
+                self.range_eval(&inputs, None, |_, v, _| {
+                    let a = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
+                    let b = v[1].first().map(|e| e.v).unwrap_or(f64::NAN);
+                    let r = if a.is_nan() || b.is_nan() {
+                        f64::NAN
+                    } else if is_min {
+                        a.min(b)
+                    } else {
+                        a.max(b)
+                    };
+                    Ok(vec![Elem {
+                        metric: Labels::empty(),
+                        t: 0,
+                        v: r,
+                        drop_name: false,
+                    }])
+                })
+            }
             "pi" => self.range_eval(&[], None, |_, _, _| {
                 Ok(vec![Elem {
                     metric: Labels::empty(),
@@ -349,11 +385,17 @@ impl Evaluator<'_, '_> {
                     ))
                 })
             }
+            "histogram_fraction" => {
+                let vpos = arg_pos.get(2).copied().unwrap_or(pos);
+                self.range_eval(&inputs, None, |_, v, _| {
+                    let lo = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
+                    let hi = v[1].first().map(|e| e.v).unwrap_or(f64::NAN);
+                    Ok(classic_histogram_fraction(sh, &v[2], lo, hi, vpos))
+                })
+            }
             // Native-histogram functions: float samples are ignored.
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-            | "histogram_stdvar" | "histogram_fraction" => {
-                self.range_eval(&inputs, None, |_, _, _| Ok(Vec::new()))
-            }
+            | "histogram_stdvar" => self.range_eval(&inputs, None, |_, _, _| Ok(Vec::new())),
             other => Err(unsupported(other)),
         }
     }
@@ -572,7 +614,7 @@ impl Evaluator<'_, '_> {
                 out.push(Series {
                     metric: rs.labels.clone(),
                     points: pts,
-                    drop_name,
+                    drop_name: drop_name || rs.drop_name,
                 });
             }
         }
@@ -626,6 +668,7 @@ impl Evaluator<'_, '_> {
                     .into_iter()
                     .filter(|p| !is_stale_nan(p.v))
                     .collect(),
+                drop_name: s.drop_name,
             })
             .collect())
     }
@@ -782,18 +825,14 @@ fn date_part(func: &str, secs: i64) -> f64 {
     }
 }
 
-/// histogram_quantile(s) over classic `le` buckets, for one step.
-fn classic_histogram_quantiles(
-    sh: &crate::eval::Shared<'_>,
-    v: &[Elem],
-    qs: &[f64],
-    label: Option<&str>,
-    vpos: usize,
-) -> Vec<Elem> {
-    // Group by all labels but `le` (the name included), output without
-    // name and `le`.
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, (Labels, Vec<Bucket>)> = HashMap::new();
+/// Classic histograms of one step: output labels and buckets per group, in
+/// order of first appearance. Groups are keyed by all labels but `le` (so
+/// the name takes part); the output labels lack both name and `le`.
+type BucketGroups = Vec<(Labels, Vec<Bucket>)>;
+
+fn group_buckets(sh: &crate::eval::Shared<'_>, v: &[Elem], vpos: usize) -> BucketGroups {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: BucketGroups = Vec::new();
     for e in v {
         let le = e.metric.get("le").unwrap_or("");
         let upper = match parse_go_float(le) {
@@ -810,25 +849,34 @@ fn classic_histogram_quantiles(
             }
         };
         let key = Labels::from_sorted(e.metric.iter().filter(|l| l.name != "le"));
-        match groups.get_mut(&key) {
-            Some((_, b)) => b.push(Bucket { upper, count: e.v }),
+        match index.get(&key) {
+            Some(&i) => out[i].1.push(Bucket { upper, count: e.v }),
             None => {
-                let out = Labels::from_sorted(
+                let metric = Labels::from_sorted(
                     e.metric
                         .iter()
                         .filter(|l| l.name != "le" && l.name != "__name__"),
                 );
-                groups.insert(key.clone(), (out, vec![Bucket { upper, count: e.v }]));
-                order.push(key);
+                index.insert(key, out.len());
+                out.push((metric, vec![Bucket { upper, count: e.v }]));
             }
         }
     }
+    out
+}
+
+/// histogram_quantile(s) over classic `le` buckets, for one step.
+fn classic_histogram_quantiles(
+    sh: &crate::eval::Shared<'_>,
+    v: &[Elem],
+    qs: &[f64],
+    label: Option<&str>,
+    vpos: usize,
+) -> Vec<Elem> {
+    let groups = group_buckets(sh, v, vpos);
     let mut out = Vec::new();
     for q in qs {
-        for key in &order {
-            let Some((metric, buckets)) = groups.get(key) else {
-                continue;
-            };
+        for (metric, buckets) in &groups {
             let mut b = buckets.clone();
             let (val, forced) = bucket_quantile(*q, &mut b);
             if forced {
@@ -850,6 +898,25 @@ fn classic_histogram_quantiles(
         }
     }
     out
+}
+
+/// histogram_fraction over classic `le` buckets, for one step.
+fn classic_histogram_fraction(
+    sh: &crate::eval::Shared<'_>,
+    v: &[Elem],
+    lower: f64,
+    upper: f64,
+    vpos: usize,
+) -> Vec<Elem> {
+    group_buckets(sh, v, vpos)
+        .into_iter()
+        .map(|(metric, mut b)| Elem {
+            metric,
+            t: 0,
+            v: bucket_fraction(lower, upper, &mut b),
+            drop_name: true,
+        })
+        .collect()
 }
 
 /// Go's `strconv.ParseFloat` for the values a `le` label holds.
@@ -991,6 +1058,9 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
             Some(quantile(q, &mut vals))
         }
         "mad_over_time" => {
+            if s.iter().any(|p| p.v.is_nan()) {
+                return Ok(Some(f64::NAN));
+            }
             let mut vals: Vec<f64> = s.iter().map(|p| p.v).collect();
             let median = quantile(0.5, &mut vals);
             let mut dev: Vec<f64> = s.iter().map(|p| (p.v - median).abs()).collect();

@@ -241,6 +241,9 @@ impl Engine {
             cache: RefCell::new(HashMap::new()),
             annos: RefCell::new(Default::default()),
             is_range,
+            q_start: start,
+            q_end: end,
+            q_step: step,
         };
         let mut ev = Evaluator {
             sh: &shared,

@@ -65,6 +65,70 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, bool) 
     (start + (end - start) * (rank / count), forced)
 }
 
+/// The fraction of observations between `lower` and `upper` estimated from
+/// cumulative `buckets` (sorted here), interpolating linearly inside finite
+/// buckets. Buckets of infinite width are never interpolated: they count
+/// fully when the range reaches the infinity, not at all otherwise. The
+/// lowest bucket starts at 0 when its bound is positive.
+pub(crate) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    if lower.is_nan() || upper.is_nan() || buckets.is_empty() {
+        return f64::NAN;
+    }
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    match buckets.last() {
+        Some(b) if b.upper == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    coalesce(buckets);
+    ensure_monotonic(buckets);
+    let total = buckets[buckets.len() - 1].count;
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let rank = |x: f64| -> f64 {
+        if x == f64::NEG_INFINITY {
+            return 0.0;
+        }
+        if x == f64::INFINITY {
+            return total;
+        }
+        let mut prev_cum = 0.0;
+        for (i, b) in buckets.iter().enumerate() {
+            let lo = if i == 0 {
+                if b.upper > 0.0 {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            } else {
+                buckets[i - 1].upper
+            };
+            if x <= lo {
+                return prev_cum;
+            }
+            if x <= b.upper {
+                if lo.is_infinite() {
+                    return b.count;
+                }
+                if b.upper.is_infinite() {
+                    return prev_cum;
+                }
+                return prev_cum + (b.count - prev_cum) * (x - lo) / (b.upper - lo);
+            }
+            prev_cum = b.count;
+        }
+        total
+    };
+    (rank(upper) - rank(lower)) / total
+}
+
 fn coalesce(buckets: &mut Vec<Bucket>) {
     let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
     for b in buckets.iter() {
@@ -126,6 +190,27 @@ mod tests {
         assert_eq!(bucket_quantile(0.5, &mut v).0, 1.0);
         let mut v = vec![b(1.0, 0.0), b(2.0, 10.0), b(f64::INFINITY, 10.0)];
         assert_eq!(bucket_quantile(0.5, &mut v).0, 1.5);
+    }
+
+    #[test]
+    fn fraction() {
+        let mut v = vec![
+            b(1.0, 1.0),
+            b(2.0, 3.0),
+            b(3.0, 6.0),
+            b(f64::INFINITY, 100.0),
+        ];
+        assert!((bucket_fraction(0.0, 1.5, &mut v) - 0.02).abs() < 1e-12);
+        assert!((bucket_fraction(400.0, f64::INFINITY, &mut v) - 0.94).abs() < 1e-12);
+        assert_eq!(bucket_fraction(4.0, 5.0, &mut v), 0.0);
+        let mut v = vec![
+            b(-3.0, 10.0),
+            b(-2.0, 12.0),
+            b(-1.0, 15.0),
+            b(f64::INFINITY, 100.0),
+        ];
+        assert!((bucket_fraction(-4.0, -2.0, &mut v) - 0.02).abs() < 1e-12);
+        assert!((bucket_fraction(f64::NEG_INFINITY, -1.5, &mut v) - 0.135).abs() < 1e-12);
     }
 
     #[test]
