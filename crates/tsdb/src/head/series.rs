@@ -146,6 +146,11 @@ impl SeriesState {
         };
         if cut {
             if let Some(old) = self.head.take() {
+                // Grow by half rather than doubling from 4: a series closes
+                // one chunk every half hour or so, and most hold few.
+                if self.closed.len() == self.closed.capacity() {
+                    self.closed.reserve_exact((self.closed.len() / 2).max(1));
+                }
                 self.closed.push(old.close());
             }
             self.head = Some(HeadChunk::new(t, chunk_range));
@@ -480,5 +485,13 @@ mod tests {
         assert_eq!(st.closed.len(), 2);
         assert_eq!(st.num_chunks(), 3);
         assert_eq!(st.time_range(), Some((0, 249)));
+    }
+
+    #[test]
+    fn series_stays_small() {
+        // Memory per series is a budget (< 1 KiB with labels, maps, postings
+        // and samples): keep the struct from creeping.
+        assert!(std::mem::size_of::<MemSeries>() <= 176);
+        assert!(std::mem::size_of::<ClosedChunk>() <= 32);
     }
 }
