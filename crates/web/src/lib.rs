@@ -23,6 +23,19 @@
 //!   `ui/*`): ES modules and CSS, no Node, no bundler, no third-party code.
 //!   The chart is our own SVG renderer, with stable element ids and classes
 //!   so an end-to-end test can inspect what was drawn.
+//!
+//! Known gaps and deliberate differences:
+//!
+//! * Not served yet: `/api/v1/rules`, `/alerts`, `/metadata`,
+//!   `/query_exemplars`, `/status/flags`, `/status/runtimeinfo`,
+//!   `/status/tsdb`, admin and remote read/write endpoints; the `stats`
+//!   query parameter is ignored. Routes live at `/` (no `--web.route-prefix`).
+//! * A query whose `timeout` parameter expires is answered with a `timeout`
+//!   error at once, but the engine has no per-query cancellation: the
+//!   evaluation keeps its blocking thread (and concurrency slot) until it
+//!   ends or hits the engine's own timeout.
+//! * `canceled` errors answer 503, as Prometheus 2 did (Prometheus 3 uses
+//!   499). The probes say `pharos Server is Healthy.` / `... Ready.`.
 
 use std::future::Future;
 use std::sync::Arc;
