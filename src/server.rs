@@ -222,9 +222,9 @@ fn target_info(t: pharos_scrape::TargetStatus) -> TargetInfo {
         labels: t.labels,
         discovered_labels: t.discovered_labels,
         health: match t.health {
-            pharos_scrape::Health::Up => "up",
-            pharos_scrape::Health::Down => "down",
-            pharos_scrape::Health::Unknown => "unknown",
+            pharos_scrape::Health::Up => pharos_web::TargetHealth::Up,
+            pharos_scrape::Health::Down => pharos_web::TargetHealth::Down,
+            pharos_scrape::Health::Unknown => pharos_web::TargetHealth::Unknown,
         },
         last_error: t.last_error,
         last_scrape: t.last_scrape,
