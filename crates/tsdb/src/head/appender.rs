@@ -211,7 +211,7 @@ impl Appender for HeadAppender<'_> {
                     return Err(AppendError::Duplicate);
                 }
             }
-            st.pending_samples += 1;
+            st.pending_samples = st.pending_samples.saturating_add(1);
             st.pending_txn = self.txn;
             st.pending_t = t;
             st.pending_v = vbits;

@@ -695,7 +695,18 @@ proptest::proptest! {
             .filter(|x| !x.1.is_empty())
             .collect();
         let got: Vec<(Labels, Vec<(i64, u64)>)> = got.into_iter().map(|(l, v)| (l, v.iter().map(|s| (s.t, s.v.to_bits())).collect())).collect();
-        proptest::prop_assert_eq!(got, want);
+        proptest::prop_assert_eq!(&got, &want);
+        // Seeking into the middle of the range lands where the model says.
+        let target = qmin + qlen / 2;
+        let q = h.querier(qmin, qmax).unwrap();
+        let mut set = q.select(true, None, &sel);
+        for (_, samples) in &want {
+            let mut s = set.next().unwrap();
+            let expect = samples.iter().find(|x| x.0 >= target).map(|x| x.0);
+            proptest::prop_assert_eq!(s.samples.seek(target).map(|x| x.t), expect);
+            let after = samples.iter().find(|x| Some(x.0) > expect).map(|x| x.0);
+            proptest::prop_assert_eq!(s.samples.next().map(|x| x.t), if expect.is_some() { after } else { None });
+        }
     }
 }
 
