@@ -899,6 +899,96 @@ fn selectors_of(
     }
 }
 
+/// Functions whose result depends on the evaluation time even with step
+/// invariant arguments (Prometheus's `AtModifierUnsafeFunctions`).
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+    // Query-context functions (newer upstream lists them too).
+    "start",
+    "end",
+    "range",
+    "step",
+];
+
+/// Sets `@ ts` on every selector and subquery that has none (not below a
+/// subquery that has one). Returns false when an @-unsafe function occurs.
+fn set_at(e: &mut promql_parser::parser::Expr, at: std::time::SystemTime) -> bool {
+    use promql_parser::parser::{AtModifier, Expr};
+    match e {
+        Expr::VectorSelector(vs) => {
+            if vs.at.is_none() {
+                vs.at = Some(AtModifier::At(at));
+            }
+            true
+        }
+        Expr::MatrixSelector(ms) => {
+            if ms.vs.at.is_none() {
+                ms.vs.at = Some(AtModifier::At(at));
+            }
+            true
+        }
+        Expr::Subquery(sq) => {
+            if sq.at.is_none() {
+                sq.at = Some(AtModifier::At(at));
+            }
+            !contains_unsafe(&sq.expr)
+        }
+        Expr::Aggregate(a) => {
+            let mut ok = set_at(&mut a.expr, at);
+            if let Some(p) = &mut a.param {
+                ok &= set_at(p, at);
+            }
+            ok
+        }
+        Expr::Unary(u) => set_at(&mut u.expr, at),
+        Expr::Binary(b) => set_at(&mut b.lhs, at) & set_at(&mut b.rhs, at),
+        Expr::Paren(p) => set_at(&mut p.expr, at),
+        Expr::Call(c) => {
+            let mut ok = !AT_UNSAFE.contains(&c.func.name);
+            for a in c.args.args.iter_mut() {
+                ok &= set_at(a, at);
+            }
+            ok
+        }
+        _ => true,
+    }
+}
+
+fn contains_unsafe(e: &promql_parser::parser::Expr) -> bool {
+    let mut x = e.clone();
+    !set_at(&mut x, std::time::UNIX_EPOCH)
+}
+
+/// The @-modifier variants promqltest runs for an instant query at `ts`.
+fn at_modifier_cases(expr: &str, ts: i64) -> Option<Vec<(String, i64)>> {
+    let mut e = promql_parser::parser::parse(expr).ok()?;
+    let at = if ts >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts as u64)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_millis(ts.unsigned_abs())
+    };
+    if !set_at(&mut e, at) {
+        return None;
+    }
+    let s = e.to_string();
+    let times: Vec<i64> = if ts == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * ts, 0, ts / 5, ts, 10 * ts]
+    };
+    Some(times.into_iter().map(|t| (s.clone(), t)).collect())
+}
+
 fn mentions_name(query: &str, name: &str) -> bool {
     let b = query.as_bytes();
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
@@ -976,7 +1066,20 @@ impl Runner {
                 .range_query(&self.head, &cmd.expr, cmd.start, cmd.end, cmd.step);
             return self.check(cmd, res);
         }
-        let res = self.engine.instant_query(&self.head, &cmd.expr, cmd.start);
+        self.run_instant(cmd, &cmd.expr, cmd.start)?;
+        // As promqltest: re-run with `@ <eval time>` on every selector, at
+        // other evaluation times; the result must not change.
+        if let Some(cases) = at_modifier_cases(&cmd.expr, cmd.start) {
+            for (expr, t) in cases {
+                self.run_instant(cmd, &expr, t)
+                    .map_err(|e| format!("with @ modifier ({expr} at {t}): {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_instant(&self, cmd: &EvalCmd, expr: &str, at: i64) -> Result<(), String> {
+        let res = self.engine.instant_query(&self.head, expr, at);
         let ok = res.is_ok();
         let r2 = res.as_ref().ok().cloned();
         self.check(cmd, res)?;
@@ -986,25 +1089,19 @@ impl Runner {
         // Re-run as a range query around the instant and compare the middle
         // step, as promqltest does.
         let re = Regex::new(r"(start|end|range|step)\(\)").unwrap();
-        if re.is_match(&cmd.expr) || cmd.is_ordered() {
+        if re.is_match(expr) || cmd.is_ordered() {
             return Ok(());
         }
         let rr = self
             .engine
-            .range_query(
-                &self.head,
-                &cmd.expr,
-                cmd.start - 60_000,
-                cmd.start + 60_000,
-                60_000,
-            )
+            .range_query(&self.head, expr, at - 60_000, at + 60_000, 60_000)
             .map_err(|e| format!("range mode: {e}"))?;
         let Value::Matrix(m) = &rr.value else {
             return Err("range mode: not a matrix".into());
         };
         let mut vec = Vec::new();
         for s in m {
-            if let Some(p) = s.samples.iter().find(|p| p.t == cmd.start) {
+            if let Some(p) = s.samples.iter().find(|p| p.t == at) {
                 vec.push((s.metric.clone(), p.v));
             }
         }
