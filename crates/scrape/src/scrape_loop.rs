@@ -127,14 +127,23 @@ async fn wait_now(rx: &mut watch::Receiver<Signal>) -> Signal {
 impl ScrapeLoop {
     /// Starts the loop on the current runtime.
     pub fn spawn(self, source: CacheSource) -> LoopHandle {
-        let (tx, rx) = watch::channel(Signal::Run);
+        let (tx, mut rx) = watch::channel(Signal::Run);
         let join = tokio::spawn(async move {
             let cache = match source {
                 CacheSource::Fresh => ScrapeCache::new(),
-                CacheSource::From(prev) => {
+                CacheSource::From(mut prev) => {
                     // `prev` (and its sender) stays alive until it is done,
                     // so it does not mistake us for an owner that vanished.
-                    match prev.join.await {
+                    // A shutdown while we wait is passed on, so that a
+                    // predecessor stuck in a slow request stops at once.
+                    let r = tokio::select! {
+                        r = &mut prev.join => r,
+                        _ = wait_now(&mut rx) => {
+                            prev.signal(Signal::StaleNow);
+                            (&mut prev.join).await
+                        }
+                    };
+                    match r {
                         Ok(Some(c)) => c,
                         _ => ScrapeCache::new(),
                     }

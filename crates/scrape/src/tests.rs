@@ -748,6 +748,35 @@ async fn stop_writes_stale_markers_and_is_prompt() {
     assert!(m.targets().is_empty());
 }
 
+#[tokio::test]
+async fn stop_is_prompt_while_a_reload_waits_for_a_hanging_loop() {
+    let mut p = Page::text("h 1\n");
+    p.delay = Duration::from_secs(5);
+    let hanging = serve(p).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    let slow = |extra: &str| {
+        config(&format!(
+            "scrape_configs:\n{}",
+            job("hang", &[hanging.addr], extra)
+                .replace("100ms", "10s")
+                .replace("80ms", "10s")
+        ))
+    };
+    m.apply_config(&slow(""));
+    wait_for("hanging request", || {
+        hanging.hits.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // A cache-compatible change: the new loop waits for the old one, which
+    // is stuck in its request.
+    m.apply_config(&slow("    sample_limit: 5\n"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = Instant::now();
+    m.stop().await;
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+}
+
 // ---------------------------------------------------------------------------
 // The append stage on its own.
 
