@@ -777,6 +777,43 @@ async fn stop_is_prompt_while_a_reload_waits_for_a_hanging_loop() {
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
 }
 
+#[tokio::test]
+async fn own_metrics_parse_as_text_format() {
+    let f = serve(Page::text("a 1\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("two scrapes", || st.values("up").len() >= 2).await;
+    let mut out = String::new();
+    m.write_metrics(&mut out);
+    let mut p =
+        pharos_exposition::Parser::new(out.as_bytes(), pharos_exposition::Format::PrometheusText);
+    let mut names = Vec::new();
+    while let Some(e) = p.next_entry() {
+        if let pharos_exposition::Entry::Sample(s) = e.unwrap() {
+            names.push((s.metric_name().to_string(), s.labels(), s.value));
+        }
+    }
+    let find = |n: &str| names.iter().find(|x| x.0 == n).cloned();
+    assert_eq!(find("pharos_target_scrape_pools_total").unwrap().2, 1.0);
+    let t = find("pharos_target_scrape_pool_targets").unwrap();
+    assert_eq!(get(&t.1, "scrape_job"), "j");
+    assert_eq!(t.2, 1.0);
+    assert!(find("pharos_target_scrapes_sample_out_of_order_total").is_some());
+    assert!(find("pharos_target_scrapes_exceeded_sample_limit_total").is_some());
+    assert_eq!(
+        find("pharos_target_sync_length_seconds_count").unwrap().2,
+        1.0
+    );
+    let il = find("pharos_target_interval_length_seconds_count").unwrap();
+    assert_eq!(get(&il.1, "interval"), "100ms");
+    assert!(il.2 >= 1.0);
+    m.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // The append stage on its own.
 
