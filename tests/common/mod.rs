@@ -56,6 +56,13 @@ impl Pharos {
                 panic!("pharos did not log its address; log:\n{}", log.lock().unwrap().join("\n"));
             }
         };
+        // The API answers 503 until the server is ready (as Prometheus's
+        // does), so wait for /-/ready before handing the server out.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while http_get(&addr, "/-/ready").0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "pharos never became ready; log:\n{}", log.lock().unwrap().join("\n"));
+            thread::sleep(Duration::from_millis(20));
+        }
         Pharos { child, addr, log, dir }
     }
 
