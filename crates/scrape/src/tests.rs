@@ -1215,3 +1215,76 @@ fn throughput_steady_state() {
     );
     throughput(&pharos_tsdb::Head::default(), "tsdb head");
 }
+
+// ---------------------------------------------------------------------------
+// Label merging properties.
+
+proptest::proptest! {
+    /// Without `honor_labels` the target's labels always win, and no scraped
+    /// value is lost: a clashing one lands under `exported_`…`<name>`.
+    #[test]
+    fn merge_keeps_every_value(
+        scraped in proptest::collection::btree_map("[a-c]{1,2}|exported_[a-c]|job|instance", "[xy]{1,2}", 0..6),
+        target_extra in proptest::collection::btree_map("[a-c]{1,2}", "[tu]{1,2}", 0..4),
+    ) {
+        let extra: Vec<(&str, &str)> = target_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let target = test_target(&extra);
+        let mut b = pharos_model::LabelsBuilder::new();
+        b.set("__name__", "m");
+        for (k, v) in &scraped {
+            b.set(k, v);
+        }
+        proptest::prop_assert!(crate::append::mutate_sample_labels(&mut b, &target, false, &[]));
+        let out = b.build();
+        for l in target.public.iter() {
+            proptest::prop_assert_eq!(out.get(l.name), Some(l.value));
+        }
+        let mut conflicts = 0;
+        for (k, v) in &scraped {
+            if target.public.has(k) {
+                conflicts += 1;
+                let mut name = k.clone();
+                let mut found = false;
+                for _ in 0..8 {
+                    name = format!("exported_{name}");
+                    if out.get(&name) == Some(v.as_str()) {
+                        found = true;
+                        break;
+                    }
+                }
+                proptest::prop_assert!(found, "{} lost in {}", k, out);
+            } else {
+                proptest::prop_assert_eq!(out.get(k), Some(v.as_str()));
+            }
+        }
+        let names: std::collections::BTreeSet<&str> = scraped
+            .keys()
+            .map(String::as_str)
+            .chain(target.public.iter().map(|l| l.name))
+            .chain(["__name__"])
+            .collect();
+        proptest::prop_assert_eq!(out.len(), names.len() + conflicts);
+    }
+
+    /// With `honor_labels` the scraped values win and target labels only
+    /// fill gaps.
+    #[test]
+    fn honor_keeps_scraped_values(
+        scraped in proptest::collection::btree_map("[a-c]{1,2}|job|instance", "[xy]{1,2}", 0..6),
+    ) {
+        let target = test_target(&[("a", "t")]);
+        let mut b = pharos_model::LabelsBuilder::new();
+        b.set("__name__", "m");
+        for (k, v) in &scraped {
+            b.set(k, v);
+        }
+        crate::append::mutate_sample_labels(&mut b, &target, true, &[]);
+        let out = b.build();
+        for (k, v) in &scraped {
+            proptest::prop_assert_eq!(out.get(k), Some(v.as_str()));
+        }
+        for l in target.public.iter() {
+            proptest::prop_assert!(out.has(l.name));
+        }
+    }
+}
