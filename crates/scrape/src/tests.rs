@@ -287,9 +287,9 @@ async fn up_synthetic_series_and_headers() {
     );
     let d = st.values("scrape_duration_seconds")[0];
     assert!(d > 0.0 && d < 1.0, "{d}");
-    // Scrapes are one interval apart.
+    // Scrapes are an interval apart (a loaded machine may skip a tick).
     let dt = up[1].1 - up[0].1;
-    assert!((80..=200).contains(&dt), "{dt}");
+    assert!((90..=1000).contains(&dt), "{dt}");
 
     let h = f.headers.lock().clone().unwrap();
     assert_eq!(
@@ -379,7 +379,7 @@ async fn failures_set_up_zero_and_last_error() {
         .find(|s| get(&s.0, "job") == "slow")
         .unwrap()
         .2;
-    assert!((0.07..0.4).contains(&slow_dur), "{slow_dur}");
+    assert!((0.07..2.0).contains(&slow_dur), "{slow_dur}");
     m.stop().await;
 }
 
