@@ -268,7 +268,7 @@ fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     let owned = query.to_string();
     match std::panic::catch_unwind(move || promql_parser::parser::parse(&owned)) {
         Ok(Ok(e)) => Ok(e),
-        Ok(Err(msg)) => Err(QueryError::Parse(msg)),
+        Ok(Err(msg)) => Err(QueryError::Parse(format!("parse error: {msg}"))),
         Err(_) => Err(QueryError::Parse(format!(
             "could not parse query {query:?}"
         ))),

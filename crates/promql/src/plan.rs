@@ -438,33 +438,6 @@ fn convert_aggop(id: u16) -> Result<AggOp, QueryError> {
     })
 }
 
-/// Functions that Prometheus marks experimental (behind
-/// `--enable-feature=promql-experimental-functions`).
-fn is_experimental_function(name: &str) -> bool {
-    matches!(
-        name,
-        "sort_by_label"
-            | "sort_by_label_desc"
-            | "mad_over_time"
-            | "double_exponential_smoothing"
-            | "ts_of_first_over_time"
-            | "ts_of_last_over_time"
-            | "ts_of_max_over_time"
-            | "ts_of_min_over_time"
-            | "first_over_time"
-            | "info"
-            | "histogram_quantiles"
-            | "start"
-            | "end"
-            | "range"
-            | "step"
-            | "max_of"
-            | "min_of"
-            | "start_timestamp"
-            | "integral"
-    )
-}
-
 /// True for a label name Prometheus 3 accepts (any valid UTF-8, non-empty).
 pub(crate) fn is_valid_label_name(s: &str) -> bool {
     !s.is_empty()
@@ -718,7 +691,9 @@ fn conv(e: &pp::Expr, ctx: &mut PlanCtx<'_>, path: PathTimes) -> Result<Node, Qu
             let name = c.func.name;
             let pos = ctx.locate(name);
             ctx.bump(name.len());
-            if is_experimental_function(name) && !ctx.experimental {
+            // The parser's function table carries Prometheus's
+            // experimental flag.
+            if c.func.experimental && !ctx.experimental {
                 return Err(QueryError::Parse(format!(
                     "function \"{name}\" is not enabled"
                 )));
