@@ -261,9 +261,19 @@ async fn query_range_inner(state: State, req: Request) -> Result<ApiOk, ApiError
 fn parse_match_params(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> {
     let mut sets = Vec::with_capacity(values.len());
     for v in values {
-        let ms = pharos_promql::parse_selector(v).map_err(|e| e.to_string())?;
+        const EMPTY: &str = "match[] must contain at least one non-empty matcher";
+        let ms = pharos_promql::parse_selector(v).map_err(|e| {
+            // The selector parser may refuse an all-empty selector itself,
+            // in its own words; answer with Prometheus's.
+            let e = e.to_string();
+            if e.ends_with("must contain at least one non-empty matcher") {
+                EMPTY.to_string()
+            } else {
+                e
+            }
+        })?;
         if !ms.iter().any(|m| !m.matches_empty()) {
-            return Err("match[] must contain at least one non-empty matcher".to_string());
+            return Err(EMPTY.to_string());
         }
         sets.push(ms);
     }

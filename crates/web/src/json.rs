@@ -2,12 +2,15 @@
 //!
 //! Query results can hold millions of points; writing them straight into a
 //! `String` avoids building a `serde_json::Value` tree and lets us match
-//! Prometheus's `jsonutil` byte for byte: timestamps are seconds with the
+//! Prometheus byte for byte (checked against a real Prometheus). Vector and
+//! matrix points follow its `jsonutil`: timestamps are seconds with the
 //! millisecond fraction written as exactly three digits when non-zero
 //! (`1435781451.781`, `1435781451.780`, `1435781451`), and sample values
 //! are quoted strings in Go's `strconv.FormatFloat(v, 'f' or 'e', -1)`
 //! shortest form, switching to exponent form below `1e-6` and from `1e21`.
-//! Strings are escaped like Go's `encoding/json` (HTML-safe).
+//! Scalar and string results use Go's plain float for the time (`1.5`) and
+//! decimal form for the value. Strings are escaped like Go's
+//! `encoding/json` (HTML-safe).
 
 use std::fmt::Write as _;
 
@@ -113,13 +116,19 @@ pub fn write_labels(out: &mut String, labels: &Labels) {
 pub fn write_query_data(out: &mut String, value: &Value) {
     out.push_str("{\"resultType\":");
     match value {
+        // Scalars and strings go through Prometheus's `MarshalJSON` of those
+        // types, not the point encoder: the time is a plain float (`1.5`,
+        // not `1.500`) and the value is always in decimal form.
         Value::Scalar { t, v } => {
-            out.push_str("\"scalar\",\"result\":");
-            write_point(out, *t, *v);
+            out.push_str("\"scalar\",\"result\":[");
+            out.push_str(&format_float(*t as f64 / 1000.0));
+            out.push_str(",\"");
+            out.push_str(&format_float(*v));
+            out.push_str("\"]");
         }
         Value::String { t, v } => {
             out.push_str("\"string\",\"result\":[");
-            write_timestamp(out, *t);
+            out.push_str(&format_float(*t as f64 / 1000.0));
             out.push(',');
             write_str(out, v);
             out.push(']');
@@ -290,7 +299,10 @@ mod tests {
         );
         let mut s = String::new();
         write_query_data(&mut s, &Value::Scalar { t: 2500, v: 3.0 });
-        assert_eq!(s, r#"{"resultType":"scalar","result":[2.500,"3"]}"#);
+        assert_eq!(s, r#"{"resultType":"scalar","result":[2.5,"3"]}"#);
+        let mut s = String::new();
+        write_query_data(&mut s, &Value::Scalar { t: -1010, v: 1e-7 });
+        assert_eq!(s, r#"{"resultType":"scalar","result":[-1.01,"0.0000001"]}"#);
         let mut s = String::new();
         write_query_data(
             &mut s,

@@ -50,6 +50,12 @@ pub(crate) fn routes() -> Router<State> {
         .route("/query", get(|| async { html(QUERY_HTML) }))
         .route("/targets", get(|| async { html(TARGETS_HTML) }))
         .route("/assets/{file}", get(asset))
+        .fallback(not_found)
+}
+
+/// What Go's `http.NotFound` answers, for paths nothing serves.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }
 
 fn html(body: &'static str) -> Response {
@@ -77,6 +83,6 @@ async fn graph_redirect(RawQuery(q): RawQuery) -> Redirect {
 async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, ct, body)) => with_type(body, ct),
-        None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+        None => not_found().await,
     }
 }
