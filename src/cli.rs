@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// pharos: Prometheus-compatible monitoring in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "pharos", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "pharos",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Server flags (used when no subcommand is given).
     #[command(flatten)]

@@ -90,8 +90,7 @@ impl Visit for LogfmtVisitor {
 
 /// Quotes a logfmt value when it needs it.
 fn quote(s: &str) -> String {
-    if !s.is_empty() && !s.contains(|c: char| c == ' ' || c == '"' || c == '=' || c.is_control())
-    {
+    if !s.is_empty() && !s.contains(|c: char| c == ' ' || c == '"' || c == '=' || c.is_control()) {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 2);

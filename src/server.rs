@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use parking_lot::RwLock;
 use pharos_config::Config;
 use pharos_model::Duration as PromDuration;
 use pharos_promql::{Engine, EngineOptions};
@@ -20,7 +21,6 @@ use pharos_scrape::{ScrapeManager, ScrapeOptions};
 use pharos_storage::{Appendable, Queryable};
 use pharos_tsdb::{Head, HeadOptions};
 use pharos_web::{ApiContext, TargetInfo, TargetRetriever};
-use parking_lot::RwLock;
 
 use crate::cli::ServerFlags;
 
@@ -69,7 +69,9 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&flags.listen_address)
         .await
         .with_context(|| format!("listening on {}", flags.listen_address))?;
-    let local = listener.local_addr().context("reading the listen address")?;
+    let local = listener
+        .local_addr()
+        .context("reading the listen address")?;
 
     let cfg = load_config(&flags, &self_scrape_address(&local))?;
     let external_url = flags
@@ -239,6 +241,10 @@ impl TargetRetriever for ScrapeTargets {
         self.0.targets().into_iter().map(target_info).collect()
     }
     fn dropped(&self) -> Vec<TargetInfo> {
-        self.0.dropped_targets().into_iter().map(target_info).collect()
+        self.0
+            .dropped_targets()
+            .into_iter()
+            .map(target_info)
+            .collect()
     }
 }

@@ -21,7 +21,11 @@ impl Drop for Killed {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn synth(port: u16) -> Killed {
@@ -35,7 +39,10 @@ fn synth(port: u16) -> Killed {
         .expect("start synth_exporter.py");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "synth exporter did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "synth exporter did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Killed(c)
@@ -53,7 +60,12 @@ fn query(addr: &str, q: &str) -> serde_json::Value {
 
 fn series_set(addr: &str, sel: &str) -> BTreeSet<String> {
     let v = api(addr, &format!("/api/v1/series?match[]={}", urlencode(sel)));
-    v["data"].as_array().unwrap().iter().map(|m| m.to_string()).collect()
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
 }
 
 fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -71,7 +83,10 @@ fn scalar(r: &serde_json::Value) -> Option<f64> {
 #[test]
 fn same_series_and_staleness_as_prometheus() {
     if !have("prometheus") {
-        assert!(!in_ci(), "prometheus must be installed in CI (.ci/run installs it)");
+        assert!(
+            !in_ci(),
+            "prometheus must be installed in CI (.ci/run installs it)"
+        );
         eprintln!("skipping: prometheus not installed");
         return;
     }
@@ -87,8 +102,14 @@ fn same_series_and_staleness_as_prometheus() {
     let prom_addr = format!("127.0.0.1:{}", free_port());
     let _prom = Killed(
         Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_dir.path().join("p.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", prom_dir.path().join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                prom_dir.path().join("p.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom_dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={prom_addr}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -99,7 +120,8 @@ fn same_series_and_staleness_as_prometheus() {
 
     for addr in [prom_addr.as_str(), pharos.addr.as_str()] {
         wait("both targets up", Duration::from_secs(60), || {
-            std::net::TcpStream::connect(addr).is_ok() && scalar(&query(addr, "sum(up{job=\"synth\"})")) == Some(2.0)
+            std::net::TcpStream::connect(addr).is_ok()
+                && scalar(&query(addr, "sum(up{job=\"synth\"})")) == Some(2.0)
         });
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -107,7 +129,11 @@ fn same_series_and_staleness_as_prometheus() {
     let sel = "{job=\"synth\"}";
     let ours = series_set(&pharos.addr, sel);
     let theirs = series_set(&prom_addr, sel);
-    assert!(theirs.len() > 100, "prometheus has only {} series", theirs.len());
+    assert!(
+        theirs.len() > 100,
+        "prometheus has only {} series",
+        theirs.len()
+    );
     assert_eq!(ours, theirs, "series differ between pharos and prometheus");
 
     let count_q = "count({job=\"synth\", __name__!~\"up|scrape_.*\"})";

@@ -25,8 +25,10 @@ impl Pharos {
     pub fn start(config: Option<&str>, extra: &[&str]) -> Pharos {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pharos"));
-        cmd.arg("--web.listen-address=127.0.0.1:0")
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()));
+        cmd.arg("--web.listen-address=127.0.0.1:0").arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ));
         if let Some(c) = config {
             let p = dir.path().join("prometheus.yml");
             std::fs::write(&p, c).unwrap();
@@ -42,7 +44,10 @@ impl Pharos {
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Some(i) = line.find("address=") {
-                        let a: String = line[i + 8..].chars().take_while(|c| !c.is_whitespace()).collect();
+                        let a: String = line[i + 8..]
+                            .chars()
+                            .take_while(|c| !c.is_whitespace())
+                            .collect();
                         let _ = tx.send(a);
                     }
                     log.lock().unwrap().push(line);
@@ -53,17 +58,29 @@ impl Pharos {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!("pharos did not log its address; log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "pharos did not log its address; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
         // The API answers 503 until the server is ready (as Prometheus's
         // does), so wait for /-/ready before handing the server out.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while http_get(&addr, "/-/ready").0 != 200 {
-            assert!(std::time::Instant::now() < deadline, "pharos never became ready; log:\n{}", log.lock().unwrap().join("\n"));
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pharos never became ready; log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
             thread::sleep(Duration::from_millis(20));
         }
-        Pharos { child, addr, log, dir }
+        Pharos {
+            child,
+            addr,
+            log,
+            dir,
+        }
     }
 
     /// GET `path`, returning status and body.
@@ -74,7 +91,8 @@ impl Pharos {
     /// GET an API path and parse the JSON envelope.
     pub fn api(&self, path: &str) -> (u16, serde_json::Value) {
         let (s, b) = self.get(path);
-        let v = serde_json::from_str(&b).unwrap_or_else(|e| panic!("bad JSON from {path} ({e}): {b}"));
+        let v =
+            serde_json::from_str(&b).unwrap_or_else(|e| panic!("bad JSON from {path} ({e}): {b}"));
         (s, v)
     }
 
@@ -86,7 +104,12 @@ impl Pharos {
     }
 
     /// Polls `q` until `pred` holds on its result, or panics after `timeout`.
-    pub fn wait_for(&self, q: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for(
+        &self,
+        q: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let r = self.query(q);
@@ -94,7 +117,10 @@ impl Pharos {
                 return r;
             }
             if start.elapsed() > timeout {
-                panic!("timed out waiting on {q}; last result {r}; log:\n{}", self.log.lock().unwrap().join("\n"));
+                panic!(
+                    "timed out waiting on {q}; last result {r}; log:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                );
             }
             thread::sleep(Duration::from_millis(200));
         }
@@ -102,7 +128,10 @@ impl Pharos {
 
     /// Sends SIGTERM and waits for exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -144,7 +173,13 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// Minimal HTTP/1.1 request with an optional content type and body.
-pub fn http_request(addr: &str, method: &str, path: &str, ctype: Option<&str>, body: &str) -> (u16, String) {
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    ctype: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -157,8 +192,15 @@ pub fn http_request(addr: &str, method: &str, path: &str, ctype: Option<&str>, b
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -169,7 +211,9 @@ pub fn http_request(addr: &str, method: &str, path: &str, ctype: Option<&str>, b
 fn dechunk(mut b: &str) -> String {
     let mut out = String::new();
     loop {
-        let Some((size, rest)) = b.split_once("\r\n") else { break };
+        let Some((size, rest)) = b.split_once("\r\n") else {
+            break;
+        };
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 || rest.len() < n {
             break;
@@ -220,7 +264,12 @@ impl Fixture {
                 let _ = c.write_all(resp.as_bytes());
             }
         });
-        Fixture { addr, page, status, stop }
+        Fixture {
+            addr,
+            page,
+            status,
+            stop,
+        }
     }
 
     pub fn set_page(&self, page: &str) {
@@ -246,5 +295,11 @@ pub fn in_ci() -> bool {
 
 /// Whether `bin` is on PATH.
 pub fn have(bin: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {bin}")).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }

@@ -67,7 +67,9 @@ fn get_len(b: &[u8], pos: &mut usize) -> usize {
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Labels {
-        Labels { data: Arc::from("") }
+        Labels {
+            data: Arc::from(""),
+        }
     }
 
     /// Builds a label set from pairs in any order. Later duplicates of a name
@@ -403,7 +405,12 @@ mod tests {
 
     #[test]
     fn roundtrip_and_order() {
-        let l = Labels::from_pairs(&[("job", "api"), ("__name__", "up"), ("a", ""), ("x", "é\"\n")]);
+        let l = Labels::from_pairs(&[
+            ("job", "api"),
+            ("__name__", "up"),
+            ("a", ""),
+            ("x", "é\"\n"),
+        ]);
         let v: Vec<_> = l.iter().map(|l| (l.name, l.value)).collect();
         assert_eq!(v, vec![("__name__", "up"), ("job", "api"), ("x", "é\"\n")]);
         assert_eq!(l.get("job"), Some("api"));

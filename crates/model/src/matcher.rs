@@ -66,10 +66,11 @@ pub struct Regex {
 impl Regex {
     /// Compiles `pattern` anchored as `^(?s:pattern)$`.
     pub fn new(pattern: &str) -> Result<Regex, MatcherError> {
-        let re = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|source| MatcherError {
-            pattern: pattern.to_string(),
-            source,
-        })?;
+        let re =
+            regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|source| MatcherError {
+                pattern: pattern.to_string(),
+                source,
+            })?;
         let literals = literal_alternatives(pattern);
         Ok(Regex { re, literals })
     }
@@ -155,7 +156,13 @@ impl Matcher {
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}\"{}\"", self.name, self.op, escape_label_value(&self.value))
+        write!(
+            f,
+            "{}{}\"{}\"",
+            self.name,
+            self.op,
+            escape_label_value(&self.value)
+        )
     }
 }
 
@@ -178,7 +185,11 @@ mod tests {
         let m = Matcher::new(MatchOp::NotRegex, "a", "x|y").unwrap();
         assert!(!m.matches("x") && m.matches("z") && m.matches(""));
         assert!(Matcher::new(MatchOp::Regex, "a", "(").is_err());
-        assert!(Matcher::new(MatchOp::Regex, "a", ".*").unwrap().matches_empty());
+        assert!(
+            Matcher::new(MatchOp::Regex, "a", ".*")
+                .unwrap()
+                .matches_empty()
+        );
         assert_eq!(Matcher::equal("a", "b\"").to_string(), "a=\"b\\\"\"");
     }
 }

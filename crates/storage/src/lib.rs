@@ -124,8 +124,7 @@ pub struct SelectHints {
 /// A source of queriers over a time range.
 pub trait Queryable: Send + Sync {
     /// A querier seeing samples with `mint <= t <= maxt`.
-    fn querier(&self, mint: Timestamp, maxt: Timestamp)
-    -> Result<Box<dyn Querier>, StorageError>;
+    fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier>, StorageError>;
 }
 
 /// Read access to a consistent view of the storage over a time range.
@@ -263,7 +262,12 @@ mod tests {
 
     #[test]
     fn vec_sample_iter_seek_and_next() {
-        let s: Vec<Sample> = (0..5).map(|i| Sample { t: i * 10, v: i as f64 }).collect();
+        let s: Vec<Sample> = (0..5)
+            .map(|i| Sample {
+                t: i * 10,
+                v: i as f64,
+            })
+            .collect();
         let mut it = VecSampleIter::new(s.clone());
         assert_eq!(it.seek(15).map(|s| s.t), Some(20));
         assert_eq!(it.seek(15).map(|s| s.t), Some(20));
