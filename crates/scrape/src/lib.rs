@@ -28,6 +28,22 @@
 //! Error messages and metric names follow Prometheus (`server returned HTTP
 //! status 404 Not Found`, `sample limit exceeded`, with `pharos_` in place of
 //! `prometheus_` in the process's own metrics).
+//!
+//! Where pharos deliberately differs from Prometheus:
+//!
+//! * [`ScrapeManager::stop`] and the removal of a whole job write stale
+//!   markers (Prometheus writes none on shutdown or pool removal), so a
+//!   stopped pharos leaves no series looking alive for five minutes;
+//! * a scrape that fails after appending part of its page (sample limit,
+//!   label limit, parse error) marks *every* series of the previous scrape
+//!   stale, and forgets the cache entries it created, whose references the
+//!   rollback may have invalidated;
+//! * a missing or unknown `Content-Type` is parsed as the text format
+//!   (unless `fallback_scrape_protocol` says otherwise) instead of failing;
+//! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
+//!   native histograms, exemplars, metadata, `target_limit` and HTTP client
+//!   settings (auth, TLS) are not supported, and `https` targets fail with
+//!   a clear error because the workspace builds `reqwest` without TLS.
 
 mod append;
 mod cache;
