@@ -1,14 +1,12 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, ...), evaluated step by step
 //! over an input matrix as Prometheus's `rangeEvalAgg`.
 
-use std::collections::HashMap;
-
 use pharos_model::{Labels, Sample};
 
 use crate::QueryError;
 use crate::eval::{Evaluator, R, grouping_labels};
 use crate::plan::AggOp;
-use crate::value::{Series, kahan_inc};
+use crate::value::{FastMap, Series, kahan_inc};
 
 #[derive(Clone, Default)]
 struct Group {
@@ -164,7 +162,7 @@ pub(crate) fn aggregate(
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio
     );
     // Map input series to groups.
-    let mut group_index: HashMap<Labels, usize> = HashMap::new();
+    let mut group_index: FastMap<Labels, usize> = FastMap::default();
     let mut series_group = Vec::with_capacity(input.len());
     let mut result: Vec<Series> = Vec::new();
     for s in input {
@@ -188,7 +186,7 @@ pub(crate) fn aggregate(
     let n = ev.steps();
     let instant = ev.start == ev.end;
     let mut kseries: Vec<Series> = Vec::new();
-    let mut kindex: HashMap<Labels, usize> = HashMap::new();
+    let mut kindex: FastMap<Labels, usize> = FastMap::default();
     let temp = ev.cur;
     for step in 0..n {
         ev.check_time()?;

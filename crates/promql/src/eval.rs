@@ -13,7 +13,8 @@ use pharos_storage::{Querier, SelectHints};
 use crate::QueryError;
 use crate::plan::{AggOp, BinOp, Card, Node, Selector, VType, VectorMatching, position_string};
 use crate::value::{
-    Elem, Series, Val, del_labels, drop_metadata, format_g, keep_labels, set_label,
+    Elem, FastMap, FastSet, Series, Val, del_labels, drop_metadata, format_g, keep_labels,
+    set_label,
 };
 
 pub(crate) type R<T> = Result<T, QueryError>;
@@ -424,7 +425,7 @@ impl<'s, 'a> Evaluator<'s, 'a> {
         let mut vecs: Vec<Vec<Elem>> = inputs.iter().map(|m| Vec::with_capacity(m.len())).collect();
         let mut vsigs: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
         let mut out: Vec<Series> = Vec::new();
-        let mut index: HashMap<Labels, (usize, i64)> = HashMap::new();
+        let mut index: FastMap<Labels, (usize, i64)> = FastMap::default();
         let orig = self.cur;
         let mut temp = self.cur;
         let instant = self.start == self.end;
@@ -536,7 +537,7 @@ impl<'s, 'a> Evaluator<'s, 'a> {
             }),
             _ => {
                 // Vector/vector: assign signature ordinals once.
-                let mut ordinals: HashMap<Labels, usize> = HashMap::new();
+                let mut ordinals: FastMap<Labels, usize> = FastMap::default();
                 let mut sigs: Vec<Vec<usize>> = Vec::with_capacity(2);
                 let mut sig_labels: Vec<Labels> = Vec::new();
                 for side in [&l, &r] {
@@ -777,7 +778,7 @@ pub(crate) fn grouping_labels(metric: &Labels, grouping: &[String], without: boo
 
 fn count_values(v: &[Elem], label: &str, grouping: &[String], without: bool) -> Vec<Elem> {
     let mut order: Vec<Labels> = Vec::new();
-    let mut counts: HashMap<Labels, usize> = HashMap::new();
+    let mut counts: FastMap<Labels, usize> = FastMap::default();
     for e in v {
         let m = set_label(&e.metric, label, &pharos_model::format_float(e.v));
         let key = grouping_labels(&m, grouping, without);
@@ -935,7 +936,8 @@ fn vector_binop(
     };
     // As upstream, the fill values are not swapped with the sides.
     let (fill_l, fill_r) = (m.fill_lhs, m.fill_rhs);
-    let mut right: HashMap<usize, usize> = HashMap::with_capacity(rhs.len());
+    let mut right: FastMap<usize, usize> =
+        FastMap::with_capacity_and_hasher(rhs.len(), Default::default());
     for (i, rs) in rhs.iter().enumerate() {
         if let Some(&j) = right.get(&rsig[i]) {
             let one_side = if one_to_many { "left" } else { "right" };
@@ -949,13 +951,13 @@ fn vector_binop(
         }
         right.insert(rsig[i], i);
     }
-    let mut matched: HashMap<usize, Option<HashSet<Labels>>> = HashMap::new();
+    let mut matched: FastMap<usize, Option<FastSet<Labels>>> = FastMap::default();
     let mut out = Vec::new();
     let do_op = |ls: &Elem,
                  rs: &Elem,
                  sig: usize,
                  out: &mut Vec<Elem>,
-                 matched: &mut HashMap<usize, Option<HashSet<Labels>>>|
+                 matched: &mut FastMap<usize, Option<FastSet<Labels>>>|
      -> R<()> {
         let (fl, fr) = if one_to_many {
             (rs.v, ls.v)
@@ -975,7 +977,9 @@ fn vector_binop(
             }
             matched.insert(sig, None);
         } else {
-            let set = matched.entry(sig).or_insert_with(|| Some(HashSet::new()));
+            let set = matched
+                .entry(sig)
+                .or_insert_with(|| Some(FastSet::default()));
             if let Some(set) = set
                 && !set.insert(metric.clone())
             {

@@ -5,7 +5,6 @@
 //! sample is touched a bounded number of times per query. Functions over
 //! instant vectors run step by step through [`Evaluator::range_eval`].
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pharos_model::{Labels, MatchOp, Sample, is_stale_nan};
@@ -15,7 +14,7 @@ use crate::aggregate::{go_sort, quantile};
 use crate::eval::{Evaluator, R, RawSeries, dup_labelset_error};
 use crate::plan::{Node, Selector};
 use crate::quantile::{Bucket, bucket_fraction, bucket_quantile};
-use crate::value::{Elem, Series, drop_metadata, kahan_inc, set_label};
+use crate::value::{Elem, FastMap, Series, drop_metadata, kahan_inc, set_label};
 
 /// Parameters of one window evaluation.
 struct Win<'a> {
@@ -29,37 +28,71 @@ struct Win<'a> {
     scalars: &'a [f64],
 }
 
-fn is_range_function(name: &str) -> bool {
-    matches!(
-        name,
-        "rate"
-            | "irate"
-            | "increase"
-            | "delta"
-            | "idelta"
-            | "deriv"
-            | "predict_linear"
-            | "resets"
-            | "changes"
-            | "avg_over_time"
-            | "sum_over_time"
-            | "min_over_time"
-            | "max_over_time"
-            | "count_over_time"
-            | "last_over_time"
-            | "first_over_time"
-            | "present_over_time"
-            | "stddev_over_time"
-            | "stdvar_over_time"
-            | "quantile_over_time"
-            | "mad_over_time"
-            | "ts_of_first_over_time"
-            | "ts_of_last_over_time"
-            | "ts_of_max_over_time"
-            | "ts_of_min_over_time"
-            | "absent_over_time"
-            | "double_exponential_smoothing"
-    )
+/// Functions over range vectors, resolved once per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeFunc {
+    Rate,
+    Irate,
+    Increase,
+    Delta,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    AvgOverTime,
+    SumOverTime,
+    MinOverTime,
+    MaxOverTime,
+    CountOverTime,
+    LastOverTime,
+    FirstOverTime,
+    PresentOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    QuantileOverTime,
+    MadOverTime,
+    TsOfFirstOverTime,
+    TsOfLastOverTime,
+    TsOfMaxOverTime,
+    TsOfMinOverTime,
+    AbsentOverTime,
+    DoubleExponentialSmoothing,
+}
+
+impl RangeFunc {
+    fn from_name(name: &str) -> Option<RangeFunc> {
+        Some(match name {
+            "rate" => RangeFunc::Rate,
+            "irate" => RangeFunc::Irate,
+            "increase" => RangeFunc::Increase,
+            "delta" => RangeFunc::Delta,
+            "idelta" => RangeFunc::Idelta,
+            "deriv" => RangeFunc::Deriv,
+            "predict_linear" => RangeFunc::PredictLinear,
+            "resets" => RangeFunc::Resets,
+            "changes" => RangeFunc::Changes,
+            "avg_over_time" => RangeFunc::AvgOverTime,
+            "sum_over_time" => RangeFunc::SumOverTime,
+            "min_over_time" => RangeFunc::MinOverTime,
+            "max_over_time" => RangeFunc::MaxOverTime,
+            "count_over_time" => RangeFunc::CountOverTime,
+            "last_over_time" => RangeFunc::LastOverTime,
+            "first_over_time" => RangeFunc::FirstOverTime,
+            "present_over_time" => RangeFunc::PresentOverTime,
+            "stddev_over_time" => RangeFunc::StddevOverTime,
+            "stdvar_over_time" => RangeFunc::StdvarOverTime,
+            "quantile_over_time" => RangeFunc::QuantileOverTime,
+            "mad_over_time" => RangeFunc::MadOverTime,
+            "ts_of_first_over_time" => RangeFunc::TsOfFirstOverTime,
+            "ts_of_last_over_time" => RangeFunc::TsOfLastOverTime,
+            "ts_of_max_over_time" => RangeFunc::TsOfMaxOverTime,
+            "ts_of_min_over_time" => RangeFunc::TsOfMinOverTime,
+            "absent_over_time" => RangeFunc::AbsentOverTime,
+            "double_exponential_smoothing" => RangeFunc::DoubleExponentialSmoothing,
+            _ => return None,
+        })
+    }
 }
 
 fn unsupported(name: &str) -> QueryError {
@@ -84,7 +117,7 @@ impl Evaluator<'_, '_> {
             }
             _ => {}
         }
-        if is_range_function(func) {
+        if RangeFunc::from_name(func).is_some() {
             return self.eval_range_function(func, args, arg_pos);
         }
         if matches!(
@@ -539,11 +572,13 @@ impl Evaluator<'_, '_> {
             _ => return Err(unsupported(func)),
         };
         let matrix_pos = arg_pos.get(mi).copied().unwrap_or(0);
+        let kind = RangeFunc::from_name(func).ok_or_else(|| unsupported(func))?;
         let n = self.steps();
         let drop_name = !matches!(func, "last_over_time" | "first_over_time");
         let mut out = Vec::with_capacity(raw.len());
         let mut scalars = vec![0.0; scalar_args.len()];
         let mut warned_q: Vec<u64> = Vec::new();
+        let mut noted_names: Vec<String> = Vec::new();
         let mut produced_any = vec![false; n];
         for (k, rs) in raw.iter().enumerate() {
             if k % 64 == 0 {
@@ -590,15 +625,16 @@ impl Evaluator<'_, '_> {
                     range,
                     scalars: &scalars,
                 };
-                if let Some(v) = range_func(func, &w)? {
+                if let Some(v) = range_func(kind, &w)? {
                     pts.push(Sample { t: ts, v });
                     *produced = true;
                 }
             }
             if !pts.is_empty() {
                 self.add_samples(pts.len())?;
-                if matches!(func, "rate" | "increase")
+                if matches!(kind, RangeFunc::Rate | RangeFunc::Increase)
                     && let Some(name) = rs.labels.metric_name()
+                    && !noted_names.iter().any(|n| n == name)
                     && !name.ends_with("_total")
                     && !name.ends_with("_sum")
                     && !name.ends_with("_count")
@@ -610,6 +646,7 @@ impl Evaluator<'_, '_> {
                         ),
                         matrix_pos,
                     );
+                    noted_names.push(name.to_string());
                 }
                 out.push(Series {
                     metric: rs.labels.clone(),
@@ -680,7 +717,8 @@ pub(crate) fn merge_same_labelset(m: Vec<Series>) -> R<Vec<Series>> {
     if m.len() <= 1 {
         return Ok(m);
     }
-    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(m.len());
+    let mut index: FastMap<Labels, usize> =
+        FastMap::with_capacity_and_hasher(m.len(), Default::default());
     let mut out: Vec<Series> = Vec::with_capacity(m.len());
     let mut merged_any = false;
     for s in m {
@@ -831,7 +869,7 @@ fn date_part(func: &str, secs: i64) -> f64 {
 type BucketGroups = Vec<(Labels, Vec<Bucket>)>;
 
 fn group_buckets(sh: &crate::eval::Shared<'_>, v: &[Elem], vpos: usize) -> BucketGroups {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: FastMap<Labels, usize> = FastMap::default();
     let mut out: BucketGroups = Vec::new();
     for e in v {
         let le = e.metric.get("le").unwrap_or("");
@@ -957,22 +995,22 @@ fn format_openmetrics_float(f: f64) -> String {
     s
 }
 
-fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
+fn range_func(func: RangeFunc, w: &Win<'_>) -> R<Option<f64>> {
     let s = w.samples;
     Ok(match func {
-        "rate" => extrapolated_rate(w, true, true),
-        "increase" => extrapolated_rate(w, true, false),
-        "delta" => extrapolated_rate(w, false, false),
-        "irate" => instant_value(s, true),
-        "idelta" => instant_value(s, false),
-        "deriv" => {
+        RangeFunc::Rate => extrapolated_rate(w, true, true),
+        RangeFunc::Increase => extrapolated_rate(w, true, false),
+        RangeFunc::Delta => extrapolated_rate(w, false, false),
+        RangeFunc::Irate => instant_value(s, true),
+        RangeFunc::Idelta => instant_value(s, false),
+        RangeFunc::Deriv => {
             if s.len() < 2 {
                 None
             } else {
                 Some(linear_regression(s, s[0].t).0)
             }
         }
-        "predict_linear" => {
+        RangeFunc::PredictLinear => {
             if s.len() < 2 {
                 None
             } else {
@@ -981,7 +1019,7 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
                 Some(slope * d + intercept)
             }
         }
-        "resets" => {
+        RangeFunc::Resets => {
             let mut n = 0;
             for p in s.windows(2) {
                 if p[1].v < p[0].v {
@@ -990,7 +1028,7 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
             }
             Some(n as f64)
         }
-        "changes" => {
+        RangeFunc::Changes => {
             let mut n = 0;
             for p in s.windows(2) {
                 if p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan()) {
@@ -999,16 +1037,16 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
             }
             Some(n as f64)
         }
-        "avg_over_time" => Some(avg_over_time(s)),
-        "sum_over_time" => {
+        RangeFunc::AvgOverTime => Some(avg_over_time(s)),
+        RangeFunc::SumOverTime => {
             let (mut sum, mut c) = (0.0, 0.0);
             for p in s {
                 (sum, c) = kahan_inc(p.v, sum, c);
             }
             Some(if sum.is_infinite() { sum } else { sum + c })
         }
-        "min_over_time" | "max_over_time" => {
-            let max = func == "max_over_time";
+        RangeFunc::MinOverTime | RangeFunc::MaxOverTime => {
+            let max = func == RangeFunc::MaxOverTime;
             let mut v = s[0].v;
             for p in s {
                 let better = if max { p.v > v } else { p.v < v };
@@ -1018,8 +1056,8 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
             }
             Some(v)
         }
-        "ts_of_max_over_time" | "ts_of_min_over_time" => {
-            let max = func == "ts_of_max_over_time";
+        RangeFunc::TsOfMaxOverTime | RangeFunc::TsOfMinOverTime => {
+            let max = func == RangeFunc::TsOfMaxOverTime;
             let mut v = s[0].v;
             let mut t = s[0].t;
             for p in s {
@@ -1031,13 +1069,13 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
             }
             Some(t as f64 / 1000.0)
         }
-        "ts_of_first_over_time" => Some(s[0].t as f64 / 1000.0),
-        "ts_of_last_over_time" => Some(s[s.len() - 1].t as f64 / 1000.0),
-        "count_over_time" => Some(s.len() as f64),
-        "last_over_time" => Some(s[s.len() - 1].v),
-        "first_over_time" => Some(s[0].v),
-        "present_over_time" | "absent_over_time" => Some(1.0),
-        "stddev_over_time" | "stdvar_over_time" => {
+        RangeFunc::TsOfFirstOverTime => Some(s[0].t as f64 / 1000.0),
+        RangeFunc::TsOfLastOverTime => Some(s[s.len() - 1].t as f64 / 1000.0),
+        RangeFunc::CountOverTime => Some(s.len() as f64),
+        RangeFunc::LastOverTime => Some(s[s.len() - 1].v),
+        RangeFunc::FirstOverTime => Some(s[0].v),
+        RangeFunc::PresentOverTime | RangeFunc::AbsentOverTime => Some(1.0),
+        RangeFunc::StddevOverTime | RangeFunc::StdvarOverTime => {
             let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for p in s {
                 count += 1.0;
@@ -1046,18 +1084,18 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
                 (aux, c_aux) = kahan_inc(delta * (p.v - (mean + c_mean)), aux, c_aux);
             }
             let var = (aux + c_aux) / count;
-            Some(if func == "stddev_over_time" {
+            Some(if func == RangeFunc::StddevOverTime {
                 var.sqrt()
             } else {
                 var
             })
         }
-        "quantile_over_time" => {
+        RangeFunc::QuantileOverTime => {
             let q = w.scalars.first().copied().unwrap_or(f64::NAN);
             let mut vals: Vec<f64> = s.iter().map(|p| p.v).collect();
             Some(quantile(q, &mut vals))
         }
-        "mad_over_time" => {
+        RangeFunc::MadOverTime => {
             if s.iter().any(|p| p.v.is_nan()) {
                 return Ok(Some(f64::NAN));
             }
@@ -1066,7 +1104,7 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
             let mut dev: Vec<f64> = s.iter().map(|p| (p.v - median).abs()).collect();
             Some(quantile(0.5, &mut dev))
         }
-        "double_exponential_smoothing" => {
+        RangeFunc::DoubleExponentialSmoothing => {
             let sf = w.scalars.first().copied().unwrap_or(f64::NAN);
             let tf = w.scalars.get(1).copied().unwrap_or(f64::NAN);
             if !(sf > 0.0 && sf < 1.0) {
@@ -1097,7 +1135,6 @@ fn range_func(func: &str, w: &Win<'_>) -> R<Option<f64>> {
             }
             Some(s1)
         }
-        other => return Err(unsupported(other)),
     })
 }
 
