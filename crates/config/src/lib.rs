@@ -11,8 +11,9 @@
 //!   happen after parsing and still point at the offending value.
 //! - **Strict.** Unknown keys and duplicate keys are errors, as with
 //!   Prometheus's strict YAML decoding. Keys Prometheus knows but pharos does
-//!   not implement yet (service discovery other than `static_configs`, HTTP
-//!   client settings, `remote_write`, `alerting`, ...) are errors saying so,
+//!   not implement yet (service discovery other than `static_configs`,
+//!   `file_sd_configs`, `http_sd_configs` and `dns_sd_configs`, HTTP client
+//!   settings, `remote_write`, `alerting`, ...) are errors saying so,
 //!   never silently ignored: a config that loads runs the way it reads.
 //!   Switches whose value matches what pharos always does (for example
 //!   `enable_compression: true`) are accepted.
@@ -30,6 +31,7 @@ mod load;
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod load_tests;
 mod raw;
+mod sd;
 mod units;
 
 use std::collections::BTreeMap;
@@ -38,7 +40,8 @@ use std::fmt;
 use pharos_model::relabel::RelabelConfig;
 use pharos_model::{Duration, Labels};
 
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_str, resolve_sd_paths};
+pub use sd::{DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig};
 
 /// Scrape protocols Prometheus can negotiate, as named in the config.
 pub const SCRAPE_PROTOCOLS: [&str; 5] = [
@@ -109,6 +112,10 @@ pub struct GlobalConfig {
     pub label_name_length_limit: u64,
     /// Default for [`ScrapeConfig::label_value_length_limit`]; 0 = none.
     pub label_value_length_limit: u64,
+    /// Default for [`ScrapeConfig::target_limit`]; 0 = none.
+    pub target_limit: u64,
+    /// Default for [`ScrapeConfig::keep_dropped_targets`]; 0 = all.
+    pub keep_dropped_targets: u64,
 }
 
 impl Default for GlobalConfig {
@@ -125,6 +132,8 @@ impl Default for GlobalConfig {
             label_limit: 0,
             label_name_length_limit: 0,
             label_value_length_limit: 0,
+            target_limit: 0,
+            keep_dropped_targets: 0,
         }
     }
 }
@@ -156,6 +165,17 @@ pub struct ScrapeConfig {
     pub fallback_scrape_protocol: Option<String>,
     /// Targets listed in the file.
     pub static_configs: Vec<StaticConfig>,
+    /// Targets from files (`file_sd_configs`).
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Targets from HTTP endpoints (`http_sd_configs`).
+    pub http_sd_configs: Vec<HttpSdConfig>,
+    /// Targets from DNS records (`dns_sd_configs`).
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+    /// Maximum number of active targets after relabeling; above it every
+    /// target of the job fails. 0 = none.
+    pub target_limit: u64,
+    /// Maximum number of dropped targets kept for the API; 0 = all.
+    pub keep_dropped_targets: u64,
     /// Rules applied to each target's labels before scraping.
     pub relabel_configs: Vec<RelabelConfig>,
     /// Rules applied to each scraped series before storing.
@@ -191,6 +211,11 @@ impl ScrapeConfig {
             },
             fallback_scrape_protocol: None,
             static_configs: Vec::new(),
+            file_sd_configs: Vec::new(),
+            http_sd_configs: Vec::new(),
+            dns_sd_configs: Vec::new(),
+            target_limit: global.target_limit,
+            keep_dropped_targets: global.keep_dropped_targets,
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
             sample_limit: global.sample_limit,

@@ -14,6 +14,7 @@ use pharos_model::relabel::{
 use serde_saphyr::Location;
 
 use crate::expand::expand_env;
+use crate::sd;
 use crate::raw::{
     Opt, Pairs, RawConfig, RawGlobal, RawRelabelConfig, RawScrapeConfig, RawStaticConfig, Sp,
     Unsupported,
@@ -31,7 +32,25 @@ pub fn load_file(path: &Path) -> std::result::Result<Config, ConfigError> {
         path: name.clone(),
         source,
     })?;
-    load_str(&text, &name)
+    let mut config = load_str(&text, &name)?;
+    if let Some(dir) = path.parent() {
+        resolve_sd_paths(&mut config, dir);
+    }
+    Ok(config)
+}
+
+/// Makes relative `file_sd_configs` paths relative to `dir` (the
+/// configuration file's directory), as Prometheus does.
+pub fn resolve_sd_paths(config: &mut Config, dir: &Path) {
+    for job in &mut config.scrape_configs {
+        for f in &mut job.file_sd_configs {
+            for p in &mut f.files {
+                if Path::new(p.as_str()).is_relative() {
+                    *p = dir.join(p.as_str()).display().to_string();
+                }
+            }
+        }
+    }
 }
 
 /// Loads a configuration from its text. `filename` is only used in error
@@ -290,8 +309,6 @@ impl Cx<'_> {
                 metric_name_escaping_scheme
             ]
         );
-        self.only_zero("target_limit", &g.target_limit)?;
-        self.only_zero("keep_dropped_targets", &g.keep_dropped_targets)?;
         self.only_bool(
             "scrape_native_histograms",
             &g.scrape_native_histograms,
@@ -356,6 +373,8 @@ impl Cx<'_> {
         out.label_limit = value_or(&g.label_limit, 0);
         out.label_name_length_limit = value_or(&g.label_name_length_limit, 0);
         out.label_value_length_limit = value_or(&g.label_value_length_limit, 0);
+        out.target_limit = value_or(&g.target_limit, 0);
+        out.keep_dropped_targets = value_or(&g.keep_dropped_targets, 0);
         Ok(out)
     }
 
@@ -395,13 +414,10 @@ impl Cx<'_> {
                 digitalocean_sd_configs,
                 docker_sd_configs,
                 dockerswarm_sd_configs,
-                dns_sd_configs,
                 ec2_sd_configs,
                 eureka_sd_configs,
-                file_sd_configs,
                 gce_sd_configs,
                 hetzner_sd_configs,
-                http_sd_configs,
                 ionos_sd_configs,
                 kubernetes_sd_configs,
                 kuma_sd_configs,
@@ -445,8 +461,6 @@ impl Cx<'_> {
             false,
         )?;
         self.only_bool("extra_scrape_metrics", &r.extra_scrape_metrics, false)?;
-        self.only_zero("target_limit", &r.target_limit)?;
-        self.only_zero("keep_dropped_targets", &r.keep_dropped_targets)?;
         self.only_zero(
             "native_histogram_bucket_limit",
             &r.native_histogram_bucket_limit,
@@ -474,6 +488,25 @@ impl Cx<'_> {
         }
         out.relabel_configs = relabel_configs;
         out.metric_relabel_configs = metric_relabel_configs;
+        let positioned = |(loc, msg): (Location, String)| self.err(&loc, msg);
+        out.file_sd_configs = sd::list(
+            &r.file_sd_configs,
+            "empty or null section in file_sd_configs",
+            sd::file_sd,
+        )
+        .map_err(positioned)?;
+        out.http_sd_configs = sd::list(
+            &r.http_sd_configs,
+            "empty or null section in http_sd_configs",
+            sd::http_sd,
+        )
+        .map_err(positioned)?;
+        out.dns_sd_configs = sd::list(
+            &r.dns_sd_configs,
+            "empty or null section in dns_sd_configs",
+            sd::dns_sd,
+        )
+        .map_err(positioned)?;
 
         if let Some(d) = self.duration(&r.scrape_interval)?
             && d.0 != 0
@@ -541,6 +574,8 @@ impl Cx<'_> {
             &mut out.label_value_length_limit,
             &r.label_value_length_limit,
         );
+        inherit(&mut out.target_limit, &r.target_limit);
+        inherit(&mut out.keep_dropped_targets, &r.keep_dropped_targets);
         Ok(out)
     }
 

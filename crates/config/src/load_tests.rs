@@ -419,12 +419,6 @@ fn global_errors() {
         "query_log_file is not supported yet",
     );
     bad(
-        "global:\n  target_limit: 5\n",
-        2,
-        17,
-        "target_limit is not supported yet",
-    );
-    bad(
         "global:\n  scrape_native_histograms: true\n",
         2,
         29,
@@ -632,22 +626,10 @@ fn a_url_target_is_fine_when_relabeling_may_fix_it() {
 fn unsupported_scrape_keys_are_reported() {
     let job = |body: &str| format!("scrape_configs:\n  - job_name: a\n{body}");
     bad(
-        &job("    file_sd_configs:\n      - files: [a.json]\n"),
-        4,
-        7,
-        "file_sd_configs is not supported yet",
-    );
-    bad(
         &job("    kubernetes_sd_configs:\n      - role: pod\n"),
         4,
         7,
         "kubernetes_sd_configs is not supported yet",
-    );
-    bad(
-        &job("    dns_sd_configs: []\n"),
-        3,
-        21,
-        "dns_sd_configs is not supported yet",
     );
     bad(
         &job("    basic_auth:\n      username: u\n"),
@@ -684,12 +666,6 @@ fn unsupported_scrape_keys_are_reported() {
         3,
         33,
         "track_timestamps_staleness: true is not supported yet",
-    );
-    bad(
-        &job("    target_limit: 10\n"),
-        3,
-        19,
-        "target_limit is not supported yet",
     );
 }
 
@@ -1047,4 +1023,129 @@ fn alias_bombs_are_rejected_quickly() {
     let e = load_with_env(&s, "p.yml", &env).unwrap_err();
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{e}");
     assert!(e.to_string().contains("YAML too large"), "{e}");
+}
+
+#[test]
+fn discovery_configs_load_with_defaults() {
+    let c = load(
+        "global:\n  target_limit: 7\nscrape_configs:\n  - job_name: a\n    keep_dropped_targets: 3\n    file_sd_configs:\n      - files: [t/*.json, x.yml]\n      - files: [y.yaml]\n        refresh_interval: 10s\n    http_sd_configs:\n      - url: http://localhost:8080/sd\n    dns_sd_configs:\n      - names: [_x._tcp.example.org]\n      - names: [db.example.org]\n        type: A\n        port: 9100\n        refresh_interval: 5s\n",
+    );
+    let j = &c.scrape_configs[0];
+    assert_eq!(j.target_limit, 7);
+    assert_eq!(j.keep_dropped_targets, 3);
+    assert_eq!(
+        j.file_sd_configs,
+        vec![
+            FileSdConfig {
+                files: vec!["t/*.json".into(), "x.yml".into()],
+                refresh_interval: S(300),
+            },
+            FileSdConfig {
+                files: vec!["y.yaml".into()],
+                refresh_interval: S(10),
+            },
+        ]
+    );
+    assert_eq!(
+        j.http_sd_configs,
+        vec![HttpSdConfig {
+            url: "http://localhost:8080/sd".into(),
+            refresh_interval: S(60),
+        }]
+    );
+    assert_eq!(
+        j.dns_sd_configs,
+        vec![
+            DnsSdConfig {
+                names: vec!["_x._tcp.example.org".into()],
+                record_type: DnsRecordType::Srv,
+                port: 0,
+                refresh_interval: S(30),
+            },
+            DnsSdConfig {
+                names: vec!["db.example.org".into()],
+                record_type: DnsRecordType::A,
+                port: 9100,
+                refresh_interval: S(5),
+            },
+        ]
+    );
+}
+
+#[test]
+fn discovery_config_errors_are_positioned() {
+    let job = |body: &str| format!("scrape_configs:\n  - job_name: a\n{body}");
+    bad(
+        &job("    file_sd_configs:\n      - files: [a.txt]\n"),
+        4,
+        17,
+        "path name \"a.txt\" is not valid for file discovery",
+    );
+    bad(
+        &job("    file_sd_configs:\n      - refresh_interval: 1m\n"),
+        4,
+        9,
+        "file service discovery config must contain at least one path name",
+    );
+    bad(
+        &job("    file_sd_configs:\n      - ~\n"),
+        4,
+        9,
+        "empty or null section in file_sd_configs",
+    );
+    bad(
+        &job("    http_sd_configs:\n      - refresh_interval: 1m\n"),
+        4,
+        9,
+        "URL is missing",
+    );
+    bad(
+        &job("    http_sd_configs:\n      - url: ftp://x/y\n"),
+        4,
+        14,
+        "URL scheme must be 'http' or 'https'",
+    );
+    bad(
+        &job("    http_sd_configs:\n      - url: http:///y\n"),
+        4,
+        14,
+        "host is missing in URL",
+    );
+    bad(
+        &job("    dns_sd_configs:\n      - names: [a]\n        type: TXT\n"),
+        5,
+        15,
+        "invalid DNS-SD records type TXT",
+    );
+    bad(
+        &job("    dns_sd_configs:\n      - names: [a]\n        type: A\n"),
+        4,
+        9,
+        "a port is required in DNS-SD configs for all record types except SRV",
+    );
+    bad(
+        &job("    dns_sd_configs:\n      - type: A\n"),
+        4,
+        9,
+        "DNS-SD config must contain at least one SRV record name",
+    );
+}
+
+#[test]
+fn file_sd_paths_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &p,
+        "scrape_configs:\n  - job_name: a\n    file_sd_configs:\n      - files: [t/*.json, /abs/x.yml]\n",
+    )
+    .unwrap();
+    let c = load_file(&p).unwrap();
+    assert_eq!(
+        c.scrape_configs[0].file_sd_configs[0].files,
+        vec![
+            dir.path().join("t/*.json").display().to_string(),
+            "/abs/x.yml".to_string()
+        ]
+    );
 }

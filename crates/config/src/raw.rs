@@ -249,19 +249,19 @@ pub(crate) struct RawScrapeConfig {
     #[serde(default)]
     pub dockerswarm_sd_configs: Unsupported,
     #[serde(default)]
-    pub dns_sd_configs: Unsupported,
+    pub dns_sd_configs: crate::sd::RawList<crate::sd::RawDnsSd>,
     #[serde(default)]
     pub ec2_sd_configs: Unsupported,
     #[serde(default)]
     pub eureka_sd_configs: Unsupported,
     #[serde(default)]
-    pub file_sd_configs: Unsupported,
+    pub file_sd_configs: crate::sd::RawList<crate::sd::RawFileSd>,
     #[serde(default)]
     pub gce_sd_configs: Unsupported,
     #[serde(default)]
     pub hetzner_sd_configs: Unsupported,
     #[serde(default)]
-    pub http_sd_configs: Unsupported,
+    pub http_sd_configs: crate::sd::RawList<crate::sd::RawHttpSd>,
     #[serde(default)]
     pub ionos_sd_configs: Unsupported,
     #[serde(default)]
