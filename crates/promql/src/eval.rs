@@ -63,6 +63,10 @@ pub(crate) struct Shared<'a> {
     pub q_start: i64,
     pub q_end: i64,
     pub q_step: i64,
+    /// Samples read from storage and held for the query's lifetime. Unlike
+    /// Prometheus, which streams each series, selectors load their samples
+    /// up front, so these count against `max_samples` too.
+    pub loaded: std::cell::Cell<usize>,
 }
 
 impl Shared<'_> {
@@ -279,6 +283,11 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 }
                 if let Some(e) = it.err() {
                     return Err(QueryError::Storage(e));
+                }
+                let loaded = self.sh.loaded.get() + samples.len();
+                self.sh.loaded.set(loaded);
+                if loaded > self.sh.max_samples {
+                    return Err(TOO_MANY);
                 }
                 if !samples.is_empty() {
                     out.push(RawSeries {

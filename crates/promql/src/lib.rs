@@ -244,6 +244,7 @@ impl Engine {
             q_start: start,
             q_end: end,
             q_step: step,
+            loaded: std::cell::Cell::new(0),
         };
         let mut ev = Evaluator {
             sh: &shared,

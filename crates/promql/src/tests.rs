@@ -183,3 +183,61 @@ proptest::proptest! {
         let _ = parse_selector(&q);
     }
 }
+
+#[test]
+fn loaded_samples_count_against_the_limit() {
+    let s = storage();
+    let opts = EngineOptions {
+        max_samples: 10,
+        ..Default::default()
+    };
+    let err = Engine::new(opts)
+        .instant_query(&s, "count_over_time(http_total[1h])", 600_000)
+        .unwrap_err();
+    assert_eq!(err, QueryError::TooManySamples);
+    assert_eq!(err.error_type(), "execution");
+}
+
+#[test]
+fn annotations_carry_positions() {
+    let e = Engine::new(EngineOptions::default());
+    let s = storage();
+    let r = e.instant_query(&s, "sum(rate(up[5m]))", 600_000).unwrap();
+    assert_eq!(
+        r.infos,
+        vec![
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:10)"
+                .to_string()
+        ]
+    );
+    let r = e
+        .instant_query(&s, "quantile(1.5, http_total)", 600_000)
+        .unwrap();
+    assert_eq!(
+        r.warnings,
+        vec![
+            "PromQL warning: quantile value should be between 0 and 1, got 1.5 (1:10)".to_string()
+        ]
+    );
+}
+
+#[test]
+fn subquery_and_at_modifier() {
+    let e = Engine::new(EngineOptions::default());
+    let s = storage();
+    // Subquery steps at 5m..10m (aligned), values 300..600 for job a.
+    let r = e
+        .instant_query(&s, "max_over_time(http_total{job=\"a\"}[5m:1m])", 600_000)
+        .unwrap();
+    assert_eq!(vector(r), vec![("{job=\"a\"}".to_string(), 600.0)]);
+    let r = e
+        .range_query(&s, "http_total{job=\"a\"} @ 120", 0, 120_000, 60_000)
+        .unwrap();
+    match r.value {
+        Value::Matrix(m) => {
+            assert_eq!(m.len(), 1);
+            assert!(m[0].samples.iter().all(|p| p.v == 120.0));
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1216,7 +1216,12 @@ fn run_file(
                         .unwrap_or_else(|_| Err("engine panicked".into()));
                 match res {
                     Ok(()) => stats.passed += 1,
-                    Err(_) if histogram_related => stats.skipped += 1,
+                    Err(e) if histogram_related => {
+                        stats.skipped += 1;
+                        if std::env::var("PHAROS_SHOW_SKIPPED").is_ok() {
+                            println!("SKIPPED {name}:{} {}: {e}", ev.line, ev.expr);
+                        }
+                    }
                     Err(e) => {
                         stats.failed += 1;
                         failures.push((format!("{name}:{}", ev.line), format!("{}: {e}", ev.expr)));
