@@ -211,14 +211,13 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 rhs,
                 matching,
                 return_bool,
-                pos,
+                ..
             } => Ok(Val::Matrix(self.eval_binary(
                 *op,
                 lhs,
                 rhs,
                 matching,
                 *return_bool,
-                *pos,
             )?)),
             Node::Aggregate {
                 op,
@@ -518,13 +517,11 @@ impl<'s, 'a> Evaluator<'s, 'a> {
         rhs: &Node,
         matching: &VectorMatching,
         return_bool: bool,
-        pos: usize,
     ) -> R<Vec<Series>> {
         let lt = lhs.vtype();
         let rt = rhs.vtype();
         let l = self.eval_matrix(lhs)?;
         let r = self.eval_matrix(rhs)?;
-        let _ = pos;
         match (lt, rt) {
             (VType::Scalar, VType::Scalar) => self.range_eval(&[l, r], None, |_, v, _| {
                 let a = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);

@@ -14,7 +14,7 @@ use crate::aggregate::{go_sort, quantile};
 use crate::eval::{Evaluator, R, RawSeries, dup_labelset_error};
 use crate::plan::{Node, Selector};
 use crate::quantile::{Bucket, bucket_fraction, bucket_quantile};
-use crate::value::{Elem, FastMap, Series, drop_metadata, kahan_inc, set_label};
+use crate::value::{Elem, FastMap, Series, kahan_inc, set_label};
 
 /// Parameters of one window evaluation.
 struct Win<'a> {
@@ -1257,12 +1257,6 @@ fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
     let slope = cov / var;
     let intercept = sy / n - slope * sx / n;
     (slope, intercept)
-}
-
-/// Drops the name of a label set (used by tests of this module).
-#[allow(dead_code)]
-fn without_name(l: &Labels) -> Labels {
-    drop_metadata(l)
 }
 
 #[cfg(test)]

@@ -1,12 +1,42 @@
 //! PromQL evaluation over [`pharos_storage::Queryable`].
 //!
 //! Parsing is delegated to the `promql-parser` crate; this crate owns the
-//! semantics, which follow Prometheus 3.x. The evaluator works like
-//! Prometheus's `rangeEval`: every node of the expression tree is evaluated
-//! once for the whole time range of a query (all steps at once), producing a
-//! matrix of per-step values, instead of re-running the whole query for each
-//! step. Series are read from storage once per selector and reused by every
-//! step, which is what makes range queries cheap.
+//! semantics, which follow Prometheus 3.x (checked by running Prometheus's
+//! own promqltest scripts, see `tests/conformance.rs`).
+//!
+//! Design, and why:
+//!
+//! * **Whole-range evaluation per node.** Like Prometheus's `rangeEval`,
+//!   every node of the expression is evaluated once for all steps of the
+//!   query and yields a matrix with one point per step and series; parents
+//!   walk their children's matrices step by step. Re-running the whole
+//!   query per step would re-read storage and re-match series at every
+//!   step; this way a range query costs little more than an instant one.
+//! * **Selectors read once.** Each selector fetches the samples of its
+//!   series for the whole time range it needs (computed from offsets, `@`,
+//!   subquery ranges and the lookback delta, as Prometheus's
+//!   `getTimeRangesForSelector`) and caches them for the query; functions
+//!   over range vectors slide a `(t - range, t]` window over these samples
+//!   with two cursors.
+//! * **Delayed name removal.** Operations that drop `__name__` only mark
+//!   the series; names are removed when evaluation ends (Prometheus's
+//!   `EnableDelayedNameRemoval`, which promqltest runs with). So
+//!   `sum(rate({__name__=~"a_total|b_total"}[5m]))` works, and a result
+//!   with two series of one label set fails with "vector cannot contain
+//!   metrics with the same labelset".
+//! * **Own tree.** The parser's AST is translated into a small internal
+//!   tree (module `plan`) with durations in ms, `@` (including `start()`/`end()`)
+//!   resolved to timestamps, compiled matchers and text positions for
+//!   annotations. `@` is evaluated directly (a fixed evaluation time per
+//!   selector or subquery) instead of Prometheus's step-invariant
+//!   rewriting; the results are the same.
+//! * **Limits.** `max_samples` bounds the samples held at once (loaded from
+//!   storage plus intermediate results); the timeout is checked at every
+//!   step and while reading series.
+//!
+//! Not supported: native histograms (the storage has none), the
+//! experimental `info()` function, duration arithmetic and
+//! `anchored`/`smoothed` selectors (not parsed by promql-parser 0.11).
 
 mod aggregate;
 mod eval;

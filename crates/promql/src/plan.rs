@@ -47,9 +47,10 @@ impl VType {
 pub(crate) struct Selector {
     /// Index into the query's selector table (series cache key).
     pub id: usize,
-    /// Alternatives of matcher sets (`or` inside braces); usually one.
+    /// Alternatives of matcher sets (`or` inside braces); usually one. The
+    /// metric name, when written, is the first matcher of each set.
     pub matcher_sets: Vec<Vec<Matcher>>,
-    /// The metric name as written, if any (for `absent`).
+    /// `offset`, ms (negative looks ahead).
     pub offset: i64,
     /// Absolute evaluation time from `@`, ms.
     pub at: Option<i64>,
