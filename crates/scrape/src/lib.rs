@@ -8,7 +8,10 @@
 //! * a [`ScrapeManager`] holds one *scrape pool* per `scrape_config` (job);
 //!   reloading keeps pools whose configuration did not change untouched, so a
 //!   reload never causes gaps;
-//! * a pool turns its `static_configs` into targets (discovered labels →
+//! * a pool takes its targets from service discovery (`pharos-discovery`:
+//!   `static_configs` at once, file/HTTP/DNS providers as they publish
+//!   updates; each update re-syncs the pool, keeping the loops of targets
+//!   that stay) and turns them into targets (discovered labels →
 //!   `relabel_configs` → final target labels, or a *dropped* target) and runs
 //!   one tokio task — a *scrape loop* — per target;
 //! * a loop waits a deterministic offset inside the interval (hash of the
@@ -41,7 +44,7 @@
 //! * a missing or unknown `Content-Type` is parsed as the text format
 //!   (unless `fallback_scrape_protocol` says otherwise) instead of failing;
 //! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
-//!   native histograms, exemplars, metadata, `target_limit` and HTTP client
+//!   native histograms, exemplars, metadata and HTTP client
 //!   settings (auth, TLS) are not supported, and `https` targets fail with
 //!   a clear error because the workspace builds `reqwest` without TLS.
 
@@ -89,6 +92,15 @@ pub enum ScrapeError {
     /// was exceeded; the text names the limit and the offending metric.
     #[error("{0}")]
     LabelLimit(String),
+    /// The job has more active targets than `target_limit`; every target
+    /// of the job fails until the count is back under the limit.
+    #[error("target_limit exceeded (number of targets: {targets}, limit: {limit})")]
+    TargetLimit {
+        /// Active targets after relabeling.
+        targets: usize,
+        /// The configured limit.
+        limit: u64,
+    },
     /// Relabeling left a series without `__name__`.
     #[error("missing metric name (__name__ label)")]
     MissingMetricName,
@@ -115,6 +127,9 @@ pub struct ScrapeOptions {
     pub extra_metrics: bool,
     /// Scrape immediately instead of waiting for the target's offset (tests).
     pub skip_offset: bool,
+    /// Service discovery settings (update throttle, file poll interval,
+    /// DNS servers).
+    pub discovery: pharos_discovery::DiscoveryOptions,
 }
 
 impl Default for ScrapeOptions {
@@ -124,6 +139,7 @@ impl Default for ScrapeOptions {
             hostname: default_hostname(),
             extra_metrics: false,
             skip_offset: false,
+            discovery: pharos_discovery::DiscoveryOptions::default(),
         }
     }
 }

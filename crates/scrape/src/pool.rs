@@ -4,14 +4,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use pharos_config::ScrapeConfig;
+use pharos_discovery::TargetGroup;
 
 use pharos_exposition::Format;
 
+use crate::ScrapeError;
 use crate::append::PoolSettings;
 use crate::metrics::Metrics;
 use crate::scrape_loop::LoopHandle;
 use crate::target::{
-    DroppedTarget, Target, TargetStatus, discovered_labels, populate_labels, target_url,
+    DroppedTarget, Target, TargetStatus, discovered_from, populate_labels, target_url,
 };
 
 /// An active target and its running loop.
@@ -26,10 +28,54 @@ pub(crate) struct ScrapePool {
     /// running untouched.
     pub config: Arc<ScrapeConfig>,
     pub active: Vec<ActiveTarget>,
+    /// Dropped targets kept for the API (at most `keep_dropped_targets`).
     pub dropped: Vec<DroppedTarget>,
+    /// All dropped targets, also those not kept.
+    pub dropped_count: usize,
+    /// The HTTP client of the pool's loops.
+    pub client: reqwest::Client,
+    /// The loop settings of the job.
+    pub settings: Arc<PoolSettings>,
+    /// Distinguishes this pool from an earlier one of the same job, so a
+    /// discovery update of a replaced pool is ignored.
+    pub generation: u64,
+    /// The running discovery of the job; dropping it stops the providers.
+    pub discovery: Option<pharos_discovery::Discovery>,
+    /// The task applying discovery updates; aborted with the pool.
+    pub sync_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ScrapePool {
+    fn drop(&mut self) {
+        if let Some(t) = &self.sync_task {
+            t.abort();
+        }
+    }
 }
 
 impl ScrapePool {
+    /// Applies `target_limit` (every target fails while the job has more
+    /// active targets than the limit) and `keep_dropped_targets`.
+    pub fn apply_limits(&mut self) {
+        let limit = self.config.target_limit;
+        let over = limit > 0 && self.active.len() as u64 > limit;
+        let err = over.then_some(ScrapeError::TargetLimit {
+            targets: self.active.len(),
+            limit,
+        });
+        if over {
+            tracing::error!(scrape_pool = %self.config.job_name, targets = self.active.len(), limit, "Target limit exceeded");
+        }
+        for a in &self.active {
+            a.target.set_forced_error(err.clone());
+        }
+        let keep = self.config.keep_dropped_targets;
+        if keep > 0 {
+            self.dropped
+                .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        }
+    }
+
     pub fn targets(&self) -> impl Iterator<Item = TargetStatus> + '_ {
         self.active.iter().map(|a| a.target.status())
     }
@@ -95,20 +141,21 @@ pub(crate) fn accept_header(protocols: &[String]) -> String {
     vals.join(",")
 }
 
-/// Builds the targets of a job from its `static_configs`: active targets
+/// Builds the targets of a job from its target groups: active targets
 /// (deduplicated by labels and URL, first wins) and dropped ones. Targets
 /// that cannot be built are logged and counted.
 pub(crate) fn build_targets(
     cfg: &ScrapeConfig,
+    groups: &[TargetGroup],
     metrics: &Metrics,
 ) -> (Vec<Target>, Vec<DroppedTarget>) {
     let mut active = Vec::new();
     let mut dropped = Vec::new();
     let mut seen = HashSet::new();
     let mut failures = 0u64;
-    for (gi, group) in cfg.static_configs.iter().enumerate() {
-        for (i, addr) in group.targets.iter().enumerate() {
-            let discovered = discovered_labels(cfg, addr, &group.labels);
+    for group in groups {
+        for (i, tl) in group.targets.iter().enumerate() {
+            let discovered = discovered_from(cfg, tl, &group.labels);
             let built = populate_labels(&discovered, cfg).and_then(|l| match l {
                 None => Ok(None),
                 Some(l) => Target::new(&cfg.job_name, l, discovered.clone(), &cfg.params).map(Some),
@@ -127,7 +174,7 @@ pub(crate) fn build_targets(
                     failures += 1;
                     tracing::error!(
                         scrape_pool = %cfg.job_name,
-                        err = %format!("instance {i} in group {gi}: {e}"),
+                        err = %format!("instance {i} in group {}: {e}", group.source),
                         "Creating target failed"
                     );
                 }

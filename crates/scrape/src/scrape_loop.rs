@@ -202,7 +202,10 @@ impl ScrapeLoop {
                 app_time = aligned;
             }
 
-            let fetched = tokio::select! {
+            let fetched = if let Some(e) = self.target.forced_error() {
+                Err(e)
+            } else {
+                tokio::select! {
                 r = fetch(
                     &self.client,
                     &self.target.url,
@@ -212,6 +215,7 @@ impl ScrapeLoop {
                     size_hint,
                 ) => r,
                 s = wait_now(&mut rx) => break s,
+                }
             };
             let (c, body_len) = self.process(cache, fetched, app_time, started).await;
             cache = c;

@@ -103,6 +103,9 @@ pub(crate) struct Target {
     /// From `__scrape_timeout__`.
     pub timeout: Duration,
     status: Mutex<Status>,
+    /// An error every scrape fails with while set, instead of fetching
+    /// (`target_limit` exceeded), as Prometheus's `setForcedError`.
+    forced_error: Mutex<Option<ScrapeError>>,
 }
 
 impl Target {
@@ -136,7 +139,18 @@ impl Target {
                 last_scrape: None,
                 last_scrape_duration: std::time::Duration::ZERO,
             }),
+            forced_error: Mutex::new(None),
         })
+    }
+
+    /// Sets or clears the error every scrape fails with.
+    pub fn set_forced_error(&self, e: Option<ScrapeError>) {
+        *self.forced_error.lock() = e;
+    }
+
+    /// The forced error, if set.
+    pub fn forced_error(&self) -> Option<ScrapeError> {
+        self.forced_error.lock().clone()
     }
 
     /// Records the outcome of a scrape.
@@ -234,9 +248,13 @@ fn parse_duration_label(labels: &Labels, name: &str, what: &str) -> Result<Durat
 
 /// The labels of a static target before relabeling: its `__address__`, the
 /// group's labels, then the job's defaults where absent.
-pub(crate) fn discovered_labels(cfg: &ScrapeConfig, address: &str, group: &Labels) -> Labels {
+/// The labels of a discovered target before relabeling: the group's labels,
+/// overridden by the target's own, then the job's defaults where absent.
+pub(crate) fn discovered_from(cfg: &ScrapeConfig, target: &Labels, group: &Labels) -> Labels {
     let mut b = LabelsBuilder::from(group);
-    b.set(ADDRESS_LABEL, address);
+    for l in target.iter() {
+        b.set(l.name, l.value);
+    }
     let interval = cfg.scrape_interval.to_string();
     let timeout = cfg.scrape_timeout.to_string();
     let defaults = [

@@ -1288,3 +1288,160 @@ proptest::proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Discovery, target_limit, keep_dropped_targets.
+
+fn fast_discovery_manager(storage: &RecStorage) -> ScrapeManager {
+    ScrapeManager::new(
+        Arc::new(storage.clone()),
+        ScrapeOptions {
+            skip_offset: true,
+            discovery: pharos_discovery::DiscoveryOptions {
+                update_interval: Duration::from_millis(20),
+                file_poll_interval: Duration::from_millis(20),
+                ..pharos_discovery::DiscoveryOptions::default()
+            },
+            ..ScrapeOptions::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn file_sd_targets_follow_the_file() {
+    let f1 = serve(Page::text("a 1\n")).await;
+    let f2 = serve(Page::text("a 2\n")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[{{"targets":["{}"],"labels":{{"env":"prod"}}}}]"#,
+            f1.addr
+        ),
+    )
+    .unwrap();
+    let st = RecStorage::default();
+    let m = fast_discovery_manager(&st);
+    let yaml = format!(
+        "scrape_configs:
+  - job_name: j
+    scrape_interval: 100ms
+    scrape_timeout: 80ms
+    file_sd_configs:
+      - files: ['{}']
+    relabel_configs:
+      - source_labels: [__meta_filepath]
+        target_label: from_file
+",
+        dir.path().join("*.json").display()
+    );
+    m.apply_config(&config(&yaml));
+    wait_for("the file's target", || m.targets().len() == 1).await;
+    let t = &m.targets()[0];
+    assert_eq!(get(&t.labels, "env"), "prod");
+    assert_eq!(get(&t.labels, "from_file"), file.display().to_string());
+    assert_eq!(
+        get(&t.discovered_labels, "__meta_filepath"),
+        file.display().to_string()
+    );
+    wait_for("a scrape of target 1", || {
+        f1.hits.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let first_hits = f1.hits.load(Ordering::SeqCst);
+
+    // A second target appears; the first keeps its loop (keeps scraping).
+    std::fs::write(
+        &file,
+        format!(
+            r#"[{{"targets":["{}","{}"],"labels":{{"env":"prod"}}}}]"#,
+            f1.addr, f2.addr
+        ),
+    )
+    .unwrap();
+    wait_for("two targets", || m.targets().len() == 2).await;
+    // The staying target kept its state (a new loop would start unknown).
+    let t1 = m
+        .targets()
+        .into_iter()
+        .find(|t| t.scrape_url.contains(&f1.addr.to_string()))
+        .unwrap();
+    assert_eq!(t1.health, Health::Up);
+    wait_for("a scrape of target 2", || {
+        f2.hits.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    wait_for("target 1 keeps scraping", || {
+        f1.hits.load(Ordering::SeqCst) > first_hits
+    })
+    .await;
+
+    // The file goes: no targets; their series go stale later.
+    std::fs::remove_file(&file).unwrap();
+    wait_for("no targets", || m.targets().is_empty()).await;
+    wait_for("stale markers for up", || {
+        st.series("up")
+            .iter()
+            .any(|s| pharos_model::is_stale_nan(s.2))
+    })
+    .await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn target_limit_fails_every_target() {
+    let f1 = serve(Page::text("a 1\n")).await;
+    let f2 = serve(Page::text("a 2\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f1.addr, f2.addr], "    target_limit: 1\n")
+    )));
+    wait_for("both targets failed", || {
+        let ts = m.targets();
+        ts.len() == 2 && ts.iter().all(|t| t.health == Health::Down)
+    })
+    .await;
+    for t in m.targets() {
+        assert_eq!(
+            t.last_error,
+            "target_limit exceeded (number of targets: 2, limit: 1)"
+        );
+    }
+    assert_eq!(st.last_value("up"), Some(0.0));
+    assert_eq!(f1.hits.load(Ordering::SeqCst), 0);
+
+    // Raising the limit lets them scrape.
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f1.addr, f2.addr], "    target_limit: 2\n")
+    )));
+    wait_for("both targets up", || {
+        let ts = m.targets();
+        ts.len() == 2 && ts.iter().all(|t| t.health == Health::Up)
+    })
+    .await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn keep_dropped_targets_bounds_the_dropped_list() {
+    let st = RecStorage::default();
+    let m = manager(&st);
+    let yaml = "scrape_configs:
+  - job_name: j
+    keep_dropped_targets: 2
+    relabel_configs:
+      - action: drop
+        source_labels: [__address__]
+        regex: 'x.*'
+    static_configs:
+      - targets: ['x1:1', 'x2:1', 'x3:1', 'x4:1']
+";
+    m.apply_config(&config(yaml));
+    assert_eq!(m.dropped_targets().len(), 2);
+    assert_eq!(m.dropped_target_counts().get("j"), Some(&4));
+    m.stop().await;
+}
