@@ -7,43 +7,63 @@
 //! can be continued from any bit position as long as the padding is zero.
 
 /// An append-only bit stream over an owned byte vector.
+///
+/// Bits accumulate in a 64-bit register and reach the vector eight bytes at
+/// a time. The register lives with the encoder state, so an append touches
+/// the buffer only on every few samples, and then only to store: in a head
+/// with many series, reading the tail byte of each series' buffer would be a
+/// cache miss per sample.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BitWriter {
+    /// Whole bytes written out.
     bytes: Vec<u8>,
-    /// Free (still writable) low bits in the last byte; 0 means the next
-    /// write starts a new byte.
-    free: u8,
+    /// Pending bits, left-aligned: the most significant bit is the oldest.
+    acc: u64,
+    /// Number of pending bits (0..64).
+    nacc: u8,
 }
 
 impl BitWriter {
     /// A writer continuing after `bytes`, whose last byte has `free` unused
-    /// low bits (which must be zero).
-    pub(crate) fn from_parts(bytes: Vec<u8>, free: u8) -> BitWriter {
-        BitWriter {
-            bytes,
-            free: free.min(7),
+    /// low bits (0..=7).
+    pub(crate) fn from_parts(mut bytes: Vec<u8>, free: u8) -> BitWriter {
+        let free = free.min(7);
+        let mut w = BitWriter {
+            bytes: Vec::new(),
+            acc: 0,
+            nacc: 0,
+        };
+        if free > 0
+            && let Some(last) = bytes.pop()
+        {
+            w.acc = u64::from(last & !((1u8 << free) - 1)) << 56;
+            w.nacc = 8 - free;
         }
+        w.bytes = bytes;
+        w
     }
 
-    /// The bytes written so far, padding included.
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// The bytes already written out (pending bits excluded).
+    pub(crate) fn flushed(&self) -> &[u8] {
         &self.bytes
     }
 
-    /// Mutable access for the fixed-size header (callers must not change the
-    /// length).
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
+    /// The pending bits as bytes (the last one zero-padded) and how many of
+    /// those bytes are meaningful.
+    pub(crate) fn pending(&self) -> ([u8; 8], usize) {
+        (self.acc.to_be_bytes(), usize::from(self.nacc).div_ceil(8))
     }
 
-    /// Gives the buffer up.
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
+    /// Length in bytes of the whole stream, padding included.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len() + usize::from(self.nacc).div_ceil(8)
+    }
+
+    /// Gives up the whole stream, padding included.
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+        let (tail, n) = self.pending();
+        self.bytes.extend_from_slice(&tail[..n]);
         self.bytes
-    }
-
-    /// Shrinks the buffer's capacity to its length.
-    pub(crate) fn shrink_to_fit(&mut self) {
-        self.bytes.shrink_to_fit();
     }
 
     /// Heap bytes reserved by the buffer.
@@ -63,29 +83,37 @@ impl BitWriter {
         self.write_bits(u64::from(b), 8);
     }
 
+    #[inline]
+    fn flush_word(&mut self, word: u64) {
+        if self.bytes.capacity() - self.bytes.len() < 8 {
+            // Grow in small steps: most chunks stay far below the doubling
+            // sizes a Vec would jump to.
+            let extra = (self.bytes.len() / 2).clamp(16, 128);
+            self.bytes.reserve_exact(extra);
+        }
+        self.bytes.extend_from_slice(&word.to_be_bytes());
+    }
+
     /// Writes the `nbits` (0..=64) low bits of `u`, most significant first.
     #[inline]
     pub(crate) fn write_bits(&mut self, u: u64, nbits: u32) {
-        let mut n = nbits.min(64);
-        while n > 0 {
-            if self.free == 0 {
-                if self.bytes.len() == self.bytes.capacity() {
-                    // Grow in small steps: most chunks stay far below the
-                    // doubling sizes a Vec would jump to.
-                    let extra = (self.bytes.len() / 2).clamp(16, 128);
-                    self.bytes.reserve_exact(extra);
-                }
-                self.bytes.push(0);
-                self.free = 8;
-            }
-            let take = n.min(u32::from(self.free));
-            let shift = n - take;
-            let part = ((u >> shift) & low_mask(take)) as u8;
-            if let Some(last) = self.bytes.last_mut() {
-                *last |= part << (u32::from(self.free) - take);
-            }
-            self.free -= take as u8;
-            n = shift;
+        let n = nbits.min(64);
+        if n == 0 {
+            return;
+        }
+        let u = u & low_mask(n);
+        let space = 64 - u32::from(self.nacc);
+        if n < space {
+            self.acc |= u << (space - n);
+            self.nacc += n as u8;
+        } else {
+            // Fill the register, write it out, keep the rest (fewer than 64
+            // bits, since space >= 1).
+            let rest = n - space;
+            let word = self.acc | (u >> rest);
+            self.flush_word(word);
+            self.acc = if rest == 0 { 0 } else { u << (64 - rest) };
+            self.nacc = rest as u8;
         }
     }
 }
@@ -182,10 +210,11 @@ mod tests {
         w.write_byte(0xff);
         w.write_bits(0, 0);
         w.write_bits(0x1234_5678_9abc_def0, 64);
+        assert_eq!(w.len(), 10);
+        let d = w.clone().into_bytes();
         // 1 01 11111 | 111 + 64 bits...
-        assert_eq!(w.bytes()[0], 0b1011_1111);
+        assert_eq!(d[0], 0b1011_1111);
         let mut r = BitReader::new(0);
-        let d = w.bytes().to_vec();
         assert_eq!(r.read_bit(&d), Some(true));
         assert_eq!(r.read_bits(&d, 2), Some(1));
         assert_eq!(r.read_bits(&d, 8), Some(0xff));
@@ -203,9 +232,19 @@ mod tests {
             for &(v, n) in &items {
                 w.write_bits(v, n);
             }
-            let d = w.bytes().to_vec();
             let total: u32 = items.iter().map(|x| x.1).sum();
-            proptest::prop_assert_eq!(d.len(), total.div_ceil(8) as usize);
+            proptest::prop_assert_eq!(w.len(), total.div_ceil(8) as usize);
+            // Continuing from the bytes gives the same stream.
+            let d = w.into_bytes();
+            let mut w2 = BitWriter::from_parts(d.clone(), ((8 - total % 8) % 8) as u8);
+            w2.write_bits(0b101, 3);
+            let d2 = w2.into_bytes();
+            let mut r2 = BitReader::new(0);
+            for &(v, n) in &items {
+                if n == 0 { continue; }
+                proptest::prop_assert_eq!(r2.read_bits(&d2, n), Some(v & low_mask(n)));
+            }
+            proptest::prop_assert_eq!(r2.read_bits(&d2, 3), Some(0b101));
             let mut r = BitReader::new(0);
             for &(v, n) in &items {
                 if n == 0 { continue; }

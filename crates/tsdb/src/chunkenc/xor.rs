@@ -5,7 +5,7 @@
 
 use pharos_model::{Sample, Timestamp};
 
-use super::bstream::{BitReader, BitWriter, low_mask};
+use super::bstream::{BitReader, BitWriter};
 use crate::TsdbError;
 
 /// Bytes of the big-endian sample-count header.
@@ -21,11 +21,12 @@ const MAX_VARINT_LEN: usize = 10;
 /// An XOR-encoded chunk of float samples: a 2-byte sample count followed by
 /// a bit stream.
 ///
-/// A chunk holds at most `u16::MAX` samples. It is only a container; use
-/// [`XorAppender`] to add samples and [`XorIterator`] to read them.
+/// A chunk holds at most `u16::MAX` samples. It is only a container of
+/// finished bytes; use [`XorAppender`] to add samples and [`XorIterator`] to
+/// read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XorChunk {
-    stream: BitWriter,
+    bytes: Vec<u8>,
 }
 
 impl Default for XorChunk {
@@ -37,47 +38,40 @@ impl Default for XorChunk {
 impl XorChunk {
     /// An empty chunk (count 0).
     pub fn new() -> XorChunk {
-        let mut bytes = Vec::with_capacity(INITIAL_CAPACITY);
-        bytes.extend_from_slice(&[0, 0]);
-        XorChunk {
-            stream: BitWriter::from_parts(bytes, 0),
-        }
+        XorChunk { bytes: vec![0, 0] }
+    }
+
+    /// Wraps encoded bytes (for example read back from disk). They are not
+    /// checked here; iteration reports malformed data.
+    pub fn from_bytes(bytes: Vec<u8>) -> XorChunk {
+        XorChunk { bytes }
     }
 
     /// The encoded bytes: header, samples and zero padding to a whole byte.
     pub fn bytes(&self) -> &[u8] {
-        self.stream.bytes()
+        &self.bytes
     }
 
     /// Gives up the encoded bytes.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.stream.into_bytes()
+        self.bytes
     }
 
     /// Number of samples, read from the header.
     pub fn num_samples(&self) -> u16 {
-        num_samples(self.bytes())
-    }
-
-    /// Heap bytes reserved by the chunk buffer.
-    pub fn capacity(&self) -> usize {
-        self.stream.capacity()
-    }
-
-    /// Releases spare buffer capacity.
-    pub fn shrink_to_fit(&mut self) {
-        self.stream.shrink_to_fit();
+        num_samples(&self.bytes)
     }
 
     /// An iterator over the samples.
     pub fn iter(&self) -> XorIterator<&[u8]> {
-        XorIterator::new(self.bytes())
+        XorIterator::new(&self.bytes)
     }
 
-    /// Turns encoded bytes (for example read back from disk) into an
-    /// appender that continues the chunk. The whole chunk is decoded once to
-    /// recover the encoder state; fails if the bytes are not a valid chunk.
-    pub fn from_bytes_appender(bytes: Vec<u8>) -> Result<XorAppender, TsdbError> {
+    /// Turns the chunk into an appender that continues it. The whole chunk
+    /// is decoded once to recover the encoder state; fails if the bytes are
+    /// not a valid chunk.
+    pub fn into_appender(self) -> Result<XorAppender, TsdbError> {
+        let bytes = self.bytes;
         if bytes.len() < HEADER_LEN {
             return Err(TsdbError::CorruptChunk(format!(
                 "{} bytes is shorter than the chunk header",
@@ -95,17 +89,11 @@ impl XorChunk {
         let free = (used * 8 - end_bits) as u8;
         let mut bytes = bytes;
         bytes.truncate(used);
-        // Padding bits must be zero for the writer to OR into them.
-        if let Some(last) = bytes.last_mut()
-            && used > HEADER_LEN
-        {
-            *last &= !(low_mask(u32::from(free)) as u8);
-        }
         let n = num_samples(&bytes);
         Ok(XorAppender {
-            chunk: XorChunk {
-                stream: BitWriter::from_parts(bytes, free),
-            },
+            // The writer drops the padding bits of the last byte itself.
+            stream: BitWriter::from_parts(bytes, free),
+            num: n,
             t: st.t,
             v: st.v,
             t_delta: st.t_delta,
@@ -122,15 +110,22 @@ fn num_samples(b: &[u8]) -> u16 {
     }
 }
 
-/// Appends samples to an [`XorChunk`] it owns, keeping the encoder state
+/// Builds an XOR chunk sample by sample, keeping the encoder state
 /// (previous timestamp, delta, value and XOR window) between calls.
+///
+/// The last few bytes of the stream and the sample count live in the
+/// appender until read out ([`XorAppender::to_bytes`],
+/// [`XorAppender::into_chunk`]): appending touches the buffer only to store
+/// whole words, which matters when a head appends to 100 k chunks in turn.
 ///
 /// Timestamps should ascend; the encoding itself works with wrapping
 /// arithmetic and round-trips any sequence, but time-based readers (seek)
 /// assume ascending order.
 #[derive(Debug, Clone)]
 pub struct XorAppender {
-    chunk: XorChunk,
+    /// Header placeholder and samples; the header is filled in on read-out.
+    stream: BitWriter,
+    num: u16,
     t: i64,
     v: u64,
     t_delta: u64,
@@ -147,8 +142,17 @@ impl Default for XorAppender {
 impl XorAppender {
     /// An appender over a new, empty chunk.
     pub fn new() -> XorAppender {
+        XorAppender::with_capacity(INITIAL_CAPACITY)
+    }
+
+    /// An appender over a new, empty chunk with `capacity` bytes (header
+    /// included) reserved.
+    pub fn with_capacity(capacity: usize) -> XorAppender {
+        let mut bytes = Vec::with_capacity(capacity.max(HEADER_LEN));
+        bytes.extend_from_slice(&[0, 0]);
         XorAppender {
-            chunk: XorChunk::new(),
+            stream: BitWriter::from_parts(bytes, 0),
+            num: 0,
             t: 0,
             v: 0,
             t_delta: 0,
@@ -157,19 +161,47 @@ impl XorAppender {
         }
     }
 
-    /// The chunk written so far.
-    pub fn chunk(&self) -> &XorChunk {
-        &self.chunk
+    /// The chunk's bytes so far, as an iterator of known length (collects
+    /// into `Vec<u8>` or `Arc<[u8]>` with a single allocation).
+    pub fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        let body = self.stream.flushed().get(HEADER_LEN..).unwrap_or(&[]);
+        let (tail, n) = self.stream.pending();
+        self.num
+            .to_be_bytes()
+            .into_iter()
+            .chain(body.iter().copied())
+            .chain(tail.into_iter().take(n))
     }
 
-    /// Gives up the chunk.
+    /// A copy of the chunk's bytes so far.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.bytes().collect()
+    }
+
+    /// Length in bytes of the chunk so far.
+    pub fn len_bytes(&self) -> usize {
+        self.stream.len()
+    }
+
+    /// Heap bytes reserved by the buffer.
+    pub fn capacity(&self) -> usize {
+        self.stream.capacity()
+    }
+
+    /// Finishes the chunk.
     pub fn into_chunk(self) -> XorChunk {
-        self.chunk
+        let num = self.num.to_be_bytes();
+        let mut bytes = self.stream.into_bytes();
+        if let [a, b, ..] = bytes.as_mut_slice() {
+            *a = num[0];
+            *b = num[1];
+        }
+        XorChunk { bytes }
     }
 
     /// Number of samples appended (including any the chunk held before).
     pub fn num_samples(&self) -> u16 {
-        self.chunk.num_samples()
+        self.num
     }
 
     /// Timestamp of the last sample (meaningless while empty).
@@ -185,7 +217,7 @@ impl XorAppender {
     /// Appends one sample. Fails only when the chunk already holds
     /// `u16::MAX` samples.
     pub fn append(&mut self, t: Timestamp, v: f64) -> Result<(), TsdbError> {
-        let num = self.chunk.num_samples();
+        let num = self.num;
         if num == u16::MAX {
             return Err(TsdbError::ChunkFull(num));
         }
@@ -194,7 +226,7 @@ impl XorAppender {
         match num {
             0 => {
                 self.put_uvarint(zigzag(t));
-                self.chunk.stream.write_bits(vbits, 64);
+                self.stream.write_bits(vbits, 64);
             }
             1 => {
                 t_delta = t.wrapping_sub(self.t) as u64;
@@ -204,7 +236,7 @@ impl XorAppender {
             _ => {
                 t_delta = t.wrapping_sub(self.t) as u64;
                 let dod = t_delta.wrapping_sub(self.t_delta) as i64;
-                let w = &mut self.chunk.stream;
+                let w = &mut self.stream;
                 if dod == 0 {
                     w.write_bit(false);
                 } else if fits(dod, 14) {
@@ -226,25 +258,21 @@ impl XorAppender {
         self.t = t;
         self.v = vbits;
         self.t_delta = t_delta;
-        let hdr = (num + 1).to_be_bytes();
-        if let [a, b, ..] = self.chunk.stream.bytes_mut() {
-            *a = hdr[0];
-            *b = hdr[1];
-        }
+        self.num = num + 1;
         Ok(())
     }
 
     fn put_uvarint(&mut self, mut x: u64) {
         while x >= 0x80 {
-            self.chunk.stream.write_byte((x as u8) | 0x80);
+            self.stream.write_byte((x as u8) | 0x80);
             x >>= 7;
         }
-        self.chunk.stream.write_byte(x as u8);
+        self.stream.write_byte(x as u8);
     }
 
     fn write_value(&mut self, vbits: u64) {
         let delta = vbits ^ self.v;
-        let w = &mut self.chunk.stream;
+        let w = &mut self.stream;
         if delta == 0 {
             w.write_bit(false);
             return;
@@ -509,7 +537,12 @@ mod tests {
         for &(t, v) in samples {
             a.append(t, v).unwrap();
         }
-        a.into_chunk()
+        // The live view and the finished chunk agree.
+        let live = a.to_bytes();
+        assert_eq!(live.len(), a.len_bytes());
+        let c = a.into_chunk();
+        assert_eq!(live, c.bytes());
+        c
     }
 
     fn same(a: &[Sample], b: &[(i64, f64)]) -> bool {
@@ -633,6 +666,7 @@ mod tests {
     fn empty_and_short() {
         let c = XorChunk::new();
         assert_eq!(c.bytes(), &[0, 0]);
+        assert_eq!(XorAppender::new().to_bytes(), vec![0, 0]);
         assert_eq!(c.iter().count(), 0);
         let mut it = XorIterator::new(&[0u8][..]);
         assert_eq!(it.next(), None);
@@ -653,15 +687,19 @@ mod tests {
             .collect();
         let (a, b) = s.split_at(13);
         let first = encode(a);
-        let mut app = XorChunk::from_bytes_appender(first.into_bytes()).unwrap();
+        let mut app = first.into_appender().unwrap();
         for &(t, v) in b {
             app.append(t, v).unwrap();
         }
-        assert_eq!(app.chunk().bytes(), encode(&s).bytes());
-        let mut empty = XorChunk::from_bytes_appender(vec![0, 0]).unwrap();
+        assert_eq!(app.len_bytes(), encode(&s).bytes().len());
+        assert_eq!(app.to_bytes(), encode(&s).bytes());
+        let arc: std::sync::Arc<[u8]> = app.bytes().collect();
+        assert_eq!(&arc[..], encode(&s).bytes());
+        assert_eq!(app.into_chunk().bytes(), encode(&s).bytes());
+        let mut empty = XorChunk::new().into_appender().unwrap();
         empty.append(1, 2.0).unwrap();
-        assert_eq!(empty.chunk().bytes(), encode(&[(1, 2.0)]).bytes());
-        assert!(XorChunk::from_bytes_appender(vec![0, 9, 1]).is_err());
+        assert_eq!(empty.to_bytes(), encode(&[(1, 2.0)]).bytes());
+        assert!(XorChunk::from_bytes(vec![0, 9, 1]).into_appender().is_err());
     }
 
     #[test]
@@ -671,7 +709,7 @@ mod tests {
             a.append(i64::from(i), 1.0).unwrap();
         }
         assert_eq!(a.append(1 << 20, 1.0), Err(TsdbError::ChunkFull(u16::MAX)));
-        assert_eq!(a.chunk().iter().count(), usize::from(u16::MAX));
+        assert_eq!(a.into_chunk().iter().count(), usize::from(u16::MAX));
     }
 
     fn any_value() -> impl Strategy<Value = f64> {
@@ -727,7 +765,7 @@ mod tests {
             let n = it.by_ref().take(70_000).count();
             prop_assert!(n <= usize::from(it.num_samples()));
             let _ = XorIterator::new(bytes.as_slice()).seek(seek);
-            let _ = XorChunk::from_bytes_appender(bytes);
+            let _ = XorChunk::from_bytes(bytes).into_appender();
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The head's append transaction.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use pharos_model::{Labels, Timestamp};
 use pharos_storage::{AppendError, Appender, SeriesRef, StorageError};
@@ -11,6 +11,8 @@ use super::{HeadInner, SampleRecord, SeriesRecord};
 
 /// A sample buffered by an appender.
 pub(crate) struct PendingSample {
+    /// Copy of `series.sref`, so sorting does not touch the series.
+    sref: u64,
     series: Arc<MemSeries>,
     t: Timestamp,
     v: f64,
@@ -84,8 +86,8 @@ impl<'a> HeadAppender<'a> {
         }
         // Group each series' samples (stable, so their order is kept): a
         // series is then locked once and its samples become visible together.
-        if !samples.is_sorted_by_key(|s| s.series.sref) {
-            samples.sort_by_key(|s| s.series.sref);
+        if !samples.is_sorted_by_key(|s| s.sref) {
+            samples.sort_by_key(|s| s.sref);
         }
 
         // The write-ahead log goes here: everything is logged before any
@@ -95,7 +97,7 @@ impl<'a> HeadAppender<'a> {
             let mut recs = Vec::with_capacity(samples.len());
             for group in samples.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
                 let s = &group[0].series;
-                if !s.indexed.load(Relaxed) {
+                if !s.state.lock().indexed {
                     series.push(SeriesRecord {
                         series_ref: s.sref,
                         labels: s.labels.clone(),
@@ -137,11 +139,11 @@ impl<'a> HeadAppender<'a> {
                     Err(Check::NoOp | Check::Ok) => {}
                 }
             }
-            let has_data = st.head.is_some();
-            drop(st);
-            if has_data && !s.indexed.load(Relaxed) && !s.indexed.swap(true, AcqRel) {
+            if st.head.is_some() && !st.indexed {
+                st.indexed = true;
                 new_series.push(s);
             }
+            drop(st);
         }
         if !new_series.is_empty() {
             let mut p = head.postings.write();
@@ -217,7 +219,12 @@ impl Appender for HeadAppender<'_> {
             st.pending_v = vbits;
             drop(st);
             let sref = s.sref;
-            self.samples.push(PendingSample { series: s, t, v });
+            self.samples.push(PendingSample {
+                sref,
+                series: s,
+                t,
+                v,
+            });
             return Ok(sref);
         }
     }

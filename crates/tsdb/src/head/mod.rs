@@ -234,7 +234,8 @@ impl HeadInner {
         let _exclusive = self.gc_lock.write();
         let mut chunks_removed = 0u64;
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        let removed = self.series.gc(|_, st| {
+        let mut indexed: Vec<(u64, Labels)> = Vec::new();
+        let removed = self.series.gc(|s, st| {
             let n = st.closed.partition_point(|c| c.max_t < mint);
             if n > 0 {
                 st.closed.drain(..n);
@@ -245,6 +246,9 @@ impl HeadInner {
                 chunks_removed += st.num_chunks() as u64;
                 st.closed = Vec::new();
                 st.head = None;
+                if st.indexed {
+                    indexed.push((s.sref, s.labels.clone()));
+                }
                 return true;
             }
             if let Some((a, b)) = st.time_range() {
@@ -253,11 +257,6 @@ impl HeadInner {
             }
             false
         });
-        let indexed: Vec<(u64, Labels)> = removed
-            .iter()
-            .filter(|s| s.indexed.load(Relaxed))
-            .map(|s| (s.sref, s.labels.clone()))
-            .collect();
         self.postings.write().remove(&indexed);
         self.min_time.store(lo, Relaxed);
         self.max_time.store(hi, Relaxed);
@@ -514,7 +513,7 @@ impl Head {
         self.inner.series.for_each(|s| {
             let st = s.state.lock();
             total += st.closed.iter().map(|c| c.data.len()).sum::<usize>();
-            total += st.head.as_ref().map_or(0, |h| h.app.chunk().capacity());
+            total += st.head.as_ref().map_or(0, |h| h.app.capacity());
         });
         total
     }

@@ -180,7 +180,7 @@ fn snapshot(s: &MemSeries, mint: Timestamp, maxt: Timestamp) -> Vec<ChunkView> {
         out.push(ChunkView {
             min_t: h.min_t,
             max_t: h.max_t(),
-            data: Arc::from(h.app.chunk().bytes()),
+            data: h.app.bytes().collect(),
         });
     }
     out
