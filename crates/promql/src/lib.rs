@@ -296,7 +296,7 @@ impl Engine {
 
 /// Parses with `promql-parser`, turning its (rare) panics into errors.
 fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    let owned = query.to_string();
+    let owned = rewrite_raw_strings(query);
     match std::panic::catch_unwind(move || promql_parser::parser::parse(&owned)) {
         Ok(Ok(e)) => Ok(e),
         Ok(Err(msg)) => Err(QueryError::Parse(format!("parse error: {msg}"))),
@@ -304,6 +304,61 @@ fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
             "could not parse query {query:?}"
         ))),
     }
+}
+
+/// Rewrites backtick (raw) strings into double-quoted ones with their
+/// backslashes and quotes escaped: promql-parser 0.11 processes escape
+/// sequences inside raw strings, so `` `a\d` `` would fail to parse.
+fn rewrite_raw_strings(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 8);
+    let mut chars = q.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                out.push(c);
+                while let Some(d) = chars.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            out.push(e);
+                        }
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '`' => {
+                let rest = chars.as_str();
+                match rest.find('`') {
+                    Some(end) => {
+                        out.push('"');
+                        for d in rest[..end].chars() {
+                            match d {
+                                '\\' => out.push_str("\\\\"),
+                                '"' => out.push_str("\\\""),
+                                '\n' => out.push_str("\\n"),
+                                d => out.push(d),
+                            }
+                        }
+                        out.push('"');
+                        chars = rest[end + 1..].chars();
+                    }
+                    None => out.push(c),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The time range every selector of the query reads, for the querier.

@@ -241,3 +241,15 @@ fn subquery_and_at_modifier() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn raw_strings_are_raw() {
+    assert_eq!(rewrite_raw_strings(r"x{a=~`a\d`}"), r#"x{a=~"a\\d"}"#);
+    assert_eq!(
+        rewrite_raw_strings(r#"f(`"q"`, "`")"#),
+        r#"f("\"q\"", "`")"#
+    );
+    assert_eq!(rewrite_raw_strings("`unterminated"), "`unterminated");
+    let m = parse_selector(r"up{job=~`a\d+`}").unwrap();
+    assert!(m[1].matches("a12"));
+}
