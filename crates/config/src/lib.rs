@@ -40,6 +40,9 @@ use std::fmt;
 use pharos_model::relabel::RelabelConfig;
 use pharos_model::{Duration, Labels};
 
+pub use load::alerting::{
+    AlertingConfig, AlertmanagerAuth, AlertmanagerConfig, resolve_rule_and_alerting_paths,
+};
 pub use load::{load_file, load_str, resolve_sd_paths};
 pub use sd::{DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig};
 
@@ -71,6 +74,8 @@ pub struct Config {
     /// Rule file paths or globs, as written (relative paths are relative to
     /// the configuration file's directory; they are not resolved here).
     pub rule_files: Vec<String>,
+    /// The `alerting` section (Alertmanagers, alert relabeling).
+    pub alerting: AlertingConfig,
     /// The file's text as loaded, for `/api/v1/status/config`.
     pub original: String,
 }
@@ -83,6 +88,7 @@ impl Default for Config {
             global: GlobalConfig::default(),
             scrape_configs: Vec::new(),
             rule_files: Vec::new(),
+            alerting: AlertingConfig::default(),
             original: String::new(),
         }
     }
@@ -335,6 +341,7 @@ pub fn default_self_scrape(listen_address: &str) -> Config {
         global,
         scrape_configs: vec![job],
         rule_files: Vec::new(),
+        alerting: AlertingConfig::default(),
         original,
     }
 }

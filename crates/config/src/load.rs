@@ -80,6 +80,8 @@ struct Cx<'a> {
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
+pub(crate) mod alerting;
+
 fn position(loc: &Location) -> Option<Position> {
     (loc.line() > 0).then(|| Position {
         line: loc.line() as u32,
@@ -246,7 +248,6 @@ impl Cx<'_> {
             self,
             raw,
             [
-                alerting,
                 remote_write,
                 remote_read,
                 storage,
@@ -291,10 +292,12 @@ impl Cx<'_> {
             }
             scrape_configs.push(job);
         }
+        let alerting = self.alerting(raw.alerting.as_ref())?;
         Ok(Config {
             global,
             scrape_configs,
             rule_files,
+            alerting,
             original: String::new(),
         })
     }

@@ -448,10 +448,10 @@ fn top_level_errors() {
         "invalid rule file path \"my/*/rule\"",
     );
     bad(
-        "alerting:\n  alertmanagers:\n    - static_configs: []\n",
-        2,
+        "alerting:\n  alertmanagers:\n    - api_version: v1\n",
         3,
-        "alerting is not supported yet",
+        20,
+        "expected Alertmanager api version to be one of [v2] but got v1",
     );
     bad(
         "remote_write:\n  - url: http://x/api/v1/write\n",

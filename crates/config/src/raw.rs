@@ -70,7 +70,7 @@ pub(crate) struct RawConfig {
     pub scrape_configs: Option<Vec<Sp<Option<RawScrapeConfig>>>>,
 
     #[serde(default)]
-    pub alerting: Unsupported,
+    pub alerting: Opt<crate::load::alerting::RawAlerting>,
     #[serde(default)]
     pub remote_write: Unsupported,
     #[serde(default)]
