@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use pharos_model::{Labels, Sample, is_stale_nan};
@@ -67,6 +68,44 @@ pub(crate) struct Shared<'a> {
     /// Prometheus, which streams each series, selectors load their samples
     /// up front, so these count against `max_samples` too.
     pub loaded: std::cell::Cell<usize>,
+    /// Samples ever read from storage (for stats; never decreases).
+    pub total_loaded: std::cell::Cell<u64>,
+    /// The most samples held at once (`loaded` plus an evaluator's `cur`).
+    pub peak: std::cell::Cell<usize>,
+    /// Estimated bytes of the series read from storage (labels, samples
+    /// and per-series overhead), held for the query's lifetime.
+    pub loaded_bytes: std::cell::Cell<usize>,
+    /// The per-query memory budget in bytes (0: unlimited).
+    pub max_memory: usize,
+    /// Set by another thread to stop the query (client gone, API timeout).
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+/// Estimated bytes of one sample held in a series (`t` and `v`).
+pub(crate) const SAMPLE_BYTES: usize = 16;
+/// Estimated fixed bytes of one series held in memory (labels handle,
+/// sample vector header, flags, allocator slack).
+pub(crate) const SERIES_OVERHEAD_BYTES: usize = 64;
+
+impl Shared<'_> {
+    /// Fails when the estimated memory of the query (series read from
+    /// storage plus `cur` intermediate samples) exceeds the budget.
+    pub(crate) fn check_memory(&self, cur: usize) -> R<()> {
+        let held = self.loaded.get() + cur;
+        if held > self.peak.get() {
+            self.peak.set(held);
+        }
+        if self.max_memory == 0 {
+            return Ok(());
+        }
+        let bytes = self.loaded_bytes.get() + cur * SAMPLE_BYTES;
+        if bytes > self.max_memory {
+            return Err(QueryError::MemoryLimit {
+                limit: self.max_memory,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Shared<'_> {
@@ -112,6 +151,11 @@ impl<'s, 'a> Evaluator<'s, 'a> {
     }
 
     pub(crate) fn check_time(&self) -> R<()> {
+        if let Some(c) = self.sh.cancel
+            && c.load(Ordering::Relaxed)
+        {
+            return Err(QueryError::Canceled);
+        }
         if Instant::now() > self.sh.deadline {
             return Err(QueryError::Timeout(
                 "query timed out in expression evaluation".into(),
@@ -125,7 +169,7 @@ impl<'s, 'a> Evaluator<'s, 'a> {
         if self.cur > self.sh.max_samples {
             return Err(TOO_MANY);
         }
-        Ok(())
+        self.sh.check_memory(self.cur)
     }
 
     /// Evaluates `node` to a matrix (errors on strings, which the parser's
@@ -285,8 +329,20 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 }
                 let loaded = self.sh.loaded.get() + samples.len();
                 self.sh.loaded.set(loaded);
+                self.sh
+                    .total_loaded
+                    .set(self.sh.total_loaded.get() + samples.len() as u64);
                 if loaded > self.sh.max_samples {
                     return Err(TOO_MANY);
+                }
+                if !samples.is_empty() {
+                    self.sh.loaded_bytes.set(
+                        self.sh.loaded_bytes.get()
+                            + s.labels.encoded_len()
+                            + samples.capacity() * SAMPLE_BYTES
+                            + SERIES_OVERHEAD_BYTES,
+                    );
+                    self.sh.check_memory(self.cur)?;
                 }
                 if !samples.is_empty() {
                     out.push(RawSeries {

@@ -31,8 +31,14 @@
 //!   selector or subquery) instead of Prometheus's step-invariant
 //!   rewriting; the results are the same.
 //! * **Limits.** `max_samples` bounds the samples held at once (loaded from
-//!   storage plus intermediate results); the timeout is checked at every
-//!   step and while reading series.
+//!   storage plus intermediate results); `max_memory_bytes` bounds the
+//!   estimated bytes of the same (labels, samples and per-series overhead of
+//!   what is read from storage, plus 16 bytes per intermediate sample), so a
+//!   query over millions of series fails with an `execution` error instead
+//!   of exhausting the process. The deadline and a per-query cancel flag
+//!   ([`QueryOptions::cancel`]) are checked at every node, every 256 series
+//!   read and while walking steps, so a timed-out or abandoned query frees
+//!   its thread promptly.
 //!
 //! Not supported: native histograms (the storage has none), the
 //! experimental `info()` function, duration arithmetic and
@@ -47,6 +53,8 @@ mod value;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use pharos_model::{Labels, Matcher, Sample};
@@ -71,6 +79,43 @@ pub struct EngineOptions {
     /// Step of subqueries written without one (`x[1h:]`), in ms. Prometheus
     /// uses the global evaluation interval.
     pub no_step_subquery_interval: i64,
+    /// Per-query memory budget in bytes (estimated, see the crate docs); 0
+    /// means unlimited. Exceeding it fails the query with
+    /// [`QueryError::MemoryLimit`].
+    pub max_memory_bytes: usize,
+}
+
+/// Options of one query, overriding the engine's where set.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Lookback delta in ms for this query (the API's `lookback_delta`);
+    /// `None` or 0 uses the engine's.
+    pub lookback_delta: Option<i64>,
+    /// A deadline earlier than the engine's timeout (the API's `timeout`
+    /// parameter, counted from when the request arrived).
+    pub deadline: Option<Instant>,
+    /// Stops the query with [`QueryError::Canceled`] once set to `true` by
+    /// another thread (for example when the HTTP client went away). The
+    /// engine polls it at every node and every 256 series.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// What one query cost, as Prometheus's `stats` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueryStats {
+    /// Parsing and planning time, in seconds (`queryPreparationTime`).
+    pub prepare_secs: f64,
+    /// Evaluation of the expression tree, in seconds (`innerEvalTime`).
+    pub inner_eval_secs: f64,
+    /// Turning the evaluation's output into the result (name removal,
+    /// sorting), in seconds (`resultSortTime`).
+    pub result_sort_secs: f64,
+    /// The whole engine call, in seconds (`evalTotalTime`).
+    pub eval_total_secs: f64,
+    /// Samples read from storage (`totalQueryableSamples`).
+    pub total_queryable_samples: u64,
+    /// The most samples held at once (`peakSamples`).
+    pub peak_samples: usize,
 }
 
 impl Default for EngineOptions {
@@ -81,6 +126,7 @@ impl Default for EngineOptions {
             lookback_delta: 5 * 60 * 1000,
             enable_experimental_functions: false,
             no_step_subquery_interval: 60_000,
+            max_memory_bytes: 0,
         }
     }
 }
@@ -100,6 +146,8 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
     /// Informational annotations.
     pub infos: Vec<String>,
+    /// What the query cost.
+    pub stats: QueryStats,
 }
 
 /// A PromQL value.
@@ -160,6 +208,14 @@ pub enum QueryError {
     /// The query would hold more samples than allowed.
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples,
+    /// The query would use more memory than its budget.
+    #[error(
+        "query processing would use more than the per-query memory budget of {limit} bytes (--query.max-memory-bytes)"
+    )]
+    MemoryLimit {
+        /// The budget in bytes.
+        limit: usize,
+    },
     /// Evaluation failed.
     #[error("{0}")]
     Execution(String),
@@ -176,7 +232,9 @@ impl QueryError {
             QueryError::Parse(_) => "bad_data",
             QueryError::Timeout(_) => "timeout",
             QueryError::Canceled => "canceled",
-            QueryError::TooManySamples | QueryError::Execution(_) => "execution",
+            QueryError::TooManySamples
+            | QueryError::MemoryLimit { .. }
+            | QueryError::Execution(_) => "execution",
             QueryError::Storage(_) => "internal",
         }
     }
@@ -201,7 +259,41 @@ impl Engine {
         query: &str,
         ts: i64,
     ) -> Result<QueryResult, QueryError> {
-        self.exec(q, query, ts, ts, 0)
+        self.exec(q, query, ts, ts, 0, &QueryOptions::default())
+    }
+
+    /// [`Engine::instant_query`] with per-query options.
+    pub fn instant_query_with(
+        &self,
+        q: &dyn pharos_storage::Queryable,
+        query: &str,
+        ts: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
+        self.exec(q, query, ts, ts, 0, opts)
+    }
+
+    /// [`Engine::range_query`] with per-query options.
+    pub fn range_query_with(
+        &self,
+        q: &dyn pharos_storage::Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
+        if step <= 0 {
+            return Err(QueryError::Parse(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(QueryError::Parse(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        self.exec(q, query, start, end, step, opts)
     }
 
     /// Evaluates `query` over `[start, end]` every `step` ms. The result is
@@ -215,17 +307,7 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryResult, QueryError> {
-        if step <= 0 {
-            return Err(QueryError::Parse(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
-            ));
-        }
-        if end < start {
-            return Err(QueryError::Parse(
-                "end timestamp must not be before start time".into(),
-            ));
-        }
-        self.exec(q, query, start, end, step)
+        self.range_query_with(q, query, start, end, step, &QueryOptions::default())
     }
 
     fn exec(
@@ -235,13 +317,18 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
+        qopts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        let deadline = Instant::now() + self.opts.timeout;
+        let began = Instant::now();
+        let mut deadline = began + self.opts.timeout;
+        if let Some(d) = qopts.deadline {
+            deadline = deadline.min(d);
+        }
         let is_range = step > 0;
-        let lookback = if self.opts.lookback_delta > 0 {
-            self.opts.lookback_delta
-        } else {
-            5 * 60 * 1000
+        let lookback = match qopts.lookback_delta {
+            Some(l) if l > 0 => l,
+            _ if self.opts.lookback_delta > 0 => self.opts.lookback_delta,
+            _ => 5 * 60 * 1000,
         };
         let expr = parse_expr(query)?;
         let mut ctx = PlanCtx::new(
@@ -275,7 +362,13 @@ impl Engine {
             q_end: end,
             q_step: step,
             loaded: std::cell::Cell::new(0),
+            total_loaded: std::cell::Cell::new(0),
+            peak: std::cell::Cell::new(0),
+            loaded_bytes: std::cell::Cell::new(0),
+            max_memory: self.opts.max_memory_bytes,
+            cancel: qopts.cancel.as_deref(),
         };
+        let prepared = Instant::now();
         let mut ev = Evaluator {
             sh: &shared,
             start,
@@ -284,14 +377,39 @@ impl Engine {
             cur: 0,
         };
         let val = ev.eval(&node)?;
+        let evaluated = Instant::now();
         let value = finish(val, vt, start, is_range)?;
+        let done = Instant::now();
+        let stats = QueryStats {
+            prepare_secs: (prepared - began).as_secs_f64(),
+            inner_eval_secs: (evaluated - prepared).as_secs_f64(),
+            result_sort_secs: (done - evaluated).as_secs_f64(),
+            eval_total_secs: (done - began).as_secs_f64(),
+            total_queryable_samples: shared.total_loaded.get(),
+            peak_samples: shared.peak.get(),
+        };
         let annos = shared.annos.into_inner();
         Ok(QueryResult {
             value,
             warnings: annos.warnings,
             infos: annos.infos,
+            stats,
         })
     }
+}
+
+/// Parses `query` into promql-parser's AST (for the API's `format_query`
+/// and `parse_query`), with the same fixes and error wording as the engine.
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    parse_expr(query)
+}
+
+/// The query reformatted by promql-parser's pretty printer (Prometheus's
+/// `Pretty(0)`: one line when short, indented over lines when long).
+pub fn format_query(query: &str) -> Result<String, QueryError> {
+    let e = parse_expr(query)?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || e.prettify()))
+        .map_err(|_| QueryError::Execution(format!("could not format query {query:?}")))
 }
 
 /// Parses with `promql-parser`, turning its (rare) panics into errors.

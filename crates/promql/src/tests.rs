@@ -253,3 +253,112 @@ fn raw_strings_are_raw() {
     let m = parse_selector(r"up{job=~`a\d+`}").unwrap();
     assert!(m[1].matches("a12"));
 }
+
+/// A storage of `n` series with 11 samples each, for the memory budget.
+fn many(n: usize) -> Mem {
+    Mem((0..n)
+        .map(|i| {
+            let l = Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]);
+            let s = (0..=10)
+                .map(|k| Sample {
+                    t: k * 60_000,
+                    v: k as f64,
+                })
+                .collect();
+            (l, s)
+        })
+        .collect())
+}
+
+#[test]
+fn memory_budget_fails_big_queries_only() {
+    let s = many(1000);
+    // 1000 series * (11 samples * 16 B + 64 B overhead + labels) > 100 kB.
+    let small = Engine::new(EngineOptions {
+        max_memory_bytes: 100_000,
+        ..Default::default()
+    });
+    let err = small.instant_query(&s, "sum(m)", 600_000).unwrap_err();
+    assert_eq!(err, QueryError::MemoryLimit { limit: 100_000 });
+    assert_eq!(err.error_type(), "execution");
+    assert!(err.to_string().contains("memory budget of 100000 bytes"));
+    // A query over a few series fits.
+    let r = small.instant_query(&s, "m{i=\"7\"}", 600_000).unwrap();
+    assert_eq!(vector(r).len(), 1);
+    // Intermediate samples of a long range query count too.
+    let err = Engine::new(EngineOptions {
+        max_memory_bytes: 20_000,
+        ..Default::default()
+    })
+    .range_query(&many(1), "m + 1", 0, 6_000_000, 1_000)
+    .unwrap_err();
+    assert!(matches!(err, QueryError::MemoryLimit { .. }), "{err}");
+    // Unlimited by default.
+    let r = Engine::default()
+        .instant_query(&s, "sum(m)", 600_000)
+        .unwrap();
+    assert_eq!(vector(r), vec![("{}".to_string(), 10_000.0)]);
+}
+
+#[test]
+fn cancel_flag_and_deadline_stop_the_query() {
+    let s = storage();
+    let e = Engine::default();
+    let cancel = Arc::new(AtomicBool::new(true));
+    let opts = QueryOptions {
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    let err = e.instant_query_with(&s, "up", 0, &opts).unwrap_err();
+    assert_eq!(err, QueryError::Canceled);
+    assert_eq!(err.error_type(), "canceled");
+    cancel.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(e.instant_query_with(&s, "up", 0, &opts).is_ok());
+    let opts = QueryOptions {
+        deadline: Some(Instant::now()),
+        ..Default::default()
+    };
+    let err = e
+        .range_query_with(&s, "up", 0, 600_000, 1000, &opts)
+        .unwrap_err();
+    assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+}
+
+#[test]
+fn per_query_lookback_delta() {
+    let s = storage();
+    let e = Engine::default();
+    // Last sample at 600s; at 700s a 1m lookback finds nothing.
+    let short = QueryOptions {
+        lookback_delta: Some(60_000),
+        ..Default::default()
+    };
+    let r = e.instant_query_with(&s, "up", 700_000, &short).unwrap();
+    assert!(vector(r).is_empty());
+    let r = e
+        .instant_query_with(&s, "up", 700_000, &QueryOptions::default())
+        .unwrap();
+    assert_eq!(vector(r).len(), 1);
+}
+
+#[test]
+fn stats_count_samples() {
+    let s = storage();
+    let r = Engine::default()
+        .instant_query(&s, "sum(count_over_time(http_total[5m]))", 600_000)
+        .unwrap();
+    // Two series, samples in (300s, 600s]: 5 each.
+    assert_eq!(r.stats.total_queryable_samples, 10);
+    assert!(r.stats.peak_samples >= 10, "{:?}", r.stats);
+    assert!(r.stats.eval_total_secs >= r.stats.inner_eval_secs);
+}
+
+#[test]
+fn formats_queries() {
+    assert_eq!(
+        format_query("sum  by(job)(rate(x[5m]))").unwrap(),
+        "sum by (job) (rate(x[5m]))"
+    );
+    assert_eq!(format_query("sum(").unwrap_err().error_type(), "bad_data");
+    assert!(parse("up").is_ok());
+}
