@@ -26,6 +26,7 @@
 //!   `[a-zA-Z_][a-zA-Z0-9_]*` (Prometheus's `legacy` validation scheme).
 
 mod expand;
+mod http;
 mod load;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -40,6 +41,7 @@ use std::fmt;
 use pharos_model::relabel::RelabelConfig;
 use pharos_model::{Duration, Labels};
 
+pub use http::{Authorization, BasicAuth, HeaderValues, HttpClientConfig, TlsConfig, TlsVersion};
 pub use load::alerting::{
     AlertingConfig, AlertmanagerAuth, AlertmanagerConfig, resolve_rule_and_alerting_paths,
 };
@@ -182,6 +184,9 @@ pub struct ScrapeConfig {
     pub target_limit: u64,
     /// Maximum number of dropped targets kept for the API; 0 = all.
     pub keep_dropped_targets: u64,
+    /// How targets are reached: auth, TLS, redirects, HTTP/2, proxy,
+    /// extra headers.
+    pub http_client: HttpClientConfig,
     /// Rules applied to each target's labels before scraping.
     pub relabel_configs: Vec<RelabelConfig>,
     /// Rules applied to each scraped series before storing.
@@ -222,6 +227,7 @@ impl ScrapeConfig {
             dns_sd_configs: Vec::new(),
             target_limit: global.target_limit,
             keep_dropped_targets: global.keep_dropped_targets,
+            http_client: HttpClientConfig::default(),
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
             sample_limit: global.sample_limit,

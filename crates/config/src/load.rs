@@ -14,11 +14,11 @@ use pharos_model::relabel::{
 use serde_saphyr::Location;
 
 use crate::expand::expand_env;
-use crate::sd;
 use crate::raw::{
     Opt, Pairs, RawConfig, RawGlobal, RawRelabelConfig, RawScrapeConfig, RawStaticConfig, Sp,
     Unsupported,
 };
+use crate::sd;
 use crate::units::parse_bytes;
 use crate::{
     Config, ConfigError, DEFAULT_SCRAPE_PROTOCOLS, GlobalConfig, Position, SCRAPE_PROTOCOLS,
@@ -398,17 +398,6 @@ impl Cx<'_> {
             self,
             r,
             [
-                basic_auth,
-                authorization,
-                oauth2,
-                bearer_token,
-                bearer_token_file,
-                tls_config,
-                proxy_url,
-                no_proxy,
-                proxy_from_environment,
-                proxy_connect_header,
-                http_headers,
                 native_histogram_min_bucket_factor,
                 scrape_failure_log_file,
                 metric_name_escaping_scheme,
@@ -441,8 +430,6 @@ impl Cx<'_> {
             ]
         );
         self.only_bool("enable_compression", &r.enable_compression, true)?;
-        self.only_bool("follow_redirects", &r.follow_redirects, true)?;
-        self.only_bool("enable_http2", &r.enable_http2, true)?;
         self.only_bool(
             "track_timestamps_staleness",
             &r.track_timestamps_staleness,
@@ -504,6 +491,8 @@ impl Cx<'_> {
             sd::http_sd,
         )
         .map_err(positioned)?;
+        out.http_client =
+            crate::http::http_client(&crate::raw::http_client_ref!(r), at).map_err(positioned)?;
         out.dns_sd_configs = sd::list(
             &r.dns_sd_configs,
             "empty or null section in dns_sd_configs",

@@ -632,30 +632,6 @@ fn unsupported_scrape_keys_are_reported() {
         "kubernetes_sd_configs is not supported yet",
     );
     bad(
-        &job("    basic_auth:\n      username: u\n"),
-        4,
-        7,
-        "basic_auth is not supported yet",
-    );
-    bad(
-        &job("    tls_config:\n      insecure_skip_verify: true\n"),
-        4,
-        7,
-        "tls_config is not supported yet",
-    );
-    bad(
-        &job("    bearer_token: xyz\n"),
-        3,
-        19,
-        "bearer_token is not supported yet",
-    );
-    bad(
-        &job("    proxy_url: http://proxy:3128\n"),
-        3,
-        16,
-        "proxy_url is not supported yet",
-    );
-    bad(
         &job("    enable_compression: false\n"),
         3,
         25,
@@ -1051,6 +1027,7 @@ fn discovery_configs_load_with_defaults() {
         vec![HttpSdConfig {
             url: "http://localhost:8080/sd".into(),
             refresh_interval: S(60),
+            http_client: HttpClientConfig::default(),
         }]
     );
     assert_eq!(
@@ -1147,5 +1124,175 @@ fn file_sd_paths_are_relative_to_the_config_file() {
             dir.path().join("t/*.json").display().to_string(),
             "/abs/x.yml".to_string()
         ]
+    );
+}
+
+#[test]
+fn http_client_settings_load() {
+    let c = load(
+        "scrape_configs:
+  - job_name: a
+    scheme: https
+    follow_redirects: false
+    enable_http2: false
+    proxy_url: http://proxy:3128
+    basic_auth:
+      username: u
+      password_file: /run/secret
+    tls_config:
+      ca_file: /ca.pem
+      cert_file: /c.pem
+      key_file: /k.pem
+      server_name: node.example
+      insecure_skip_verify: true
+      min_version: TLS13
+    http_headers:
+      X-Team:
+        values: [a, b]
+        files: [/h]
+  - job_name: b
+    bearer_token: tok
+  - job_name: c
+    authorization:
+      type: Token
+      credentials_file: /t
+    http_sd_configs:
+      - url: https://sd.example/targets
+        basic_auth: {username: x, password: y}
+",
+    );
+    let a = &c.scrape_configs[0].http_client;
+    assert!(!a.follow_redirects && !a.enable_http2);
+    assert_eq!(a.proxy_url.as_deref(), Some("http://proxy:3128"));
+    assert_eq!(
+        a.basic_auth,
+        Some(BasicAuth {
+            username: "u".into(),
+            password_file: Some("/run/secret".into()),
+            ..BasicAuth::default()
+        })
+    );
+    assert_eq!(
+        a.tls_config,
+        TlsConfig {
+            ca_file: Some("/ca.pem".into()),
+            cert_file: Some("/c.pem".into()),
+            key_file: Some("/k.pem".into()),
+            server_name: Some("node.example".into()),
+            insecure_skip_verify: true,
+            min_version: Some(TlsVersion::Tls13),
+            ..TlsConfig::default()
+        }
+    );
+    assert_eq!(a.http_headers["X-Team"].values, vec!["a", "b"]);
+    assert_eq!(a.http_headers["X-Team"].files, vec!["/h"]);
+    let b = &c.scrape_configs[1].http_client;
+    assert_eq!(
+        b.authorization,
+        Some(Authorization {
+            auth_type: "Bearer".into(),
+            credentials: "tok".into(),
+            credentials_file: None
+        })
+    );
+    assert!(b.follow_redirects && b.enable_http2);
+    let cc = &c.scrape_configs[2];
+    assert_eq!(
+        cc.http_client.authorization.as_ref().unwrap().auth_type,
+        "Token"
+    );
+    assert_eq!(
+        cc.http_sd_configs[0]
+            .http_client
+            .basic_auth
+            .as_ref()
+            .unwrap()
+            .password,
+        "y"
+    );
+}
+
+#[test]
+fn http_client_errors_match_prometheus() {
+    let job = |body: &str| format!("scrape_configs:\n  - job_name: a\n{body}");
+    bad(
+        &job("    bearer_token: 1234\n    bearer_token_file: somefile\n"),
+        4,
+        24,
+        "at most one of bearer_token & bearer_token_file must be configured",
+    );
+    bad(
+        &job("    bearer_token: 1234\n    basic_auth:\n      username: u\n"),
+        5,
+        7,
+        "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
+    );
+    bad(
+        &job("    basic_auth:\n      username: u\n      password: p\n      password_file: f\n"),
+        6,
+        22,
+        "at most one of basic_auth password, password_file & password_ref must be configured",
+    );
+    bad(
+        &job("    authorization:\n      type: Basic\n"),
+        4,
+        13,
+        "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+    );
+    bad(
+        &job("    authorization:\n      credentials: c\n      credentials_file: f\n"),
+        5,
+        25,
+        "at most one of authorization credentials & credentials_file must be configured",
+    );
+    bad(
+        &job("    basic_auth:\n      username: u\n    authorization:\n      credentials: c\n"),
+        6,
+        7,
+        "at most one of basic_auth, oauth2 & authorization must be configured",
+    );
+    bad(
+        &job("    tls_config:\n      cert_file: c\n"),
+        4,
+        7,
+        "exactly one of key or key_file must be configured when a client certificate is configured",
+    );
+    bad(
+        &job("    tls_config:\n      key_file: k\n"),
+        4,
+        7,
+        "exactly one of cert or cert_file must be configured when a client key is configured",
+    );
+    bad(
+        &job("    tls_config:\n      min_version: TLS14\n"),
+        4,
+        20,
+        "unknown TLS version: TLS14",
+    );
+    bad(
+        &job("    http_headers:\n      authorization:\n        values: [x]\n"),
+        4,
+        7,
+        "setting header \"Authorization\" is not allowed",
+    );
+    bad(
+        &job("    no_proxy: example.org\n"),
+        3,
+        15,
+        "if no_proxy is configured, proxy_url must also be configured",
+    );
+    bad(
+        &job("    oauth2:\n      client_id: x\n"),
+        4,
+        7,
+        "oauth2 is not supported yet",
+    );
+    bad(
+        &job(
+            "    http_sd_configs:\n      - url: http://foo\n        bearer_token: foo\n        bearer_token_file: foo\n",
+        ),
+        6,
+        28,
+        "at most one of bearer_token & bearer_token_file must be configured",
     );
 }

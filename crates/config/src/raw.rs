@@ -183,10 +183,6 @@ pub(crate) struct RawScrapeConfig {
     #[serde(default)]
     pub enable_compression: Opt<bool>,
     #[serde(default)]
-    pub follow_redirects: Opt<bool>,
-    #[serde(default)]
-    pub enable_http2: Opt<bool>,
-    #[serde(default)]
     pub track_timestamps_staleness: Opt<bool>,
     #[serde(default)]
     pub scrape_native_histograms: Opt<bool>,
@@ -207,27 +203,31 @@ pub(crate) struct RawScrapeConfig {
 
     // HTTP client settings.
     #[serde(default)]
-    pub basic_auth: Unsupported,
+    pub follow_redirects: Opt<bool>,
     #[serde(default)]
-    pub authorization: Unsupported,
+    pub enable_http2: Opt<bool>,
+    #[serde(default)]
+    pub basic_auth: Opt<crate::http::RawBasicAuth>,
+    #[serde(default)]
+    pub authorization: Opt<crate::http::RawAuthorization>,
     #[serde(default)]
     pub oauth2: Unsupported,
     #[serde(default)]
-    pub bearer_token: Unsupported,
+    pub bearer_token: Opt<String>,
     #[serde(default)]
-    pub bearer_token_file: Unsupported,
+    pub bearer_token_file: Opt<String>,
     #[serde(default)]
-    pub tls_config: Unsupported,
+    pub tls_config: Opt<crate::http::RawTls>,
     #[serde(default)]
-    pub proxy_url: Unsupported,
+    pub proxy_url: Opt<String>,
     #[serde(default)]
-    pub no_proxy: Unsupported,
+    pub no_proxy: Opt<String>,
     #[serde(default)]
-    pub proxy_from_environment: Unsupported,
+    pub proxy_from_environment: Opt<bool>,
     #[serde(default)]
     pub proxy_connect_header: Unsupported,
     #[serde(default)]
-    pub http_headers: Unsupported,
+    pub http_headers: Opt<std::collections::BTreeMap<String, crate::http::RawHeader>>,
 
     // Other scrape settings.
     #[serde(default)]
@@ -327,3 +327,26 @@ pub(crate) struct RawRelabelConfig {
     #[serde(default, deserialize_with = "present")]
     pub action: Option<Sp<Option<String>>>,
 }
+
+/// Borrows the HTTP client keys of a section (a scrape config or an HTTP
+/// discovery entry), which both embed Prometheus's `HTTPClientConfig`.
+macro_rules! http_client_ref {
+    ($r:expr) => {
+        crate::http::RawHttpClientRef {
+            basic_auth: &$r.basic_auth,
+            authorization: &$r.authorization,
+            bearer_token: &$r.bearer_token,
+            bearer_token_file: &$r.bearer_token_file,
+            tls_config: &$r.tls_config,
+            follow_redirects: &$r.follow_redirects,
+            enable_http2: &$r.enable_http2,
+            proxy_url: &$r.proxy_url,
+            no_proxy: &$r.no_proxy,
+            proxy_from_environment: &$r.proxy_from_environment,
+            proxy_connect_header: &$r.proxy_connect_header,
+            http_headers: &$r.http_headers,
+            oauth2: &$r.oauth2,
+        }
+    };
+}
+pub(crate) use http_client_ref;

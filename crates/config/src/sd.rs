@@ -31,6 +31,8 @@ pub struct HttpSdConfig {
     pub url: String,
     /// How often the URL is fetched. Default 1m.
     pub refresh_interval: Duration,
+    /// How to reach the URL (auth, TLS, proxy, headers).
+    pub http_client: crate::HttpClientConfig,
 }
 
 /// The DNS record type a `dns_sd_configs` entry asks for.
@@ -93,6 +95,32 @@ pub(crate) struct RawHttpSd {
     pub url: Opt<String>,
     #[serde(default)]
     pub refresh_interval: Opt<String>,
+    #[serde(default)]
+    pub follow_redirects: Opt<bool>,
+    #[serde(default)]
+    pub enable_http2: Opt<bool>,
+    #[serde(default)]
+    pub basic_auth: Opt<crate::http::RawBasicAuth>,
+    #[serde(default)]
+    pub authorization: Opt<crate::http::RawAuthorization>,
+    #[serde(default)]
+    pub oauth2: crate::raw::Unsupported,
+    #[serde(default)]
+    pub bearer_token: Opt<String>,
+    #[serde(default)]
+    pub bearer_token_file: Opt<String>,
+    #[serde(default)]
+    pub tls_config: Opt<crate::http::RawTls>,
+    #[serde(default)]
+    pub proxy_url: Opt<String>,
+    #[serde(default)]
+    pub no_proxy: Opt<String>,
+    #[serde(default)]
+    pub proxy_from_environment: Opt<bool>,
+    #[serde(default)]
+    pub proxy_connect_header: crate::raw::Unsupported,
+    #[serde(default)]
+    pub http_headers: Opt<std::collections::BTreeMap<String, crate::http::RawHeader>>,
 }
 
 /// `dns_sd_configs` entry as written.
@@ -174,9 +202,12 @@ pub(crate) fn http_sd(r: &RawHttpSd, at: &Location) -> Check<HttpSdConfig> {
     if host.is_empty() {
         return Err((url.referenced, "host is missing in URL".to_string()));
     }
+    let refresh_interval = refresh(&r.refresh_interval, 60_000)?;
+    let http_client = crate::http::http_client(&crate::raw::http_client_ref!(r), at)?;
     Ok(HttpSdConfig {
         url: url.value.clone(),
-        refresh_interval: refresh(&r.refresh_interval, 60_000)?,
+        refresh_interval,
+        http_client,
     })
 }
 

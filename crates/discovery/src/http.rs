@@ -177,6 +177,7 @@ mod tests {
         let cfg = HttpSdConfig {
             url: url.clone(),
             refresh_interval: pharos_model::Duration(30),
+            http_client: Default::default(),
         };
         let (tx, mut rx) = mpsc::channel(4);
         tokio::spawn(Box::new(HttpDiscoverer::new(&cfg, "test")).run(tx));
@@ -205,6 +206,7 @@ mod tests {
             &HttpSdConfig {
                 url,
                 refresh_interval: pharos_model::Duration(100),
+                http_client: Default::default(),
             },
             "t",
         );

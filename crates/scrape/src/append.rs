@@ -28,7 +28,7 @@ use crate::ScrapeError;
 use crate::cache::{Lookup, REPORT_SERIES, ScrapeCache};
 use crate::fetch::{Fetched, decode_body};
 use crate::metrics::{Metrics, inc};
-use crate::target::Target;
+use crate::target::{PageMetadata, Target};
 
 /// Samples may be at most this far in the future (Prometheus's
 /// `maxAheadTime`).
@@ -332,11 +332,25 @@ pub(crate) fn append_body(
     let max_time = pharos_model::sample::now_millis() + MAX_AHEAD_MS;
     let mut b = LabelsBuilder::new();
     let mut parser = Parser::new(body, pick_format(content_type, s.fallback_format));
+    // `# TYPE`/`# HELP`/`# UNIT` of the page, kept if the scrape succeeds.
+    let mut meta: std::collections::BTreeMap<&str, PageMetadata<'_>> =
+        std::collections::BTreeMap::new();
 
     while let Some(next) = parser.next_entry() {
         let sample = match next {
             Ok(Entry::Sample(x)) => x,
-            Ok(_) => continue,
+            Ok(Entry::Type { metric, kind }) => {
+                meta.entry(metric).or_default().kind = Some(kind.as_str());
+                continue;
+            }
+            Ok(Entry::Help { metric, text }) => {
+                meta.entry(metric).or_default().help = Some(text);
+                continue;
+            }
+            Ok(Entry::Unit { metric, unit }) => {
+                meta.entry(metric).or_default().unit = Some(unit);
+                continue;
+            }
             Err(e) => {
                 err = Some(ScrapeError::Parse(e.to_string()));
                 break;
@@ -472,6 +486,7 @@ pub(crate) fn append_body(
             if cache.iter_done(true) {
                 inc(&ctx.metrics.cache_flush_forced);
             }
+            ctx.target.set_metadata(&meta);
             (counts, Ok(()))
         }
     }

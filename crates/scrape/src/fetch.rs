@@ -12,6 +12,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 
 use crate::ScrapeError;
+use crate::client::ScrapeClient;
 
 /// A response body as received.
 #[derive(Debug)]
@@ -24,20 +25,9 @@ pub(crate) struct Fetched {
     pub content_type: Option<String>,
 }
 
-/// Builds the HTTP client of a pool. No automatic decompression (we decode
-/// ourselves, to bound the decoded size) and no redirects beyond reqwest's
-/// default policy.
-pub(crate) fn build_client(user_agent: &str) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .user_agent(user_agent)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .map_err(|e| format!("error creating HTTP client: {e}"))
-}
-
 /// One GET of `url` within `timeout`.
 pub(crate) async fn fetch(
-    client: &reqwest::Client,
+    client: &ScrapeClient,
     url: &str,
     accept: &str,
     timeout: Duration,
@@ -59,26 +49,25 @@ pub(crate) async fn fetch(
 }
 
 async fn fetch_inner(
-    client: &reqwest::Client,
+    client: &ScrapeClient,
     url: &str,
     accept: &str,
     timeout: Duration,
     body_size_limit: u64,
     size_hint: usize,
 ) -> Result<Fetched, ScrapeError> {
-    if url.starts_with("https:") {
-        // The workspace builds reqwest without a TLS backend.
-        return Err(ScrapeError::Http {
-            url: url.to_string(),
-            message: "https scraping is not supported by this build (no TLS backend)".to_string(),
-        });
-    }
     let http_err = |e: reqwest::Error| ScrapeError::Http {
         url: url.to_string(),
         message: describe(&e, url),
     };
-    let mut resp = client
-        .get(url)
+    let request = client.http.get(url);
+    let request = client
+        .decorate(request)
+        .map_err(|message| ScrapeError::Http {
+            url: url.to_string(),
+            message,
+        })?;
+    let mut resp = request
         .header(ACCEPT, accept)
         .header(ACCEPT_ENCODING, "gzip")
         .header(

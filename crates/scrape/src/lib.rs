@@ -44,12 +44,13 @@
 //! * a missing or unknown `Content-Type` is parsed as the text format
 //!   (unless `fallback_scrape_protocol` says otherwise) instead of failing;
 //! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
-//!   native histograms, exemplars, metadata and HTTP client
-//!   settings (auth, TLS) are not supported, and `https` targets fail with
-//!   a clear error because the workspace builds `reqwest` without TLS.
+//!   native histograms, exemplars and metadata are not supported; HTTP
+//!   client settings differ from Go's in the details listed in the
+//!   `client` module (no TLS 1.0/1.1, SNI stays the URL host).
 
 mod append;
 mod cache;
+mod client;
 mod fetch;
 mod manager;
 mod metrics;
@@ -58,7 +59,7 @@ mod scrape_loop;
 mod target;
 
 pub use manager::ScrapeManager;
-pub use target::{Health, TargetStatus};
+pub use target::{Health, MetricMetadata, TargetStatus};
 
 /// Why a scrape failed (the text becomes the target's `lastError`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -12,7 +12,7 @@ use pharos_storage::Appendable;
 
 use crate::ScrapeOptions;
 use crate::append::PoolSettings;
-use crate::fetch::build_client;
+use crate::client::ScrapeClient;
 use crate::metrics::{Metrics, inc};
 use crate::pool::{ActiveTarget, ScrapePool, build_targets, settings};
 use crate::scrape_loop::{CacheSource, LoopHandle, ScrapeLoop, Signal};
@@ -141,7 +141,7 @@ impl ScrapeManager {
             } else {
                 inc(&sh.metrics.pools_total);
             }
-            let client = match build_client(&sh.opts.user_agent) {
+            let client = match ScrapeClient::new(&sh.opts.user_agent, &sc.http_client) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(scrape_pool = %sc.job_name, err = %e, "Error creating scrape pool");
@@ -304,7 +304,7 @@ impl Shared {
         &self,
         target: &Arc<Target>,
         settings: &Arc<PoolSettings>,
-        client: &reqwest::Client,
+        client: &ScrapeClient,
         seed: u64,
         source: CacheSource,
     ) -> LoopHandle {

@@ -33,7 +33,7 @@ pub(crate) struct ScrapePool {
     /// All dropped targets, also those not kept.
     pub dropped_count: usize,
     /// The HTTP client of the pool's loops.
-    pub client: reqwest::Client,
+    pub client: crate::client::ScrapeClient,
     /// The loop settings of the job.
     pub settings: Arc<PoolSettings>,
     /// Distinguishes this pool from an earlier one of the same job, so a

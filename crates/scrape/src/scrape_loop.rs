@@ -92,7 +92,7 @@ pub(crate) enum CacheSource {
 pub(crate) struct ScrapeLoop {
     pub target: Arc<Target>,
     pub settings: Arc<PoolSettings>,
-    pub client: reqwest::Client,
+    pub client: crate::client::ScrapeClient,
     pub storage: Arc<dyn Appendable>,
     pub metrics: Arc<Metrics>,
     pub offset_seed: u64,

@@ -9,6 +9,7 @@
 //! the schedule) but are not attached to samples.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
@@ -74,6 +75,33 @@ pub struct TargetStatus {
     pub scrape_interval: Duration,
     /// The target's scrape timeout.
     pub scrape_timeout: Duration,
+    /// Metric metadata from the target's last successful scrape, sorted by
+    /// family name (shared, cheap to clone). Empty for a dropped target.
+    pub metadata: Arc<Vec<MetricMetadata>>,
+}
+
+/// Metadata of one metric family as a target exposes it (`# TYPE`,
+/// `# HELP`, `# UNIT`), for `/api/v1/metadata` and
+/// `/api/v1/targets/metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricMetadata {
+    /// The metric family name.
+    pub metric: String,
+    /// The type as Prometheus spells it (`counter`, `gauge`, `histogram`,
+    /// `gaugehistogram`, `summary`, `info`, `stateset`, `unknown`).
+    pub kind: String,
+    /// The help text, empty when none.
+    pub help: String,
+    /// The unit, empty when none.
+    pub unit: String,
+}
+
+/// One family's metadata as parsed from a page, borrowed from the body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct PageMetadata<'a> {
+    pub kind: Option<&'static str>,
+    pub help: Option<std::borrow::Cow<'a, str>>,
+    pub unit: Option<&'a str>,
 }
 
 /// Mutable per-target state the loop reports into.
@@ -106,6 +134,8 @@ pub(crate) struct Target {
     /// An error every scrape fails with while set, instead of fetching
     /// (`target_limit` exceeded), as Prometheus's `setForcedError`.
     forced_error: Mutex<Option<ScrapeError>>,
+    /// Metric metadata of the last successful scrape, sorted by family.
+    metadata: Mutex<Arc<Vec<MetricMetadata>>>,
 }
 
 impl Target {
@@ -140,7 +170,40 @@ impl Target {
                 last_scrape_duration: std::time::Duration::ZERO,
             }),
             forced_error: Mutex::new(None),
+            metadata: Mutex::new(Arc::new(Vec::new())),
         })
+    }
+
+    /// The metric metadata of the last successful scrape.
+    pub fn metadata(&self) -> Arc<Vec<MetricMetadata>> {
+        self.metadata.lock().clone()
+    }
+
+    /// Replaces the metadata with a page's, allocating only when it changed
+    /// (the usual case is an identical page every scrape).
+    pub(crate) fn set_metadata(&self, page: &BTreeMap<&str, PageMetadata<'_>>) {
+        let same = |cur: &[MetricMetadata]| {
+            cur.len() == page.len()
+                && cur.iter().zip(page).all(|(c, (name, m))| {
+                    c.metric == *name
+                        && c.kind == m.kind.unwrap_or("unknown")
+                        && c.help == m.help.as_deref().unwrap_or("")
+                        && c.unit == m.unit.unwrap_or("")
+                })
+        };
+        if same(&self.metadata.lock()) {
+            return;
+        }
+        let fresh: Vec<MetricMetadata> = page
+            .iter()
+            .map(|(name, m)| MetricMetadata {
+                metric: name.to_string(),
+                kind: m.kind.unwrap_or("unknown").to_string(),
+                help: m.help.as_deref().unwrap_or("").to_string(),
+                unit: m.unit.unwrap_or("").to_string(),
+            })
+            .collect();
+        *self.metadata.lock() = Arc::new(fresh);
     }
 
     /// Sets or clears the error every scrape fails with.
@@ -180,6 +243,7 @@ impl Target {
             last_scrape_duration: s.last_scrape_duration,
             scrape_interval: self.interval,
             scrape_timeout: self.timeout,
+            metadata: self.metadata(),
         }
     }
 
@@ -233,6 +297,7 @@ impl DroppedTarget {
             last_scrape_duration: std::time::Duration::ZERO,
             scrape_interval: cfg.scrape_interval,
             scrape_timeout: cfg.scrape_timeout,
+            metadata: Arc::new(Vec::new()),
         }
     }
 }
