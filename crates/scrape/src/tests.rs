@@ -1445,3 +1445,50 @@ async fn keep_dropped_targets_bounds_the_dropped_list() {
     assert_eq!(m.dropped_target_counts().get("j"), Some(&4));
     m.stop().await;
 }
+
+#[test]
+fn metadata_of_the_last_successful_scrape() {
+    let st = RecStorage::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let body = "# HELP b_total Bees.\n# TYPE b_total counter\nb_total 1\n# TYPE a gauge\na 1\n# HELP c Only help \\\\ here.\nc 2\n";
+    let r = process_scrape(&st, &mut cache, &ctx, page(body), 1000, Instant::now());
+    assert!(r.err.is_none());
+    let md = target.metadata();
+    let got: Vec<(&str, &str, &str)> = md
+        .iter()
+        .map(|m| (m.metric.as_str(), m.kind.as_str(), m.help.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a", "gauge", ""),
+            ("b_total", "counter", "Bees."),
+            ("c", "unknown", "Only help \\ here.")
+        ]
+    );
+    // An unchanged page keeps the same allocation.
+    process_scrape(&st, &mut cache, &ctx, page(body), 2000, Instant::now());
+    assert!(Arc::ptr_eq(&md, &target.metadata()));
+    assert!(Arc::ptr_eq(&md, &target.status().metadata));
+    // A failed scrape keeps the last good metadata; a changed page replaces it.
+    process_scrape(&st, &mut cache, &ctx, page("a{ 1\n"), 3000, Instant::now());
+    assert_eq!(target.metadata().len(), 3);
+    process_scrape(
+        &st,
+        &mut cache,
+        &ctx,
+        page("# TYPE a counter\na 1\n"),
+        4000,
+        Instant::now(),
+    );
+    assert_eq!(target.metadata()[0].kind, "counter");
+    assert_eq!(target.metadata().len(), 1);
+}
