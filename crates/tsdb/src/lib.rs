@@ -80,10 +80,13 @@
 //! copying the small open one). Samples are decoded lazily, restricted to
 //! the query range, with `seek` skipping whole chunks by their time bounds.
 
+pub mod block;
 pub mod chunkenc;
+pub mod db;
 mod head;
 mod postings;
 
+pub use db::{Db, DbOptions};
 pub use head::{
     CommitLog, DEFAULT_CHUNK_RANGE, DEFAULT_MAX_SAMPLES_PER_CHUNK, Head, HeadOptions, HeadStats,
     SampleRecord, SeriesRecord, TruncateStats,
@@ -98,4 +101,13 @@ pub enum TsdbError {
     /// Chunk bytes do not decode.
     #[error("corrupt chunk: {0}")]
     CorruptChunk(String),
+    /// Reading or writing a block (or the data directory) failed.
+    #[error("block I/O: {0}")]
+    BlockIo(String),
+    /// A block file does not decode (bad magic, checksum, bounds...).
+    #[error("corrupt block: {0}")]
+    CorruptBlock(String),
+    /// Another process holds the data directory lock.
+    #[error("data directory is locked: {0}")]
+    DirLocked(String),
 }

@@ -1,0 +1,584 @@
+//! Persistent blocks in Prometheus's on-disk format.
+//!
+//! A block is a directory named by a ULID holding `meta.json`, `index`,
+//! `chunks/000001...` and `tombstones`, covering the half-open time range
+//! `[minTime, maxTime)`. Blocks are immutable once renamed into place, so
+//! their files are memory-mapped and read without locks; only tombstones
+//! change (rewritten atomically). A block is written into
+//! `<ulid>.tmp-for-creation`, every file fsynced, then renamed: a crash
+//! leaves either no block or a complete one.
+//!
+//! Readers hold an `Arc<Block>`; a block that compaction or retention
+//! retires is only marked, and its directory is removed when the last
+//! reference (a running query) drops.
+
+pub mod chunks;
+mod encoding;
+pub mod index;
+pub mod meta;
+mod mmap;
+pub mod tombstones;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
+use pharos_model::{Labels, Matcher, Sample, Timestamp};
+use pharos_storage::{
+    Querier, SampleIter, SelectHints, Series, SeriesSet, StorageError, VecSeriesSet,
+};
+
+use crate::TsdbError;
+use crate::chunkenc::{ENCODING_XOR, XorAppender, XorIterator};
+pub use chunks::{ChunkReader, ChunkWriter};
+pub use index::{ChunkMeta, IndexReader};
+pub use meta::{BlockCompaction, BlockDesc, BlockMeta, BlockStats};
+pub use mmap::Bytes;
+pub use tombstones::Tombstones;
+
+/// Samples per chunk when writing blocks (as Prometheus).
+pub const SAMPLES_PER_CHUNK: u16 = 120;
+
+fn io_err(p: &Path, e: std::io::Error) -> TsdbError {
+    TsdbError::BlockIo(format!("{}: {e}", p.display()))
+}
+
+/// True when `name` is a block directory name (a ULID).
+pub fn is_block_dir_name(name: &str) -> bool {
+    ulid::Ulid::from_string(name).is_ok()
+}
+
+/// An open, immutable block.
+#[derive(Debug)]
+pub struct Block {
+    dir: PathBuf,
+    meta: BlockMeta,
+    index: IndexReader,
+    chunks: ChunkReader,
+    tombstones: RwLock<Arc<Tombstones>>,
+    delete_on_drop: AtomicBool,
+}
+
+impl Block {
+    /// Opens the block in `dir`, validating headers, table of contents and
+    /// checksums of the index tables.
+    pub fn open(dir: &Path) -> Result<Block, TsdbError> {
+        let meta = BlockMeta::read(dir)?;
+        let index = IndexReader::open(&dir.join("index"))?;
+        let chunks = ChunkReader::open(&dir.join("chunks"))?;
+        let tombstones = Tombstones::read(dir)?;
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            index,
+            chunks,
+            tombstones: RwLock::new(Arc::new(tombstones)),
+            delete_on_drop: AtomicBool::new(false),
+        })
+    }
+
+    /// The block's metadata.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// The block directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index reader.
+    pub fn index(&self) -> &IndexReader {
+        &self.index
+    }
+
+    /// The chunk reader.
+    pub fn chunks(&self) -> &ChunkReader {
+        &self.chunks
+    }
+
+    /// The current tombstones.
+    pub fn tombstones(&self) -> Arc<Tombstones> {
+        self.tombstones.read().clone()
+    }
+
+    /// Bytes on disk: index, chunks, tombstones and meta.
+    pub fn size(&self) -> u64 {
+        let small = ["tombstones", "meta.json"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum::<u64>();
+        self.index.size() + self.chunks.size + small
+    }
+
+    /// True when `[mint, maxt]` (inclusive) overlaps the block.
+    pub fn overlaps(&self, mint: Timestamp, maxt: Timestamp) -> bool {
+        mint < self.meta.max_time && self.meta.min_time <= maxt
+    }
+
+    /// Marks the block for deletion: its directory is removed when the
+    /// last reference drops.
+    pub fn mark_deleted(&self) {
+        self.delete_on_drop.store(true, Ordering::SeqCst);
+    }
+
+    /// Adds deletion intervals for series matching `matchers` within
+    /// `[mint, maxt]` and rewrites the tombstones file. Returns the number
+    /// of series affected.
+    pub fn delete(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<usize, TsdbError> {
+        let refs = self.index.postings_for_matchers(matchers)?;
+        let mut guard = self.tombstones.write();
+        let mut t = (**guard).clone();
+        let mut n = 0;
+        for r in refs {
+            let (_, chunks) = self.index.series(r)?;
+            if chunks.iter().any(|c| c.min_t <= maxt && mint <= c.max_t) {
+                t.add(r, mint, maxt);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            t.write(&self.dir)?;
+            *guard = Arc::new(t);
+        }
+        Ok(n)
+    }
+
+    /// A querier over `[mint, maxt]` holding a reference to the block.
+    pub fn querier(self: &Arc<Self>, mint: Timestamp, maxt: Timestamp) -> BlockQuerier {
+        BlockQuerier {
+            block: self.clone(),
+            mint,
+            maxt,
+        }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if self.delete_on_drop.load(Ordering::SeqCst) {
+            // Rename first so a crash mid-removal never leaves a half block
+            // that looks valid.
+            let tmp = self.dir.with_extension("tmp-for-deletion");
+            let target = match std::fs::rename(&self.dir, &tmp) {
+                Ok(()) => tmp,
+                Err(_) => self.dir.clone(),
+            };
+            if let Err(e) = std::fs::remove_dir_all(&target) {
+                tracing::warn!(dir = %target.display(), err = %e, "removing deleted block failed");
+            }
+        }
+    }
+}
+
+/// A querier over one block.
+pub struct BlockQuerier {
+    block: Arc<Block>,
+    mint: Timestamp,
+    maxt: Timestamp,
+}
+
+fn storage_err(e: TsdbError) -> StorageError {
+    StorageError::Corruption(e.to_string())
+}
+
+impl Querier for BlockQuerier {
+    fn select(
+        &self,
+        _sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn SeriesSet> {
+        let (mut mint, mut maxt) = (self.mint, self.maxt);
+        if let Some(h) = hints
+            && h.start <= h.end
+            && (h.start, h.end) != (0, 0)
+        {
+            mint = mint.max(h.start);
+            maxt = maxt.min(h.end);
+        }
+        if !self.block.overlaps(mint, maxt) {
+            return Box::new(VecSeriesSet::new(Vec::new()));
+        }
+        match self.block.index.postings_for_matchers(matchers) {
+            Ok(refs) => Box::new(BlockSeriesSet {
+                block: self.block.clone(),
+                tombstones: self.block.tombstones(),
+                refs: refs.into_iter(),
+                mint,
+                maxt,
+                err: None,
+            }),
+            Err(e) => Box::new(VecSeriesSet::failed(storage_err(e))),
+        }
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        if matchers.is_empty() {
+            return Ok(self.block.index.label_values(name));
+        }
+        let mut out = std::collections::BTreeSet::new();
+        let mut ss = self.select(false, None, matchers);
+        while let Some(s) = ss.next() {
+            if let Some(v) = s.labels.get(name) {
+                out.insert(v.to_string());
+            }
+        }
+        if let Some(e) = ss.err() {
+            return Err(e);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        if matchers.is_empty() {
+            return Ok(self.block.index.label_names());
+        }
+        let mut out = std::collections::BTreeSet::new();
+        let mut ss = self.select(false, None, matchers);
+        while let Some(s) = ss.next() {
+            for l in s.labels.iter() {
+                out.insert(l.name.to_string());
+            }
+        }
+        if let Some(e) = ss.err() {
+            return Err(e);
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+struct BlockSeriesSet {
+    block: Arc<Block>,
+    tombstones: Arc<Tombstones>,
+    refs: std::vec::IntoIter<u64>,
+    mint: Timestamp,
+    maxt: Timestamp,
+    err: Option<StorageError>,
+}
+
+impl SeriesSet for BlockSeriesSet {
+    fn next(&mut self) -> Option<Series> {
+        if self.err.is_some() {
+            return None;
+        }
+        for r in self.refs.by_ref() {
+            let (labels, mut chunks) = match self.block.index.series(r) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.err = Some(storage_err(e));
+                    return None;
+                }
+            };
+            chunks.retain(|c| c.min_t <= self.maxt && self.mint <= c.max_t);
+            let deleted = self.tombstones.get(r).to_vec();
+            chunks.retain(|c| !deleted.iter().any(|&(a, b)| a <= c.min_t && c.max_t <= b));
+            if chunks.is_empty() {
+                continue;
+            }
+            return Some(Series {
+                labels,
+                samples: Box::new(ChunkSampleIter {
+                    block: self.block.clone(),
+                    chunks,
+                    next_chunk: 0,
+                    deleted,
+                    it: None,
+                    cur: None,
+                    mint: self.mint,
+                    maxt: self.maxt,
+                    done: false,
+                    err: None,
+                }),
+            });
+        }
+        None
+    }
+
+    fn err(&self) -> Option<StorageError> {
+        self.err.clone()
+    }
+}
+
+/// Decodes a block series' chunks lazily within `[mint, maxt]`, skipping
+/// deleted intervals.
+struct ChunkSampleIter {
+    block: Arc<Block>,
+    chunks: Vec<ChunkMeta>,
+    next_chunk: usize,
+    deleted: Vec<(i64, i64)>,
+    it: Option<XorIterator<Vec<u8>>>,
+    cur: Option<Sample>,
+    mint: Timestamp,
+    maxt: Timestamp,
+    done: bool,
+    err: Option<StorageError>,
+}
+
+impl ChunkSampleIter {
+    fn finish(&mut self) -> Option<Sample> {
+        self.done = true;
+        self.it = None;
+        self.cur = None;
+        None
+    }
+
+    fn advance(&mut self, ts: Timestamp) -> Option<Sample> {
+        let mut ts = ts.max(self.mint);
+        loop {
+            if self.it.is_none() {
+                while self
+                    .chunks
+                    .get(self.next_chunk)
+                    .is_some_and(|c| c.max_t < ts)
+                {
+                    self.next_chunk += 1;
+                }
+                let Some(c) = self.chunks.get(self.next_chunk).copied() else {
+                    return self.finish();
+                };
+                if c.min_t > self.maxt {
+                    return self.finish();
+                }
+                self.next_chunk += 1;
+                match self.block.chunks.chunk(c.r) {
+                    Ok((ENCODING_XOR, data)) => self.it = Some(XorIterator::new(data.to_vec())),
+                    Ok((enc, _)) => {
+                        self.err = Some(StorageError::Corruption(format!(
+                            "block {}: chunk encoding {enc} is not supported (only XOR float chunks)",
+                            self.block.meta.ulid
+                        )));
+                        return self.finish();
+                    }
+                    Err(e) => {
+                        self.err = Some(storage_err(e));
+                        return self.finish();
+                    }
+                }
+            }
+            let Some(it) = self.it.as_mut() else {
+                continue;
+            };
+            match it.seek(ts) {
+                Some(s) if s.t > self.maxt => return self.finish(),
+                Some(s) if self.deleted.iter().any(|&(a, b)| a <= s.t && s.t <= b) => {
+                    match s.t.checked_add(1) {
+                        Some(n) => ts = n,
+                        None => return self.finish(),
+                    }
+                }
+                Some(s) => {
+                    self.cur = Some(s);
+                    return Some(s);
+                }
+                None => {
+                    if let Some(e) = it.err() {
+                        self.err = Some(StorageError::Corruption(e.to_string()));
+                        return self.finish();
+                    }
+                    self.it = None;
+                }
+            }
+        }
+    }
+}
+
+impl SampleIter for ChunkSampleIter {
+    fn next(&mut self) -> Option<Sample> {
+        if self.done {
+            return None;
+        }
+        let ts = match self.cur {
+            Some(c) if c.t == Timestamp::MAX => return self.finish(),
+            Some(c) => c.t + 1,
+            None => self.mint,
+        };
+        self.advance(ts)
+    }
+
+    fn seek(&mut self, ts: Timestamp) -> Option<Sample> {
+        if self.done {
+            return None;
+        }
+        if let Some(c) = self.cur
+            && c.t >= ts
+        {
+            return Some(c);
+        }
+        self.advance(ts)
+    }
+
+    fn err(&self) -> Option<StorageError> {
+        self.err.clone()
+    }
+}
+
+/// Fsyncs a directory so renames and creations inside it are durable.
+pub(crate) fn sync_dir(p: &Path) -> Result<(), TsdbError> {
+    std::fs::File::open(p)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err(p, e))
+}
+
+/// Writes a new block into `parent` from every series `querier` returns
+/// (its range should be `[mint, maxt - 1]`), re-encoding samples into XOR
+/// chunks of up to 120 samples. The block becomes visible only when
+/// complete. Returns `None` (and writes nothing) when there are no samples.
+pub fn write_block(
+    parent: &Path,
+    querier: &dyn Querier,
+    mint: i64,
+    maxt: i64,
+    compaction: BlockCompaction,
+) -> Result<Option<BlockMeta>, TsdbError> {
+    write_block_with(
+        parent,
+        querier,
+        mint,
+        maxt,
+        compaction,
+        chunks::DEFAULT_SEGMENT_SIZE,
+    )
+}
+
+pub(crate) fn write_block_with(
+    parent: &Path,
+    querier: &dyn Querier,
+    mint: i64,
+    maxt: i64,
+    mut compaction: BlockCompaction,
+    segment_size: u64,
+) -> Result<Option<BlockMeta>, TsdbError> {
+    let id = ulid::Ulid::from_datetime(std::time::SystemTime::now()).to_string();
+    let tmp = parent.join(format!("{id}.tmp-for-creation"));
+    let res = write_block_inner(
+        &tmp,
+        &id,
+        querier,
+        mint,
+        maxt,
+        &mut compaction,
+        segment_size,
+    );
+    match res {
+        Ok(Some(meta)) => {
+            let dst = parent.join(&id);
+            std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
+            sync_dir(parent)?;
+            Ok(Some(meta))
+        }
+        Ok(None) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn write_block_inner(
+    tmp: &Path,
+    id: &str,
+    querier: &dyn Querier,
+    mint: i64,
+    maxt: i64,
+    compaction: &mut BlockCompaction,
+    segment_size: u64,
+) -> Result<Option<BlockMeta>, TsdbError> {
+    std::fs::create_dir_all(tmp).map_err(|e| io_err(tmp, e))?;
+    let mut cw = ChunkWriter::new(&tmp.join("chunks"), segment_size)?;
+    let mut series: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
+    let mut stats = BlockStats::default();
+    let mut ss = querier.select(true, None, &[]);
+    let mut prev: Option<Labels> = None;
+    while let Some(s) = ss.next() {
+        if prev.as_ref().is_some_and(|p| *p >= s.labels) {
+            return Err(TsdbError::BlockIo(format!(
+                "series out of order while writing block: {:?}",
+                s.labels
+            )));
+        }
+        prev = Some(s.labels.clone());
+        let mut it = s.samples;
+        let mut metas = Vec::new();
+        let mut app = XorAppender::new();
+        let mut first_t = 0;
+        let flush = |app: XorAppender,
+                     first_t: i64,
+                     cw: &mut ChunkWriter,
+                     metas: &mut Vec<ChunkMeta>|
+         -> Result<(), TsdbError> {
+            let last = app.last_t();
+            let bytes = app.to_bytes();
+            let r = cw.write(ENCODING_XOR, &bytes)?;
+            metas.push(ChunkMeta {
+                min_t: first_t,
+                max_t: last,
+                r,
+            });
+            Ok(())
+        };
+        while let Some(smp) = it.next() {
+            if smp.t < mint || smp.t >= maxt {
+                continue;
+            }
+            if app.num_samples() == 0 {
+                first_t = smp.t;
+            }
+            app.append(smp.t, smp.v)?;
+            stats.num_samples += 1;
+            if app.num_samples() >= SAMPLES_PER_CHUNK {
+                flush(std::mem::take(&mut app), first_t, &mut cw, &mut metas)?;
+            }
+        }
+        if let Some(e) = it.err() {
+            return Err(TsdbError::BlockIo(format!(
+                "reading series {:?}: {e}",
+                s.labels
+            )));
+        }
+        if app.num_samples() > 0 {
+            flush(app, first_t, &mut cw, &mut metas)?;
+        }
+        if metas.is_empty() {
+            continue;
+        }
+        stats.num_chunks += metas.len() as u64;
+        stats.num_series += 1;
+        series.push((s.labels, metas));
+    }
+    if let Some(e) = ss.err() {
+        return Err(TsdbError::BlockIo(format!(
+            "reading series for a block: {e}"
+        )));
+    }
+    cw.close()?;
+    if series.is_empty() {
+        return Ok(None);
+    }
+    index::write_index(&tmp.join("index"), &series)?;
+    Tombstones::default().write(tmp)?;
+    if compaction.sources.is_empty() {
+        compaction.sources = vec![id.to_string()];
+    }
+    compaction.level = compaction.level.max(1);
+    let meta = BlockMeta {
+        ulid: id.to_string(),
+        min_time: mint,
+        max_time: maxt,
+        stats,
+        compaction: compaction.clone(),
+        version: 1,
+    };
+    meta.write(tmp)?;
+    sync_dir(&tmp.join("chunks"))?;
+    sync_dir(tmp)?;
+    Ok(Some(meta))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

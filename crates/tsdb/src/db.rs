@@ -1,0 +1,791 @@
+//! The database: a data directory of persistent blocks plus the in-memory
+//! head, served as one merged view.
+//!
+//! [`Db`] owns the directory (a `lock` file keeps a second process off it,
+//! with `flock` as Prometheus uses, so pharos and Prometheus also exclude
+//! each other), opens every block found there (including blocks written by
+//! Prometheus), cuts the head into a block once it spans more than 1.5
+//! block ranges, merges blocks level by level with Prometheus's planner
+//! (2h, 6h, 18h... up to the maximum block duration) and applies retention
+//! by time and by size. Queries hold `Arc`s of the blocks they read, so a
+//! block retired meanwhile is only removed from disk when the last query
+//! using it finishes.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use pharos_model::{Labels, Matcher, Sample, Timestamp};
+use pharos_storage::{
+    Appendable, Appender, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
+    StorageError,
+};
+
+use crate::block::{self, Block, BlockCompaction, BlockDesc, BlockMeta};
+use crate::{Head, HeadOptions, TsdbError};
+
+/// Two hours in milliseconds, the default (minimum) block range.
+pub const DEFAULT_BLOCK_DURATION: i64 = 2 * 3600 * 1000;
+
+/// Database configuration.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Range of blocks cut from the head (ms). Default 2h.
+    pub min_block_duration: i64,
+    /// Largest range a compacted block may cover (ms). Default: 10 % of the
+    /// retention time, at most 31 days.
+    pub max_block_duration: i64,
+    /// Blocks whose end lies this far behind the newest block's end are
+    /// deleted (ms; 0 disables). Default 15d.
+    pub retention_time: i64,
+    /// Oldest blocks are deleted while the blocks take more bytes than
+    /// this (0 disables).
+    pub retention_size: u64,
+    /// Head options; its `chunk_range` is set to `min_block_duration`.
+    pub head: HeadOptions,
+}
+
+impl DbOptions {
+    /// Options for a retention time, with Prometheus's derived maximum
+    /// block duration.
+    pub fn with_retention(retention_time: i64) -> DbOptions {
+        DbOptions {
+            retention_time,
+            max_block_duration: default_max_block_duration(retention_time),
+            ..DbOptions::default()
+        }
+    }
+}
+
+/// Prometheus's default maximum block duration: 10 % of retention, at
+/// most 31 days, at least the minimum block duration.
+pub fn default_max_block_duration(retention_time: i64) -> i64 {
+    let r = if retention_time > 0 {
+        retention_time / 10
+    } else {
+        31 * 24 * 3600 * 1000
+    };
+    r.clamp(DEFAULT_BLOCK_DURATION, 31 * 24 * 3600 * 1000)
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        let retention = 15 * 24 * 3600 * 1000;
+        DbOptions {
+            min_block_duration: DEFAULT_BLOCK_DURATION,
+            max_block_duration: default_max_block_duration(retention),
+            retention_time: retention,
+            retention_size: 0,
+            head: HeadOptions::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    compactions: AtomicU64,
+    compactions_failed: AtomicU64,
+    head_compactions: AtomicU64,
+    corrupt_blocks: AtomicU64,
+    time_retentions: AtomicU64,
+    size_retentions: AtomicU64,
+}
+
+struct DbInner {
+    dir: PathBuf,
+    opts: DbOptions,
+    head: Head,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    lock: File,
+    compact_mtx: Mutex<()>,
+    head_min_valid: AtomicI64,
+    counters: Counters,
+}
+
+/// The database: blocks on disk plus the head. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("dir", &self.inner.dir)
+            .field("blocks", &self.inner.blocks.read().len())
+            .finish()
+    }
+}
+
+fn io_err(p: &Path, e: std::io::Error) -> TsdbError {
+    TsdbError::BlockIo(format!("{}: {e}", p.display()))
+}
+
+/// Blocks that opened (oldest first) and block directories that did not,
+/// with the reason.
+pub type OpenedBlocks = (Vec<Arc<Block>>, Vec<(PathBuf, TsdbError)>);
+
+/// Opens every block directory in `dir`. Blocks that fail to open are
+/// logged and returned separately; they stay on disk untouched.
+pub fn open_blocks(dir: &Path) -> Result<OpenedBlocks, TsdbError> {
+    let mut blocks = Vec::new();
+    let mut bad = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let e = e.map_err(|e| io_err(dir, e))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let p = e.path();
+        if name.ends_with(".tmp-for-creation") || name.ends_with(".tmp-for-deletion") {
+            tracing::info!(dir = %p.display(), "removing leftover temporary block directory");
+            let _ = std::fs::remove_dir_all(&p);
+            continue;
+        }
+        if !block::is_block_dir_name(name) || !p.is_dir() {
+            continue;
+        }
+        match Block::open(&p) {
+            Ok(b) => blocks.push(Arc::new(b)),
+            Err(err) => {
+                tracing::error!(block = %p.display(), err = %err, "block is corrupted; setting it aside and serving the rest");
+                bad.push((p, err));
+            }
+        }
+    }
+    blocks.sort_by_key(|b| b.meta().min_time);
+    Ok((blocks, bad))
+}
+
+impl Db {
+    /// Opens (creating if needed) the data directory `dir`.
+    pub fn open(dir: &Path, mut opts: DbOptions) -> Result<Db, TsdbError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(TsdbError::DirLocked(format!(
+                "{} is in use by another process (pharos or Prometheus): {e}",
+                lock_path.display()
+            )));
+        }
+        if opts.min_block_duration <= 0 {
+            opts.min_block_duration = DEFAULT_BLOCK_DURATION;
+        }
+        opts.max_block_duration = opts.max_block_duration.max(opts.min_block_duration);
+        let (mut blocks, bad) = open_blocks(dir)?;
+        // Blocks merged into a newer block are left over from a crash
+        // between writing the new block and deleting its parents.
+        let parents: BTreeSet<String> = blocks
+            .iter()
+            .flat_map(|b| b.meta().compaction.parents.iter().map(|p| p.ulid.clone()))
+            .collect();
+        blocks.retain(|b| {
+            if parents.contains(&b.meta().ulid) {
+                tracing::info!(block = %b.meta().ulid, "deleting block already compacted into another");
+                b.mark_deleted();
+                false
+            } else {
+                true
+            }
+        });
+        let mut head_opts = opts.head.clone();
+        head_opts.chunk_range = opts.min_block_duration;
+        let head = Head::new(head_opts);
+        let min_valid = blocks
+            .iter()
+            .map(|b| b.meta().max_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        if min_valid > i64::MIN {
+            head.truncate(min_valid);
+        }
+        tracing::info!(dir = %dir.display(), blocks = blocks.len(), corrupt = bad.len(), "TSDB opened");
+        let counters = Counters::default();
+        counters
+            .corrupt_blocks
+            .store(bad.len() as u64, Ordering::Relaxed);
+        Ok(Db {
+            inner: Arc::new(DbInner {
+                dir: dir.to_path_buf(),
+                opts,
+                head,
+                blocks: RwLock::new(blocks),
+                lock,
+                compact_mtx: Mutex::new(()),
+                head_min_valid: AtomicI64::new(min_valid),
+                counters,
+            }),
+        })
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Head {
+        &self.inner.head
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &DbOptions {
+        &self.inner.opts
+    }
+
+    /// The blocks currently served, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        self.inner.blocks.read().clone()
+    }
+
+    /// Releases the directory lock. The `Db` must not be used afterwards.
+    pub fn close(&self) -> Result<(), TsdbError> {
+        self.inner
+            .lock
+            .unlock()
+            .map_err(|e| io_err(&self.inner.dir.join("lock"), e))
+    }
+
+    /// Runs one round of maintenance: cuts the head into blocks while it
+    /// spans more than 1.5 block ranges, merges blocks per the planner, and
+    /// applies retention. Called periodically by the server.
+    pub fn compact(&self) -> Result<(), TsdbError> {
+        let _g = self.inner.compact_mtx.lock();
+        let r = self.compact_head().and_then(|()| self.compact_blocks());
+        if r.is_err() {
+            self.inner
+                .counters
+                .compactions_failed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.apply_retention()?;
+        r
+    }
+
+    fn compact_head(&self) -> Result<(), TsdbError> {
+        let range = self.inner.opts.min_block_duration;
+        loop {
+            let head = &self.inner.head;
+            let (Some(hmin), Some(hmax)) = (head.min_time(), head.max_time()) else {
+                return Ok(());
+            };
+            let hmin = hmin.max(self.inner.head_min_valid.load(Ordering::SeqCst));
+            if hmax.saturating_sub(hmin) <= range / 2 * 3 {
+                return Ok(());
+            }
+            let mint = hmin.div_euclid(range) * range;
+            let maxt = mint + range;
+            let q = head
+                .querier(mint, maxt - 1)
+                .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
+            let meta =
+                block::write_block(&self.inner.dir, &*q, mint, maxt, BlockCompaction::default())?;
+            if let Some(meta) = meta {
+                let b = Block::open(&self.inner.dir.join(&meta.ulid))?;
+                tracing::info!(ulid = %meta.ulid, mint, maxt, series = meta.stats.num_series, samples = meta.stats.num_samples, "wrote block from the head");
+                self.add_block(Arc::new(b));
+                self.inner
+                    .counters
+                    .head_compactions
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner.head_min_valid.fetch_max(maxt, Ordering::SeqCst);
+            head.truncate(maxt);
+        }
+    }
+
+    fn add_block(&self, b: Arc<Block>) {
+        let mut g = self.inner.blocks.write();
+        g.push(b);
+        g.sort_by_key(|b| b.meta().min_time);
+    }
+
+    /// Block ranges of the levels: min, 3*min, 9*min... up to the maximum.
+    pub fn ranges(&self) -> Vec<i64> {
+        block_ranges(
+            self.inner.opts.min_block_duration,
+            self.inner.opts.max_block_duration,
+        )
+    }
+
+    fn compact_blocks(&self) -> Result<(), TsdbError> {
+        loop {
+            let blocks = self.blocks();
+            let metas: Vec<BlockMeta> = blocks.iter().map(|b| b.meta().clone()).collect();
+            let plan = plan_compaction(&metas, &self.ranges());
+            if plan.is_empty() {
+                return Ok(());
+            }
+            let parents: Vec<Arc<Block>> = blocks
+                .iter()
+                .filter(|b| plan.contains(&b.meta().ulid))
+                .cloned()
+                .collect();
+            let mint = parents.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
+            let maxt = parents.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
+            let qs: Vec<Box<dyn Querier>> = parents
+                .iter()
+                .map(|b| Box::new(b.querier(mint, maxt - 1)) as Box<dyn Querier>)
+                .collect();
+            let q = MergeQuerier::new(qs);
+            let mut sources: BTreeSet<String> = BTreeSet::new();
+            for p in &parents {
+                sources.extend(p.meta().compaction.sources.iter().cloned());
+            }
+            let compaction = BlockCompaction {
+                level: parents
+                    .iter()
+                    .map(|b| b.meta().compaction.level)
+                    .max()
+                    .unwrap_or(1)
+                    + 1,
+                sources: sources.into_iter().collect(),
+                parents: parents
+                    .iter()
+                    .map(|b| BlockDesc {
+                        ulid: b.meta().ulid.clone(),
+                        min_time: b.meta().min_time,
+                        max_time: b.meta().max_time,
+                    })
+                    .collect(),
+                ..BlockCompaction::default()
+            };
+            let meta = block::write_block(&self.inner.dir, &q, mint, maxt, compaction)?;
+            let mut g = self.inner.blocks.write();
+            g.retain(|b| !plan.contains(&b.meta().ulid));
+            if let Some(meta) = &meta {
+                let b = Block::open(&self.inner.dir.join(&meta.ulid))?;
+                tracing::info!(ulid = %meta.ulid, mint, maxt, parents = parents.len(), "compacted blocks");
+                g.push(Arc::new(b));
+                g.sort_by_key(|b| b.meta().min_time);
+            }
+            drop(g);
+            for p in &parents {
+                p.mark_deleted();
+            }
+            self.inner
+                .counters
+                .compactions
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Deletes blocks beyond the retention time or size. Returns how many.
+    pub fn apply_retention(&self) -> Result<usize, TsdbError> {
+        let opts = &self.inner.opts;
+        let mut g = self.inner.blocks.write();
+        let mut newest_first: Vec<Arc<Block>> = g.clone();
+        newest_first.sort_by_key(|b| std::cmp::Reverse(b.meta().max_time));
+        let mut doomed: BTreeSet<String> = BTreeSet::new();
+        if opts.retention_time > 0
+            && let Some(newest) = newest_first.first()
+        {
+            let top = newest.meta().max_time;
+            for b in newest_first.iter().skip(1) {
+                if top - b.meta().max_time >= opts.retention_time {
+                    doomed.insert(b.meta().ulid.clone());
+                    self.inner
+                        .counters
+                        .time_retentions
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if opts.retention_size > 0 {
+            let mut total = 0u64;
+            for b in &newest_first {
+                total += b.size();
+                if total > opts.retention_size && doomed.insert(b.meta().ulid.clone()) {
+                    self.inner
+                        .counters
+                        .size_retentions
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        g.retain(|b| {
+            if doomed.contains(&b.meta().ulid) {
+                tracing::info!(block = %b.meta().ulid, "deleting block beyond retention");
+                b.mark_deleted();
+                false
+            } else {
+                true
+            }
+        });
+        Ok(doomed.len())
+    }
+
+    /// Bytes used by the blocks.
+    pub fn blocks_size(&self) -> u64 {
+        self.inner.blocks.read().iter().map(|b| b.size()).sum()
+    }
+
+    /// Adds tombstones for series matching `matchers` in `[mint, maxt]` in
+    /// every block. Data still in the head is not deleted: that returns an
+    /// error naming the limitation when the head holds matching samples.
+    pub fn delete_series(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Result<usize, TsdbError> {
+        let mut n = 0;
+        for b in self.blocks() {
+            if b.overlaps(mint, maxt) {
+                n += b.delete(mint, maxt, matchers)?;
+            }
+        }
+        let hq = self
+            .inner
+            .head
+            .querier(mint, maxt)
+            .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
+        if hq.select(false, None, matchers).next().is_some() {
+            return Err(TsdbError::BlockIo(
+                "deleting samples still in the head is not supported yet; blocks were updated"
+                    .into(),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// Appends the database's metrics in the Prometheus text format.
+    pub fn write_metrics(&self, out: &mut String) {
+        self.inner.head.write_metrics(out);
+        let c = &self.inner.counters;
+        let blocks = self.blocks();
+        let lowest = blocks
+            .first()
+            .map(|b| b.meta().min_time)
+            .or(self.inner.head.min_time())
+            .unwrap_or(0);
+        let rows: [(&str, &str, &str, f64); 9] = [
+            (
+                "prometheus_tsdb_blocks_loaded",
+                "gauge",
+                "Number of currently loaded data blocks",
+                blocks.len() as f64,
+            ),
+            (
+                "prometheus_tsdb_compactions_total",
+                "counter",
+                "Total number of compactions that were executed for the partition.",
+                c.compactions.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_tsdb_compactions_failed_total",
+                "counter",
+                "Total number of compactions that failed for the partition.",
+                c.compactions_failed.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_tsdb_head_truncations_total",
+                "counter",
+                "Total number of head truncations attempted.",
+                c.head_compactions.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_tsdb_time_retentions_total",
+                "counter",
+                "The number of times that blocks were deleted because the maximum time limit was exceeded.",
+                c.time_retentions.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_tsdb_size_retentions_total",
+                "counter",
+                "The number of times that blocks were deleted because the maximum number of bytes was exceeded.",
+                c.size_retentions.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_tsdb_storage_blocks_bytes",
+                "gauge",
+                "The number of bytes that are currently used for local storage by all blocks.",
+                blocks.iter().map(|b| b.size()).sum::<u64>() as f64,
+            ),
+            (
+                "prometheus_tsdb_lowest_timestamp",
+                "gauge",
+                "Lowest timestamp value stored in the database.",
+                lowest as f64,
+            ),
+            (
+                "pharos_tsdb_corrupt_blocks",
+                "gauge",
+                "Blocks set aside at start-up because they failed to open.",
+                c.corrupt_blocks.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", pharos_model::format_float(v));
+        }
+    }
+}
+
+/// Prometheus's exponential block ranges: `min * 3^i`, at most 10 levels,
+/// none above `max`.
+pub fn block_ranges(min: i64, max: i64) -> Vec<i64> {
+    let mut v = Vec::new();
+    let mut r = min.max(1);
+    for _ in 0..10 {
+        if r > max && !v.is_empty() {
+            break;
+        }
+        v.push(r);
+        r = r.saturating_mul(3);
+    }
+    v
+}
+
+/// Prometheus's leveled planner, without vertical (overlap) compaction:
+/// ignoring the newest block, the first group of at least two blocks that
+/// fits in one aligned window of a level's range, and either spans the
+/// whole window or ends before the newest block starts. Returns ULIDs.
+pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Vec<String> {
+    let mut ms: Vec<&BlockMeta> = metas.iter().collect();
+    ms.sort_by_key(|m| m.min_time);
+    if ms.len() < 2 || ranges.len() < 2 {
+        return Vec::new();
+    }
+    let high = ms[ms.len() - 1].min_time;
+    let ms = &ms[..ms.len() - 1];
+    for &iv in &ranges[1..] {
+        for part in split_by_range(ms, iv) {
+            if part.iter().any(|m| m.compaction.failed) {
+                continue;
+            }
+            let mint = part[0].min_time;
+            let maxt = part[part.len() - 1].max_time;
+            if (maxt - mint == iv || maxt <= high) && part.len() > 1 {
+                return part.iter().map(|m| m.ulid.clone()).collect();
+            }
+        }
+    }
+    Vec::new()
+}
+
+fn split_by_range<'a>(ms: &[&'a BlockMeta], tr: i64) -> Vec<Vec<&'a BlockMeta>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ms.len() {
+        let m = ms[i];
+        let t0 = m.min_time.div_euclid(tr) * tr;
+        if m.max_time > t0 + tr {
+            i += 1;
+            continue;
+        }
+        let mut group = Vec::new();
+        while i < ms.len() {
+            if ms[i].min_time < t0 || ms[i].max_time > t0 + tr {
+                break;
+            }
+            group.push(ms[i]);
+            i += 1;
+        }
+        if !group.is_empty() {
+            out.push(group);
+        }
+    }
+    out
+}
+
+impl Appendable for Db {
+    fn appender(&self) -> Box<dyn Appender + Send + '_> {
+        self.inner.head.appender()
+    }
+}
+
+impl Queryable for Db {
+    fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier>, StorageError> {
+        // The head querier first: a head compaction adds its block before
+        // truncating the head, so taking the block list afterwards sees it.
+        let hq = self.inner.head.querier(mint, maxt)?;
+        let mut qs: Vec<Box<dyn Querier>> = self
+            .inner
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .map(|b| Box::new(b.querier(mint, maxt)) as Box<dyn Querier>)
+            .collect();
+        qs.push(hq);
+        if qs.len() == 1 {
+            return Ok(qs.remove(0));
+        }
+        Ok(Box::new(MergeQuerier::new(qs)))
+    }
+}
+
+/// A querier merging several queriers: series with equal labels are
+/// combined and their samples deduplicated by timestamp (the first
+/// querier's sample wins).
+pub struct MergeQuerier {
+    qs: Vec<Box<dyn Querier>>,
+}
+
+impl MergeQuerier {
+    /// Merges `qs`.
+    pub fn new(qs: Vec<Box<dyn Querier>>) -> MergeQuerier {
+        MergeQuerier { qs }
+    }
+}
+
+impl Querier for MergeQuerier {
+    fn select(
+        &self,
+        _sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn SeriesSet> {
+        let sets = self
+            .qs
+            .iter()
+            .map(|q| (q.select(true, hints, matchers), None))
+            .collect();
+        Box::new(MergeSeriesSet {
+            sets,
+            primed: false,
+        })
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        let mut out = BTreeSet::new();
+        for q in &self.qs {
+            out.extend(q.label_values(name, matchers)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        let mut out = BTreeSet::new();
+        for q in &self.qs {
+            out.extend(q.label_names(matchers)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+struct MergeSeriesSet {
+    sets: Vec<(Box<dyn SeriesSet>, Option<Series>)>,
+    primed: bool,
+}
+
+impl SeriesSet for MergeSeriesSet {
+    fn next(&mut self) -> Option<Series> {
+        if !self.primed {
+            for (s, peek) in &mut self.sets {
+                *peek = s.next();
+            }
+            self.primed = true;
+        }
+        let min: Labels = self
+            .sets
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().map(|s| &s.labels))
+            .min()?
+            .clone();
+        let mut parts: Vec<Box<dyn SampleIter>> = Vec::new();
+        for (s, peek) in &mut self.sets {
+            if peek.as_ref().is_some_and(|p| p.labels == min) {
+                if let Some(p) = peek.take() {
+                    parts.push(p.samples);
+                }
+                *peek = s.next();
+            }
+        }
+        let samples: Box<dyn SampleIter> = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            let n = parts.len();
+            Box::new(MergeSampleIter {
+                iters: parts,
+                heads: vec![None; n],
+                init: false,
+                cur: None,
+            })
+        };
+        Some(Series {
+            labels: min,
+            samples,
+        })
+    }
+
+    fn err(&self) -> Option<StorageError> {
+        self.sets.iter().find_map(|(s, _)| s.err())
+    }
+}
+
+struct MergeSampleIter {
+    iters: Vec<Box<dyn SampleIter>>,
+    heads: Vec<Option<Sample>>,
+    init: bool,
+    cur: Option<Sample>,
+}
+
+impl MergeSampleIter {
+    fn pick(&mut self) -> Option<Sample> {
+        let mut best: Option<Sample> = None;
+        for s in self.heads.iter().flatten() {
+            if best.is_none_or(|b| s.t < b.t) {
+                best = Some(*s);
+            }
+        }
+        self.cur = best;
+        best
+    }
+}
+
+impl SampleIter for MergeSampleIter {
+    fn next(&mut self) -> Option<Sample> {
+        if !self.init {
+            self.init = true;
+            for (i, it) in self.iters.iter_mut().enumerate() {
+                self.heads[i] = it.next();
+            }
+            return self.pick();
+        }
+        let t = self.cur?.t;
+        for (i, it) in self.iters.iter_mut().enumerate() {
+            if self.heads[i].is_some_and(|s| s.t <= t) {
+                self.heads[i] = it.next();
+            }
+        }
+        self.pick()
+    }
+
+    fn seek(&mut self, ts: Timestamp) -> Option<Sample> {
+        if self.init
+            && let Some(c) = self.cur
+            && c.t >= ts
+        {
+            return Some(c);
+        }
+        let first = !self.init;
+        self.init = true;
+        for (i, it) in self.iters.iter_mut().enumerate() {
+            if first || self.heads[i].is_some_and(|s| s.t < ts) {
+                self.heads[i] = it.seek(ts);
+            }
+        }
+        self.pick()
+    }
+
+    fn err(&self) -> Option<StorageError> {
+        self.iters.iter().find_map(|i| i.err())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pharos_model::Labels;
+use pharos_storage::{Appendable, Queryable};
+
+use super::*;
+use crate::block::tests::collect;
+
+const H: i64 = 3600 * 1000;
+
+fn opts() -> DbOptions {
+    DbOptions {
+        min_block_duration: H,
+        max_block_duration: 9 * H,
+        retention_time: 0,
+        ..DbOptions::default()
+    }
+}
+
+fn append_range(db: &Db, from: i64, to: i64, step: i64) {
+    let mut app = db.appender();
+    for s in 0..5 {
+        let ls = Labels::from_pairs(&[("__name__", "m"), ("i", &s.to_string())]);
+        let mut t = from;
+        while t < to {
+            app.append(0, &ls, t, t as f64).unwrap();
+            t += step;
+        }
+    }
+    app.commit().unwrap();
+}
+
+#[test]
+fn head_is_cut_into_blocks_and_queries_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    append_range(&db, 0, 5 * H, 60_000);
+    let before = collect(&*db.querier(0, 10 * H).unwrap(), &[]);
+    db.compact().unwrap();
+    assert!(!db.blocks().is_empty());
+    let after = collect(&*db.querier(0, 10 * H).unwrap(), &[]);
+    assert_eq!(before, after);
+    assert_eq!(after[0].1.len(), 300);
+    // A second process cannot open the directory.
+    match Db::open(dir.path(), opts()) {
+        Err(TsdbError::DirLocked(_)) => {}
+        other => panic!("expected DirLocked, got {other:?}"),
+    }
+    db.close().unwrap();
+    drop(db);
+    // Reopen: the blocks are served (the head is in memory only).
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let got = collect(&*db.querier(0, 10 * H).unwrap(), &[]);
+    let nblocks_samples: usize = got.iter().map(|s| s.1.len()).sum();
+    assert!(nblocks_samples >= 5 * 180, "{nblocks_samples}");
+    assert_eq!(got[0].1, after[0].1[..got[0].1.len()].to_vec());
+}
+
+#[test]
+fn level_compaction_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.retention_time = 20 * H;
+    let db = Db::open(dir.path(), o).unwrap();
+    for h in 0..30 {
+        append_range(&db, h * H, (h + 1) * H, 60_000);
+        db.compact().unwrap();
+    }
+    let blocks = db.blocks();
+    assert!(
+        blocks.iter().any(|b| b.meta().compaction.level >= 2),
+        "{:?}",
+        blocks.iter().map(|b| b.meta()).collect::<Vec<_>>()
+    );
+    // Retention dropped the oldest data.
+    let newest = blocks.iter().map(|b| b.meta().max_time).max().unwrap();
+    assert!(blocks.iter().all(|b| newest - b.meta().max_time < 20 * H));
+    assert!(blocks.first().unwrap().meta().min_time > 0);
+    // Data between blocks is continuous.
+    let got = collect(&*db.querier(10 * H, 20 * H - 1).unwrap(), &[]);
+    assert_eq!(got[0].1.len(), 600);
+    // Only block directories that are served remain.
+    let dirs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(dirs, blocks.len());
+}
+
+#[test]
+fn corrupted_block_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        append_range(&db, 0, 6 * H, 60_000);
+        db.compact().unwrap();
+        assert!(db.blocks().len() >= 2);
+        let victim = db.blocks()[0].dir().join("index");
+        let mut b = std::fs::read(&victim).unwrap();
+        let n = b.len();
+        b[n - 20] ^= 0x55;
+        std::fs::write(&victim, b).unwrap();
+        db.close().unwrap();
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let mut m = String::new();
+    db.write_metrics(&mut m);
+    assert!(m.contains("pharos_tsdb_corrupt_blocks 1"), "{m}");
+    assert!(!collect(&*db.querier(0, 10 * H).unwrap(), &[]).is_empty());
+}
+
+#[test]
+fn planner_follows_prometheus() {
+    let meta = |id: &str, a: i64, b: i64| BlockMeta {
+        ulid: id.into(),
+        min_time: a,
+        max_time: b,
+        stats: Default::default(),
+        compaction: Default::default(),
+        version: 1,
+    };
+    let r = block_ranges(2 * H, 54 * H);
+    assert_eq!(r, vec![2 * H, 6 * H, 18 * H, 54 * H]);
+    // Three 2h blocks fill 6h, but the newest block is excluded.
+    let ms = vec![
+        meta("a", 0, 2 * H),
+        meta("b", 2 * H, 4 * H),
+        meta("c", 4 * H, 6 * H),
+    ];
+    assert_eq!(plan_compaction(&ms, &r), vec!["a", "b"]);
+    let ms = vec![meta("a", 0, 2 * H), meta("b", 2 * H, 4 * H)];
+    assert!(plan_compaction(&ms, &r).is_empty());
+    let mut ms = vec![
+        meta("a", 0, 2 * H),
+        meta("b", 2 * H, 4 * H),
+        meta("c", 4 * H, 6 * H),
+    ];
+    ms.push(meta("d", 6 * H, 8 * H));
+    assert_eq!(plan_compaction(&ms, &r), vec!["a", "b", "c"]);
+}
