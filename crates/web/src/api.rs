@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<State> {
         .route("/api/v1/labels", get(label_names).post(label_names))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/scrape_pools", get(scrape_pools))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/config", get(status_config))
         .route("/-/healthy", get(healthy).head(healthy))
@@ -545,10 +546,7 @@ async fn targets(AxState(state): AxState<State>, req: Request) -> Response {
             let mut data = json!({ "activeTargets": active });
             if show_dropped {
                 let dropped_all = state.ctx.targets.dropped();
-                let mut counts = BTreeMap::<String, usize>::new();
-                for t in &dropped_all {
-                    *counts.entry(t.scrape_pool.clone()).or_default() += 1;
-                }
+                let counts: BTreeMap<String, usize> = state.ctx.targets.dropped_counts();
                 let dropped: Vec<serde_json::Value> = by_pool(dropped_all)
                     .iter()
                     .map(|t| {
@@ -568,6 +566,18 @@ async fn targets(AxState(state): AxState<State>, req: Request) -> Response {
         })
         .await
     }
+    .await;
+    respond(r)
+}
+
+/// `/api/v1/scrape_pools`: `{"scrapePools": [...]}`.
+async fn scrape_pools(AxState(state): AxState<State>) -> Response {
+    if let Some(r) = not_ready(&state) {
+        return r;
+    }
+    let r = blocking(move || {
+        ApiOk::serialize(&json!({ "scrapePools": state.ctx.targets.scrape_pools() }))
+    })
     .await;
     respond(r)
 }

@@ -156,6 +156,29 @@ pub trait TargetRetriever: Send + Sync {
     /// Targets that relabeling dropped (only `scrape_pool` and
     /// `discovered_labels` are used).
     fn dropped(&self) -> Vec<TargetInfo>;
+    /// How many targets each pool dropped, also those not kept because of
+    /// `keep_dropped_targets` (`droppedTargetCounts`). By default, counted
+    /// from [`TargetRetriever::dropped`].
+    fn dropped_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for t in self.dropped() {
+            *counts.entry(t.scrape_pool).or_default() += 1;
+        }
+        counts
+    }
+    /// The names of the scrape pools, sorted (`/api/v1/scrape_pools`). By
+    /// default, the pools having active or dropped targets.
+    fn scrape_pools(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .active()
+            .into_iter()
+            .chain(self.dropped())
+            .map(|t| t.scrape_pool)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
 }
 
 /// A [`TargetRetriever`] with no targets, for processes that do not scrape.
@@ -313,6 +336,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let port = listener.local_addr().ok().map(|a| a.port());
     axum::serve(listener, build_router(ctx, port))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// [`serve`] with `extra` routes merged in (the binary's own endpoints,
+/// such as `/-/reload` or the host collector's page). They bypass the
+/// request counter and the readiness gate; their handlers decide.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    ctx: ApiContext,
+    extra: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let port = listener.local_addr().ok().map(|a| a.port());
+    axum::serve(listener, build_router(ctx, port).merge(extra))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -590,6 +590,13 @@ async fn targets_endpoint() {
     assert_eq!(d["droppedTargets"], json!([]));
 }
 
+#[tokio::test]
+async fn scrape_pools_endpoint() {
+    let h = harness();
+    let d = h.data("/api/v1/scrape_pools").await;
+    assert_eq!(d, json!({"scrapePools": ["node", "self"]}));
+}
+
 // ---- metadata endpoints ----
 
 #[tokio::test]
