@@ -63,6 +63,12 @@ pub struct ServerFlags {
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     pub lookback_delta: String,
 
+    /// Maximum estimated bytes one query may hold in memory (series read
+    /// from storage and intermediate results); beyond it the query fails
+    /// with an execution error. 0 means a quarter of the machine's memory.
+    #[arg(long = "query.max-memory-bytes", default_value_t = 0)]
+    pub query_max_memory_bytes: u64,
+
     /// Maximum number of queries executed concurrently.
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,

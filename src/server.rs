@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use parking_lot::RwLock;
@@ -20,7 +20,10 @@ use pharos_promql::{Engine, EngineOptions};
 use pharos_scrape::{ScrapeManager, ScrapeOptions};
 use pharos_storage::{Appendable, Queryable};
 use pharos_tsdb::{Head, HeadOptions};
-use pharos_web::{ApiContext, TargetInfo, TargetRetriever};
+use pharos_web::{
+    ApiContext, MetadataRetriever, MetricMetadata, RuntimeInfo, TargetInfo, TargetMetadata,
+    TargetRetriever,
+};
 
 use crate::cli::ServerFlags;
 
@@ -56,7 +59,72 @@ fn self_scrape_address(listen: &SocketAddr) -> String {
     }
 }
 
+/// Whether the last configuration (re)load succeeded, and when one last
+/// did, for `/api/v1/status/runtimeinfo`.
+#[derive(Debug, Clone, Copy)]
+struct ConfigState {
+    success: bool,
+    last_success: Option<SystemTime>,
+}
+
+/// Locks [`CONFIG_STATE`] (a poisoned lock still holds valid data).
+fn config_state() -> std::sync::MutexGuard<'static, ConfigState> {
+    CONFIG_STATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The process's [`ConfigState`], set by the initial load and by reloads.
+static CONFIG_STATE: std::sync::Mutex<ConfigState> = std::sync::Mutex::new(ConfigState {
+    success: true,
+    last_success: None,
+});
+
+/// Every flag by its long name with its value as given or defaulted, for
+/// `/api/v1/status/flags` (Prometheus lists all of its flags there).
+fn flags_map() -> std::collections::BTreeMap<String, String> {
+    use clap::CommandFactory;
+    let cmd = crate::cli::Cli::command();
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(m) = cmd.clone().try_get_matches_from(std::env::args_os()) else {
+        return out;
+    };
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let v = match m.try_get_raw(arg.get_id().as_str()) {
+            Ok(Some(vals)) => vals
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => String::new(),
+        };
+        out.insert(long.to_string(), v);
+    }
+    out
+}
+
+/// The per-query memory budget: the flag's value, or when 0 a quarter of
+/// the machine's memory (2 GiB when that cannot be read).
+fn query_memory_budget(flag: u64) -> usize {
+    if flag > 0 {
+        return usize::try_from(flag).unwrap_or(usize::MAX);
+    }
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    match total_kib {
+        Some(k) => usize::try_from(k * 1024 / 4).unwrap_or(usize::MAX),
+        None => 2 << 30,
+    }
+}
+
 async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
+    let start_time = SystemTime::now();
     let query_timeout = parse_duration("query.timeout", &flags.query_timeout)?;
     let lookback = parse_duration("query.lookback-delta", &flags.lookback_delta)?;
     let retention = parse_duration("storage.tsdb.retention.time", &flags.retention_time)?;
@@ -88,8 +156,10 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
             .enable_feature
             .iter()
             .any(|f| f == "promql-experimental-functions"),
+        max_memory_bytes: query_memory_budget(flags.query_max_memory_bytes),
         ..EngineOptions::default()
     }));
+    config_state().last_success = Some(SystemTime::now());
 
     let appendable: Arc<dyn Appendable> = Arc::new(head.clone());
     let queryable: Arc<dyn Queryable> = Arc::new(head.clone());
@@ -117,6 +187,25 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
         ready: ready.clone(),
         external_url: external_url.clone(),
         max_concurrency: flags.query_max_concurrency,
+        metadata: Arc::new(ScrapeTargets(scrape.clone())),
+        flags: Arc::new(flags_map()),
+        runtime_info: {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            let retention = retention.to_string();
+            Arc::new(move || {
+                let s = *config_state();
+                RuntimeInfo {
+                    start_time,
+                    cwd: cwd.clone(),
+                    reload_config_success: s.success,
+                    last_config_time: s.last_success,
+                    corruption_count: 0,
+                    storage_retention: retention.clone(),
+                }
+            })
+        },
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -206,9 +295,14 @@ fn reload(flags: &ServerFlags, scrape: &ScrapeManager, config_yaml: &RwLock<Stri
         Ok(cfg) => {
             scrape.apply_config(&cfg);
             *config_yaml.write() = cfg.original.clone();
+            *config_state() = ConfigState {
+                success: true,
+                last_success: Some(SystemTime::now()),
+            };
             tracing::info!(filename = %path.display(), "Completed loading of configuration file");
         }
         Err(e) => {
+            config_state().success = false;
             tracing::error!(err = %e, "Error reloading config; keeping the running configuration");
         }
     }
@@ -245,6 +339,28 @@ impl TargetRetriever for ScrapeTargets {
             .dropped_targets()
             .into_iter()
             .map(target_info)
+            .collect()
+    }
+}
+
+impl MetadataRetriever for ScrapeTargets {
+    fn targets_metadata(&self) -> Vec<TargetMetadata> {
+        let mut ts = self.0.targets();
+        ts.sort_by(|a, b| a.scrape_pool.cmp(&b.scrape_pool));
+        ts.into_iter()
+            .map(|t| TargetMetadata {
+                metadata: t
+                    .metadata
+                    .iter()
+                    .map(|m| MetricMetadata {
+                        metric: m.metric.clone(),
+                        kind: m.kind.clone(),
+                        help: m.help.clone(),
+                        unit: m.unit.clone(),
+                    })
+                    .collect(),
+                labels: t.labels,
+            })
             .collect()
     }
 }

@@ -49,6 +49,16 @@ async fn main() -> std::io::Result<()> {
         ready: Arc::new(AtomicBool::new(true)),
         external_url: format!("http://{addr}/"),
         max_concurrency: 4,
+        metadata: Arc::new(NoTargets),
+        flags: Arc::new(Default::default()),
+        runtime_info: Arc::new(|| pharos_web::RuntimeInfo {
+            start_time: std::time::SystemTime::now(),
+            cwd: String::new(),
+            reload_config_success: true,
+            last_config_time: None,
+            corruption_count: 0,
+            storage_retention: String::new(),
+        }),
     };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("serving on http://{}/", listener.local_addr()?);

@@ -1,7 +1,9 @@
 //! `/api/v1/*`, `/-/healthy`, `/-/ready` and `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path, Request, State as AxState};
@@ -10,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use pharos_model::sample::now_millis;
 use pharos_model::{Labels, Matcher};
-use pharos_promql::QueryResult;
+use pharos_promql::{QueryOptions, QueryResult, QueryStats, Value};
 use pharos_storage::{Querier, SelectHints};
 use serde_json::json;
 
@@ -39,7 +41,7 @@ pub(crate) fn routes() -> Router<State> {
 }
 
 /// A JSON body with Prometheus's content type.
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -49,28 +51,28 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// What an API handler produces: serialised `data` plus annotations.
-struct ApiOk {
-    data: String,
-    warnings: Vec<String>,
-    infos: Vec<String>,
+pub(crate) struct ApiOk {
+    pub(crate) data: String,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) infos: Vec<String>,
 }
 
 impl ApiOk {
-    fn data(data: String) -> ApiOk {
+    pub(crate) fn data(data: String) -> ApiOk {
         ApiOk {
             data,
             warnings: Vec::new(),
             infos: Vec::new(),
         }
     }
-    fn serialize(v: &impl serde::Serialize) -> Result<ApiOk, ApiError> {
+    pub(crate) fn serialize(v: &impl serde::Serialize) -> Result<ApiOk, ApiError> {
         serde_json::to_string(v)
             .map(ApiOk::data)
             .map_err(|e| ApiError::Internal(format!("error marshaling response: {e}")))
     }
 }
 
-fn respond(r: Result<ApiOk, ApiError>) -> Response {
+pub(crate) fn respond(r: Result<ApiOk, ApiError>) -> Response {
     match r {
         Ok(ok) => json_response(
             StatusCode::OK,
@@ -84,7 +86,7 @@ fn respond(r: Result<ApiOk, ApiError>) -> Response {
 }
 
 /// Prometheus's readiness gate around API handlers.
-fn not_ready(state: &State) -> Option<Response> {
+pub(crate) fn not_ready(state: &State) -> Option<Response> {
     if state.ctx.ready.load(Ordering::Acquire) {
         return None;
     }
@@ -92,7 +94,7 @@ fn not_ready(state: &State) -> Option<Response> {
 }
 
 /// Runs a synchronous API body on the blocking pool.
-async fn blocking<F>(f: F) -> Result<ApiOk, ApiError>
+pub(crate) async fn blocking<F>(f: F) -> Result<ApiOk, ApiError>
 where
     F: FnOnce() -> Result<ApiOk, ApiError> + Send + 'static,
 {
@@ -114,21 +116,84 @@ fn timeout_param(state: &State, p: &Params) -> Result<std::time::Duration, ApiEr
     Ok(asked.min(engine_timeout))
 }
 
+/// The query parameters shared by `query` and `query_range` besides the
+/// times: `limit`, `lookback_delta`, `stats` and `timeout`.
+pub(crate) struct QueryParams {
+    /// Maximum series returned (0: all).
+    limit: usize,
+    /// Lookback delta override in ms.
+    lookback_delta: Option<i64>,
+    /// The `stats` parameter as given ("" for none).
+    stats: String,
+    /// The effective timeout.
+    timeout: std::time::Duration,
+}
+
+fn query_params(state: &State, p: &Params) -> Result<QueryParams, ApiError> {
+    let limit = limit_param(p)?;
+    let timeout = timeout_param(state, p)?;
+    let lookback_delta = match p.get("lookback_delta") {
+        "" => None,
+        v => {
+            let ns = parse_duration(v).map_err(|e| {
+                ApiError::BadData(format!("error parsing lookback delta duration: {e}"))
+            })?;
+            Some(ns / 1_000_000)
+        }
+    };
+    Ok(QueryParams {
+        limit,
+        lookback_delta,
+        stats: p.get("stats").to_string(),
+        timeout,
+    })
+}
+
+/// Sets the query's cancel flag when dropped before [`CancelOnDrop::done`]:
+/// the request future is dropped when the client goes away or the API
+/// timeout fires, and the engine then stops at its next check.
+struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl CancelOnDrop {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Runs an engine call on the blocking pool once a query slot is free,
-/// bounded by `timeout` (waiting for the slot included).
+/// bounded by the timeout (waiting for the slot included). The engine gets
+/// the request's deadline and a cancel flag, so it stops when the client
+/// gives up or the timeout passes.
 async fn run_query<F>(
     state: &State,
-    timeout: std::time::Duration,
+    qp: QueryParams,
     eval: F,
     parse_error_prefix: bool,
 ) -> Result<ApiOk, ApiError>
 where
-    F: FnOnce() -> Result<QueryResult, pharos_promql::QueryError> + Send + 'static,
+    F: FnOnce(&QueryOptions) -> Result<QueryResult, pharos_promql::QueryError> + Send + 'static,
 {
+    let began = Instant::now();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = QueryOptions {
+        lookback_delta: qp.lookback_delta,
+        deadline: Some(began + qp.timeout),
+        cancel: Some(cancel.clone()),
+    };
+    let guard = CancelOnDrop(Some(cancel));
+    let time_left = qp.timeout;
     let slots = state.query_slots.clone();
     let task = async move {
         // The permit moves into the blocking task, so a query whose client
-        // timed out still holds its slot until evaluation really ends.
+        // timed out holds its slot until the engine notices the cancel.
         let permit = match slots {
             Some(s) => Some(
                 s.acquire_owned()
@@ -137,34 +202,69 @@ where
             ),
             None => None,
         };
+        let queued = began.elapsed();
         blocking(move || {
             let _permit = permit;
-            evaluate(eval, parse_error_prefix)
+            let res = eval(&opts);
+            evaluate(res, parse_error_prefix, &qp, queued, began)
         })
         .await
     };
-    match tokio::time::timeout(timeout, task).await {
+    let r = match tokio::time::timeout(time_left, task).await {
         Ok(r) => r,
-        // The evaluation keeps its blocking thread until the engine's own
-        // timeout stops it; the client is answered now.
         Err(_) => Err(ApiError::Timeout(
             "query timed out in expression evaluation".to_string(),
         )),
-    }
+    };
+    guard.done();
+    r
 }
 
-/// Evaluates and serialises (large matrices are CPU work too).
-fn evaluate<F>(eval: F, parse_error_prefix: bool) -> Result<ApiOk, ApiError>
-where
-    F: FnOnce() -> Result<QueryResult, pharos_promql::QueryError>,
-{
-    match eval() {
-        Ok(res) => {
+/// Serialises an evaluation (large matrices are CPU work too), cut to the
+/// `limit` and with `stats` when asked for.
+fn evaluate(
+    res: Result<QueryResult, pharos_promql::QueryError>,
+    parse_error_prefix: bool,
+    qp: &QueryParams,
+    queued: std::time::Duration,
+    began: Instant,
+) -> Result<ApiOk, ApiError> {
+    match res {
+        Ok(mut res) => {
+            let mut warnings = std::mem::take(&mut res.warnings);
+            if qp.limit > 0 {
+                let cut = match &mut res.value {
+                    Value::Vector(v) if v.len() > qp.limit => {
+                        v.truncate(qp.limit);
+                        true
+                    }
+                    Value::Matrix(m) if m.len() > qp.limit => {
+                        m.truncate(qp.limit);
+                        true
+                    }
+                    _ => false,
+                };
+                if cut {
+                    warnings.push("results truncated due to limit".to_string());
+                }
+            }
+            if !matches!(qp.stats.as_str(), "" | "true" | "all") {
+                warnings.push(format!(
+                    "value {:?} for parameter \"stats\" is deprecated and will be rejected in the next major release, use \"true\" or \"all\"",
+                    qp.stats
+                ));
+            }
             let mut data = String::new();
             pj::write_query_data(&mut data, &res.value);
+            if !qp.stats.is_empty() && data.ends_with('}') {
+                data.pop();
+                data.push_str(",\"stats\":");
+                write_stats(&mut data, &res.stats, queued, began.elapsed());
+                data.push('}');
+            }
             Ok(ApiOk {
                 data,
-                warnings: res.warnings,
+                warnings,
                 infos: res.infos,
             })
         }
@@ -178,6 +278,31 @@ where
     }
 }
 
+/// Prometheus's `stats` object: timings in seconds and sample counts.
+fn write_stats(
+    out: &mut String,
+    st: &QueryStats,
+    queued: std::time::Duration,
+    total: std::time::Duration,
+) {
+    let v = json!({
+        "timings": {
+            "evalTotalTime": st.eval_total_secs,
+            "resultSortTime": st.result_sort_secs,
+            "queryPreparationTime": st.prepare_secs,
+            "innerEvalTime": st.inner_eval_secs,
+            "execQueueTime": queued.as_secs_f64(),
+            "execTotalTime": total.as_secs_f64(),
+        },
+        "samples": {
+            "totalQueryableSamples": st.total_queryable_samples,
+            "samplesRead": st.total_queryable_samples,
+            "peakSamples": st.peak_samples,
+        },
+    });
+    out.push_str(&v.to_string());
+}
+
 async fn query(AxState(state): AxState<State>, req: Request) -> Response {
     if let Some(r) = not_ready(&state) {
         return r;
@@ -188,13 +313,16 @@ async fn query(AxState(state): AxState<State>, req: Request) -> Response {
 async fn query_inner(state: State, req: Request) -> Result<ApiOk, ApiError> {
     let p = Params::from_request(req).await?;
     let ts = time_param(&p, "time", now_millis())?;
-    let timeout = timeout_param(&state, &p)?;
+    let qp = query_params(&state, &p)?;
     let q = p.get("query").to_string();
     let ctx = state.ctx.clone();
     run_query(
         &state,
-        timeout,
-        move || ctx.engine.instant_query(ctx.queryable.as_ref(), &q, ts),
+        qp,
+        move |o| {
+            ctx.engine
+                .instant_query_with(ctx.queryable.as_ref(), &q, ts, o)
+        },
         true,
     )
     .await
@@ -239,7 +367,7 @@ fn range_params(p: &Params) -> Result<(i64, i64, i64), ApiError> {
 async fn query_range_inner(state: State, req: Request) -> Result<ApiOk, ApiError> {
     let p = Params::from_request(req).await?;
     let (start, end, step_ns) = range_params(&p)?;
-    let timeout = timeout_param(&state, &p)?;
+    let qp = query_params(&state, &p)?;
     // The engine works in whole milliseconds; sub-millisecond steps are
     // rounded up to 1ms rather than rejected.
     let step_ms = (step_ns / 1_000_000).max(1);
@@ -247,10 +375,10 @@ async fn query_range_inner(state: State, req: Request) -> Result<ApiOk, ApiError
     let ctx = state.ctx.clone();
     run_query(
         &state,
-        timeout,
-        move || {
+        qp,
+        move |o| {
             ctx.engine
-                .range_query(ctx.queryable.as_ref(), &q, start, end, step_ms)
+                .range_query_with(ctx.queryable.as_ref(), &q, start, end, step_ms, o)
         },
         false,
     )
@@ -374,7 +502,7 @@ fn series_blocking(
 }
 
 /// Reads the `limit` parameter: 0 (absent) means no limit.
-fn limit_param(p: &Params) -> Result<usize, ApiError> {
+pub(crate) fn limit_param(p: &Params) -> Result<usize, ApiError> {
     let v = p.get("limit");
     if v.is_empty() {
         return Ok(0);
@@ -582,7 +710,7 @@ async fn scrape_pools(AxState(state): AxState<State>) -> Response {
     respond(r)
 }
 
-fn labels_json(l: &Labels) -> serde_json::Value {
+pub(crate) fn labels_json(l: &Labels) -> serde_json::Value {
     serde_json::Value::Object(
         l.iter()
             .map(|l| (l.name.to_string(), serde_json::Value::from(l.value)))
@@ -593,7 +721,7 @@ fn labels_json(l: &Labels) -> serde_json::Value {
 /// Go's zero `time.Time` in RFC 3339, what Prometheus shows for "never".
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-fn rfc3339(t: Option<std::time::SystemTime>) -> String {
+pub(crate) fn rfc3339(t: Option<std::time::SystemTime>) -> String {
     match t {
         Some(t) => chrono::DateTime::<chrono::Utc>::from(t)
             .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),

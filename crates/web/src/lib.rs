@@ -26,14 +26,19 @@
 //!
 //! Known gaps and deliberate differences:
 //!
-//! * Not served yet: `/api/v1/rules`, `/alerts`, `/metadata`,
-//!   `/query_exemplars`, `/status/flags`, `/status/runtimeinfo`,
-//!   `/status/tsdb`, admin and remote read/write endpoints; the `stats`
-//!   query parameter is ignored. Routes live at `/` (no `--web.route-prefix`).
-//! * A query whose `timeout` parameter expires is answered with a `timeout`
-//!   error at once, but the engine has no per-query cancellation: the
-//!   evaluation keeps its blocking thread (and concurrency slot) until it
-//!   ends or hits the engine's own timeout.
+//! * Not served yet: `/api/v1/rules`, `/alerts`, `/status/tsdb`, admin and
+//!   remote read/write endpoints. Routes live at `/` (no
+//!   `--web.route-prefix`).
+//! * There is no exemplar storage yet: `/api/v1/query_exemplars` validates
+//!   its parameters and answers the empty success result Prometheus gives
+//!   when no exemplars match.
+//! * A query whose `timeout` expires, or whose client goes away, sets the
+//!   query's cancel flag; the engine polls it (and its deadline) while
+//!   evaluating, so the blocking thread and concurrency slot are freed
+//!   promptly rather than when the evaluation would have ended.
+//! * `stats` reports `totalQueryableSamples` as the samples read from
+//!   storage (Prometheus counts samples per step considered); per-step
+//!   statistics are not produced.
 //! * `canceled` errors answer 503, as Prometheus 2 did (Prometheus 3 uses
 //!   499). The probes say `pharos Server is Healthy.` / `... Ready.`.
 
@@ -48,6 +53,7 @@ use pharos_promql::Engine;
 use pharos_storage::Queryable;
 
 mod api;
+mod api_status;
 pub mod json;
 mod layers;
 mod metrics;
@@ -181,6 +187,63 @@ pub trait TargetRetriever: Send + Sync {
     }
 }
 
+/// Metadata of one metric family of a target (`# TYPE`, `# HELP`,
+/// `# UNIT`), as `/api/v1/metadata` and `/api/v1/targets/metadata` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MetricMetadata {
+    /// The metric family name.
+    pub metric: String,
+    /// The type (`counter`, `gauge`, ..., `unknown`).
+    pub kind: String,
+    /// The help text.
+    pub help: String,
+    /// The unit.
+    pub unit: String,
+}
+
+/// The metadata a target exposed, for the metadata endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct TargetMetadata {
+    /// The target's labels (as on `/api/v1/targets`).
+    pub labels: Labels,
+    /// Its metric families' metadata, sorted by family name.
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// Where the metadata endpoints get per-target metric metadata from. The
+/// binary implements it over the scrape manager. Called on a blocking
+/// thread.
+pub trait MetadataRetriever: Send + Sync {
+    /// Metadata of every active target, in a stable order (by pool, then
+    /// as the pool lists its targets).
+    fn targets_metadata(&self) -> Vec<TargetMetadata>;
+}
+
+impl MetadataRetriever for NoTargets {
+    fn targets_metadata(&self) -> Vec<TargetMetadata> {
+        Vec::new()
+    }
+}
+
+/// Process facts for `/api/v1/status/runtimeinfo` that only the binary
+/// knows; the web crate adds the host name, server time, thread count and
+/// parallelism itself.
+#[derive(Debug, Clone)]
+pub struct RuntimeInfo {
+    /// When the process started.
+    pub start_time: SystemTime,
+    /// The working directory.
+    pub cwd: String,
+    /// Whether the last configuration (re)load succeeded.
+    pub reload_config_success: bool,
+    /// When the configuration was last loaded successfully.
+    pub last_config_time: Option<SystemTime>,
+    /// WAL/block corruptions found at start-up.
+    pub corruption_count: i64,
+    /// The retention setting as Prometheus shows it (`15d`, `15d or 1GiB`).
+    pub storage_retention: String,
+}
+
 /// A [`TargetRetriever`] with no targets, for processes that do not scrape.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoTargets;
@@ -227,6 +290,13 @@ pub struct ApiContext {
     /// Prometheus's `--query.max-concurrency`; further queries wait for a
     /// slot (their wait counts against their timeout). 0 means no limit.
     pub max_concurrency: usize,
+    /// Source of `/api/v1/metadata` and `/api/v1/targets/metadata`.
+    pub metadata: Arc<dyn MetadataRetriever>,
+    /// Command-line flags by name (without dashes) and value as given or
+    /// defaulted, for `/api/v1/status/flags`.
+    pub flags: Arc<std::collections::BTreeMap<String, String>>,
+    /// Process facts for `/api/v1/status/runtimeinfo`, called per request.
+    pub runtime_info: Arc<dyn Fn() -> RuntimeInfo + Send + Sync>,
 }
 
 /// An API failure: Prometheus's `errorType` with its message. Each kind
@@ -316,6 +386,7 @@ fn build_router(ctx: ApiContext, listen_port: Option<u16>) -> axum::Router {
         build_info: BuildInfo::current(),
     });
     api::routes()
+        .merge(api_status::routes())
         .merge(ui::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -17,7 +17,10 @@ use pharos_storage::{
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::{ApiContext, TargetHealth, TargetInfo, TargetRetriever, router};
+use crate::{
+    ApiContext, MetadataRetriever, MetricMetadata, RuntimeInfo, TargetHealth, TargetInfo,
+    TargetMetadata, TargetRetriever, router,
+};
 
 /// Series held in memory; a querier sees the samples inside its range and
 /// only the series that have at least one of them.
@@ -115,6 +118,30 @@ impl Queryable for BrokenStorage {
 }
 
 struct FixedTargets;
+
+impl MetadataRetriever for FixedTargets {
+    fn targets_metadata(&self) -> Vec<TargetMetadata> {
+        let md = |metric: &str, kind: &str, help: &str| MetricMetadata {
+            metric: metric.into(),
+            kind: kind.into(),
+            help: help.into(),
+            unit: String::new(),
+        };
+        vec![
+            TargetMetadata {
+                labels: Labels::from_pairs(&[("instance", "n1:9100"), ("job", "node")]),
+                metadata: vec![
+                    md("go_goroutines", "gauge", "Number of goroutines."),
+                    md("up_total", "counter", "Ups."),
+                ],
+            },
+            TargetMetadata {
+                labels: Labels::from_pairs(&[("instance", "n2:9100"), ("job", "node")]),
+                metadata: vec![md("go_goroutines", "gauge", "Goroutines, other text.")],
+            },
+        ]
+    }
+}
 
 impl TargetRetriever for FixedTargets {
     fn active(&self) -> Vec<TargetInfo> {
@@ -229,6 +256,21 @@ fn harness_with(queryable: Arc<dyn Queryable>, max_concurrency: usize) -> Harnes
         ready: ready.clone(),
         external_url: "http://prom.example.com:9090/".into(),
         max_concurrency,
+        metadata: Arc::new(FixedTargets),
+        flags: Arc::new(
+            [("query.timeout", "2m"), ("web.enable-lifecycle", "false")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        runtime_info: Arc::new(|| RuntimeInfo {
+            start_time: UNIX_EPOCH + StdDuration::from_secs(1_700_000_000),
+            cwd: "/data".into(),
+            reload_config_success: true,
+            last_config_time: Some(UNIX_EPOCH + StdDuration::from_secs(1_700_000_001)),
+            corruption_count: 0,
+            storage_retention: "15d".into(),
+        }),
     };
     Harness {
         app: router(ctx),
@@ -1135,4 +1177,328 @@ async fn max_concurrency_serialises_queries() {
         let max = storage.max_running.load(Ordering::SeqCst);
         assert_eq!(max == 1, want_serial, "limit {limit}: {max} ran at once");
     }
+}
+
+// ---- format_query, parse_query, exemplars, metadata, status ----
+
+#[tokio::test]
+async fn format_and_parse_query() {
+    let h = harness();
+    let d = h
+        .data(&format!(
+            "/api/v1/format_query?query={}",
+            enc("sum  by(job)(rate(x[5m]))")
+        ))
+        .await;
+    assert_eq!(d, json!("sum by (job) (rate(x[5m]))"));
+    let d = h
+        .data(&format!(
+            "/api/v1/parse_query?query={}",
+            enc("up{job=\"a\"} offset 5m")
+        ))
+        .await;
+    assert_eq!(
+        d,
+        json!({
+            "type": "vectorSelector",
+            "name": "up",
+            "offset": 300000,
+            "offsetExpr": null,
+            "matchers": [
+                {"name": "job", "value": "a", "type": "="},
+                {"name": "__name__", "value": "up", "type": "="}
+            ],
+            "timestamp": null,
+            "startOrEnd": null,
+            "anchored": false,
+            "smoothed": false
+        })
+    );
+    for ep in ["format_query", "parse_query"] {
+        let r = h.get(&format!("/api/v1/{ep}?query={}", enc("sum("))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let v = r.json();
+        assert_eq!(v["errorType"], "bad_data");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid parameter \"query\": parse error"),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exemplars_are_empty() {
+    let h = harness();
+    let d = h
+        .data(&format!(
+            "/api/v1/query_exemplars?query={}",
+            enc("rate(x[5m])")
+        ))
+        .await;
+    assert_eq!(d, json!([]));
+    h.expect_error(
+        h.get("/api/v1/query_exemplars?query=up&start=10&end=5")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_data",
+        "end timestamp must not be before start timestamp",
+    )
+    .await;
+    let r = h.get("/api/v1/query_exemplars?query=sum(").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn metadata_endpoints() {
+    let h = harness();
+    let d = h.data("/api/v1/metadata").await;
+    assert_eq!(
+        d,
+        json!({
+            "go_goroutines": [
+                {"type": "gauge", "help": "Goroutines, other text.", "unit": ""},
+                {"type": "gauge", "help": "Number of goroutines.", "unit": ""}
+            ],
+            "up_total": [{"type": "counter", "help": "Ups.", "unit": ""}]
+        })
+    );
+    let d = h.data("/api/v1/metadata?limit=1&limit_per_metric=1").await;
+    assert_eq!(d.as_object().unwrap().len(), 1);
+    assert_eq!(d["go_goroutines"].as_array().unwrap().len(), 1);
+    let d = h.data("/api/v1/metadata?metric=up_total").await;
+    assert_eq!(d.as_object().unwrap().len(), 1);
+    h.expect_error(
+        h.get("/api/v1/metadata?limit=x").await,
+        StatusCode::BAD_REQUEST,
+        "bad_data",
+        "limit must be a number",
+    )
+    .await;
+
+    let d = h.data("/api/v1/targets/metadata").await;
+    assert_eq!(d.as_array().unwrap().len(), 3);
+    assert_eq!(
+        d[0],
+        json!({
+            "target": {"instance": "n1:9100", "job": "node"},
+            "metric": "go_goroutines",
+            "type": "gauge",
+            "help": "Number of goroutines.",
+            "unit": ""
+        })
+    );
+    let d = h
+        .data(&format!(
+            "/api/v1/targets/metadata?metric=go_goroutines&match_target={}",
+            enc("{instance=\"n2:9100\"}")
+        ))
+        .await;
+    assert_eq!(
+        d,
+        json!([{
+            "target": {"instance": "n2:9100", "job": "node"},
+            "type": "gauge",
+            "help": "Goroutines, other text.",
+            "unit": ""
+        }])
+    );
+    let d = h.data("/api/v1/targets/metadata?limit=1").await;
+    assert_eq!(
+        d.as_array().unwrap().len(),
+        2,
+        "limit is checked per target"
+    );
+    let r = h.get("/api/v1/targets/metadata?match_target=%7B").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn flags_and_runtime_info() {
+    let h = harness();
+    let d = h.data("/api/v1/status/flags").await;
+    assert_eq!(
+        d,
+        json!({"query.timeout": "2m", "web.enable-lifecycle": "false"})
+    );
+    let d = h.data("/api/v1/status/runtimeinfo").await;
+    assert_eq!(d["startTime"], "2023-11-14T22:13:20Z");
+    assert_eq!(d["CWD"], "/data");
+    assert_eq!(d["reloadConfigSuccess"], true);
+    assert_eq!(d["lastConfigTime"], "2023-11-14T22:13:21Z");
+    assert_eq!(d["storageRetention"], "15d");
+    assert!(d["GOMAXPROCS"].as_u64().unwrap() >= 1);
+    assert!(d["goroutineCount"].as_u64().unwrap() >= 1);
+    assert!(d["hostname"].is_string());
+}
+
+#[tokio::test]
+async fn query_limit_lookback_and_stats() {
+    let h = harness();
+    let v = h
+        .get("/api/v1/query?query=up&time=1435781451&limit=1")
+        .await
+        .json();
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1);
+    assert_eq!(v["warnings"], json!(["results truncated due to limit"]));
+    let v = h
+        .get("/api/v1/query_range?query=up&start=1435781400&end=1435781460&step=15&limit=1")
+        .await
+        .json();
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1);
+    assert_eq!(v["warnings"], json!(["results truncated due to limit"]));
+    // A one-second lookback finds nothing 30s after the last sample.
+    let d = h
+        .data("/api/v1/query?query=tiny&time=1435781481&lookback_delta=1s")
+        .await;
+    assert_eq!(d["result"], json!([]));
+    let r = h
+        .get("/api/v1/query?query=tiny&time=1435781451&lookback_delta=x")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("error parsing lookback delta duration")
+    );
+    // Stats: timings and samples; absent without the parameter.
+    let d = h
+        .data("/api/v1/query?query=sum(ramp)&time=1435781451&stats=all")
+        .await;
+    let st = &d["stats"];
+    for k in [
+        "evalTotalTime",
+        "resultSortTime",
+        "queryPreparationTime",
+        "innerEvalTime",
+        "execQueueTime",
+        "execTotalTime",
+    ] {
+        assert!(st["timings"][k].is_f64(), "{k}: {st}");
+    }
+    assert!(st["samples"]["totalQueryableSamples"].as_u64().unwrap() > 0);
+    assert!(st["samples"]["peakSamples"].as_u64().unwrap() > 0);
+    let d = h
+        .data("/api/v1/query?query=sum(ramp)&time=1435781451")
+        .await;
+    assert!(d.get("stats").is_none());
+    let v = h
+        .get("/api/v1/query?query=sum(ramp)&time=1435781451&stats=yes")
+        .await
+        .json();
+    assert!(v["warnings"][0].as_str().unwrap().contains("deprecated"));
+}
+
+/// Yields `n` series, sleeping a little per series, and counts how many
+/// were pulled: a canceled query stops pulling.
+struct DripStorage {
+    n: usize,
+    pulled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct DripQuerier(usize, Arc<std::sync::atomic::AtomicUsize>);
+
+struct DripSet {
+    left: usize,
+    pulled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Queryable for DripStorage {
+    fn querier(&self, _: Timestamp, _: Timestamp) -> Result<Box<dyn Querier>, StorageError> {
+        Ok(Box::new(DripQuerier(self.n, self.pulled.clone())))
+    }
+}
+
+impl Querier for DripQuerier {
+    fn select(
+        &self,
+        _: bool,
+        _: Option<&pharos_storage::SelectHints>,
+        _: &[Matcher],
+    ) -> Box<dyn pharos_storage::SeriesSet> {
+        Box::new(DripSet {
+            left: self.0,
+            pulled: self.1.clone(),
+        })
+    }
+    fn label_values(&self, _: &str, _: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn label_names(&self, _: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+}
+
+impl pharos_storage::SeriesSet for DripSet {
+    fn next(&mut self) -> Option<pharos_storage::Series> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        std::thread::sleep(StdDuration::from_micros(200));
+        let i = self.pulled.fetch_add(1, Ordering::SeqCst);
+        Some(pharos_storage::Series {
+            labels: Labels::from_pairs(&[("__name__", "d"), ("i", &i.to_string())]),
+            samples: Box::new(pharos_storage::VecSampleIter::new(vec![Sample {
+                t: 0,
+                v: 1.0,
+            }])),
+        })
+    }
+    fn err(&self) -> Option<StorageError> {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_and_timed_out_queries_stop_evaluating() {
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Unbounded, the query would pull for about 200s.
+    let storage = Arc::new(DripStorage {
+        n: 1_000_000,
+        pulled: pulled.clone(),
+    });
+    let h = harness_with(storage, 1);
+    let stops = || async {
+        // The count stops growing once the engine saw the cancel flag.
+        let mut last = pulled.load(Ordering::SeqCst);
+        for _ in 0..100 {
+            tokio::time::sleep(StdDuration::from_millis(300)).await;
+            let now = pulled.load(Ordering::SeqCst);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        panic!("the query kept evaluating");
+    };
+    // 1. The timeout parameter.
+    h.expect_error(
+        h.get("/api/v1/query?query=count(d)&time=0&timeout=100ms")
+            .await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "query timed out in expression evaluation",
+    )
+    .await;
+    let n = stops().await;
+    assert!(n < 1_000_000, "{n}");
+    // 2. A client that goes away.
+    let app = h.app.clone();
+    let req = tokio::spawn(async move {
+        let req = Request::get("/api/v1/query?query=count(d)&time=0")
+            .body(Body::empty())
+            .unwrap();
+        app.oneshot(req).await
+    });
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    req.abort();
+    let m = stops().await;
+    assert!(m > n && m < 1_000_000, "{n} {m}");
+    // The single query slot is free again.
+    let d = h.data("/api/v1/query?query=1&time=0").await;
+    assert_eq!(d["result"][1], "1");
 }
