@@ -50,6 +50,24 @@ pub struct ServerFlags {
     #[arg(long = "storage.tsdb.retention.time", default_value = "15d")]
     pub retention_time: String,
 
+    /// Maximum number of bytes the blocks may take (units B, KB, MB, GB,
+    /// TB, PB, EB); the oldest blocks are deleted beyond it. 0 disables.
+    #[arg(long = "storage.tsdb.retention.size", default_value = "0")]
+    pub retention_size: String,
+
+    /// Minimum duration of a data block before being persisted (for tests).
+    #[arg(
+        long = "storage.tsdb.min-block-duration",
+        default_value = "2h",
+        hide = true
+    )]
+    pub min_block_duration: String,
+
+    /// Maximum duration compacted blocks may span (for tests). Default: 10%
+    /// of the retention period, at most 31d.
+    #[arg(long = "storage.tsdb.max-block-duration", hide = true)]
+    pub max_block_duration: Option<String>,
+
     /// Maximum time a query may take before being aborted.
     #[arg(long = "query.timeout", default_value = "2m")]
     pub query_timeout: String,

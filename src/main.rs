@@ -12,6 +12,7 @@ mod check;
 mod cli;
 mod logging;
 mod server;
+mod tsdb_glue;
 
 use std::process::ExitCode;
 

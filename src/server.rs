@@ -19,7 +19,6 @@ use pharos_model::Duration as PromDuration;
 use pharos_promql::{Engine, EngineOptions};
 use pharos_scrape::{ScrapeManager, ScrapeOptions};
 use pharos_storage::{Appendable, Queryable};
-use pharos_tsdb::{Head, HeadOptions};
 use pharos_web::{
     ApiContext, MetadataRetriever, MetricMetadata, RuntimeInfo, TargetInfo, TargetMetadata,
     TargetRetriever,
@@ -147,7 +146,14 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{}/", self_scrape_address(&local)));
 
-    let head = Head::new(HeadOptions::default());
+    let db = {
+        let flags = flags.clone();
+        let ms = retention.millis();
+        tokio::task::spawn_blocking(move || crate::tsdb_glue::open_db(&flags, ms))
+            .await
+            .context("opening storage")??
+    };
+    let head = db.clone();
     let engine = Arc::new(Engine::new(EngineOptions {
         timeout: query_timeout.to_std(),
         max_samples: flags.query_max_samples,
@@ -225,7 +231,7 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
         "pharos is ready; open the URL in a browser"
     );
 
-    let retention_task = tokio::spawn(retention_loop(head.clone(), retention.millis()));
+    let retention_task = tokio::spawn(crate::tsdb_glue::maintenance_loop(db.clone()));
     wait_for_signals(&flags, &scrape, &config_yaml).await;
 
     tracing::info!("Stopping scrape manager");
@@ -239,6 +245,9 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("web server did not stop within 10s"),
         Ok(Ok(Ok(()))) => {}
     }
+    if let Err(e) = db.close() {
+        tracing::warn!(err = %e, "closing storage");
+    }
     tracing::info!("See you next time!");
     Ok(())
 }
@@ -248,17 +257,6 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
 fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(path)
         .with_context(|| format!("creating data directory {}", path.display()))
-}
-
-/// Drops head data older than the retention period, once a minute.
-async fn retention_loop(head: Head, retention_ms: i64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        let mint = pharos_model::sample::now_millis() - retention_ms;
-        let h = head.clone();
-        let _ = tokio::task::spawn_blocking(move || h.truncate(mint)).await;
-    }
 }
 
 /// Waits for SIGINT/SIGTERM; reloads the configuration on SIGHUP, keeping

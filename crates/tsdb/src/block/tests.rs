@@ -114,3 +114,74 @@ fn empty_head_writes_no_block() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// promtool (Debian `prometheus` package) reads and analyzes a block we
+/// wrote. Skipped when promtool is absent, except under CI.
+#[test]
+fn promtool_reads_our_block() {
+    let have = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool missing under CI"
+        );
+        eprintln!("skipping: promtool not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let head = Head::new(HeadOptions::default());
+    fill_head(&head, 30, 600, 15_000);
+    let hq = head.querier(0, 7_200_000 - 1).unwrap();
+    let meta = write_block(dir.path(), &*hq, 0, 7_200_000, BlockCompaction::default())
+        .unwrap()
+        .unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["tsdb", "list", "-r"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&meta.ulid), "{stdout}");
+    assert!(stdout.contains("14400"), "{stdout}");
+    let out = std::process::Command::new("promtool")
+        .args(["tsdb", "analyze"])
+        .arg(dir.path())
+        .arg(&meta.ulid)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Series: 30"), "{stdout}");
+    assert!(stdout.contains("instance"), "{stdout}");
+    // `promtool tsdb dump` opens the directory as a database: it wants a WAL.
+    std::fs::create_dir(dir.path().join("wal")).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["tsdb", "dump", "--match", "{instance=\"host-7\"}"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("host-7")).count(),
+        480,
+        "{stdout}"
+    );
+    assert!(stdout.contains("7185000"), "{stdout}");
+}

@@ -1,0 +1,98 @@
+//! Opening the TSDB from the command-line flags, and its periodic
+//! maintenance (head cutting, compaction, retention).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use pharos_model::Duration as PromDuration;
+use pharos_tsdb::{Db, DbOptions};
+
+use crate::cli::ServerFlags;
+
+/// Parses a Prometheus byte size: a number with an optional unit among
+/// B, KB, MB, GB, TB, PB, EB (powers of 1024, as Prometheus's units.Base2Bytes).
+pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid byte size {s:?}"))?;
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "KIB" => 1 << 10,
+        "MB" | "MIB" => 1 << 20,
+        "GB" | "GIB" => 1 << 30,
+        "TB" | "TIB" => 1 << 40,
+        "PB" | "PIB" => 1 << 50,
+        "EB" | "EIB" => 1 << 60,
+        _ => anyhow::bail!("invalid byte size {s:?}: unknown unit {unit:?}"),
+    };
+    n.checked_mul(mult)
+        .with_context(|| format!("byte size {s:?} overflows"))
+}
+
+fn duration_flag(flag: &str, v: &str) -> anyhow::Result<i64> {
+    let d = PromDuration::parse(v).with_context(|| format!("invalid value for --{flag}"))?;
+    if d.millis() <= 0 {
+        anyhow::bail!("--{flag} must be positive");
+    }
+    Ok(d.millis())
+}
+
+/// The database options the flags ask for.
+pub fn db_options(flags: &ServerFlags, retention_ms: i64) -> anyhow::Result<DbOptions> {
+    let mut opts = DbOptions::with_retention(retention_ms);
+    opts.retention_size = parse_bytes(&flags.retention_size)
+        .context("invalid value for --storage.tsdb.retention.size")?;
+    opts.min_block_duration =
+        duration_flag("storage.tsdb.min-block-duration", &flags.min_block_duration)?;
+    opts.max_block_duration = match &flags.max_block_duration {
+        Some(v) => duration_flag("storage.tsdb.max-block-duration", v)?,
+        None => opts.max_block_duration,
+    };
+    Ok(opts)
+}
+
+/// Opens the data directory.
+pub fn open_db(flags: &ServerFlags, retention_ms: i64) -> anyhow::Result<Db> {
+    let opts = db_options(flags, retention_ms)?;
+    Db::open(&flags.tsdb_path, opts)
+        .with_context(|| format!("opening storage at {}", flags.tsdb_path.display()))
+}
+
+/// Runs compaction and retention periodically (every minute, as
+/// Prometheus; more often when blocks are shorter than a few minutes).
+pub async fn maintenance_loop(db: Db) {
+    let min_block = db.options().min_block_duration;
+    let every = if min_block < 4 * 60_000 {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(60)
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let d = db.clone();
+        match tokio::task::spawn_blocking(move || d.compact()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(err = %e, "compaction failed"),
+            Err(e) => tracing::error!(err = %e, "compaction task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("0").unwrap(), 0);
+        assert_eq!(parse_bytes("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
+        assert!(parse_bytes("1XB").is_err());
+        assert!(parse_bytes("GB").is_err());
+    }
+}
