@@ -78,8 +78,28 @@ pub struct Config {
     pub rule_files: Vec<String>,
     /// The `alerting` section (Alertmanagers, alert relabeling).
     pub alerting: AlertingConfig,
+    /// `scrape_config_files` patterns (made relative to the configuration
+    /// file's directory by [`load_file`], which also loads the jobs of the
+    /// files they match into `scrape_configs`).
+    pub scrape_config_files: Vec<String>,
     /// The file's text as loaded, for `/api/v1/status/config`.
     pub original: String,
+}
+
+impl Config {
+    /// The files `scrape_config_files` matches now, sorted (a pattern that
+    /// does not parse matches nothing).
+    pub fn scrape_config_file_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for pat in &self.scrape_config_files {
+            if let Ok(paths) = glob::glob(pat) {
+                out.extend(paths.flatten().map(|p| p.display().to_string()));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 impl Default for Config {
@@ -91,6 +111,7 @@ impl Default for Config {
             scrape_configs: Vec::new(),
             rule_files: Vec::new(),
             alerting: AlertingConfig::default(),
+            scrape_config_files: Vec::new(),
             original: String::new(),
         }
     }
@@ -319,8 +340,9 @@ impl ConfigError {
 }
 
 /// The built-in configuration used when pharos runs without
-/// `--config.file`: one job, `pharos`, scraping `listen_address` every 15s
-/// (global scrape and evaluation intervals 15s, timeout 10s).
+/// `--config.file`: two jobs scraping `listen_address` every 15s (global
+/// scrape and evaluation intervals 15s, timeout 10s): `pharos` (its own
+/// `/metrics`) and `node` (the built-in host collector at `/metrics/node`).
 ///
 /// A listen address without a usable host (`:9090`, `0.0.0.0:9090`,
 /// `[::]:9090`) is scraped as `localhost:PORT`. `original` holds YAML that
@@ -337,17 +359,26 @@ pub fn default_self_scrape(listen_address: &str) -> Config {
         targets: vec![target.clone()],
         labels: Labels::empty(),
     });
+    // The built-in host collector, served by pharos itself.
+    let mut node = ScrapeConfig::new("node", &global);
+    node.metrics_path = "/metrics/node".to_string();
+    node.static_configs.push(StaticConfig {
+        targets: vec![target.clone()],
+        labels: Labels::empty(),
+    });
     let original = format!(
-        "# Built-in configuration: pharos scrapes itself.\n\
+        "# Built-in configuration: pharos scrapes itself and the host it runs on.\n\
          global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n\
-         scrape_configs:\n  - job_name: pharos\n    static_configs:\n      - targets: [{}]\n",
-        yaml_single_quoted(&target)
+         scrape_configs:\n  - job_name: pharos\n    static_configs:\n      - targets: [{t}]\n\
+         \x20 - job_name: node\n    metrics_path: /metrics/node\n    static_configs:\n      - targets: [{t}]\n",
+        t = yaml_single_quoted(&target)
     );
     Config {
         global,
-        scrape_configs: vec![job],
+        scrape_configs: vec![job, node],
         rule_files: Vec::new(),
         alerting: AlertingConfig::default(),
+        scrape_config_files: Vec::new(),
         original,
     }
 }
@@ -378,7 +409,13 @@ mod tests {
         assert_eq!(c.global.scrape_interval, Duration(15_000));
         assert_eq!(c.global.evaluation_interval, Duration(15_000));
         assert_eq!(c.global.scrape_timeout, Duration(10_000));
-        assert_eq!(c.scrape_configs.len(), 1);
+        assert_eq!(c.scrape_configs.len(), 2);
+        assert_eq!(c.scrape_configs[1].job_name, "node");
+        assert_eq!(c.scrape_configs[1].metrics_path, "/metrics/node");
+        assert_eq!(
+            c.scrape_configs[1].static_configs[0].targets,
+            vec!["localhost:9090"]
+        );
         let j = &c.scrape_configs[0];
         assert_eq!(j.job_name, "pharos");
         assert_eq!(j.scrape_interval, Duration(15_000));

@@ -33,10 +33,75 @@ pub fn load_file(path: &Path) -> std::result::Result<Config, ConfigError> {
         source,
     })?;
     let mut config = load_str(&text, &name)?;
-    if let Some(dir) = path.parent() {
-        resolve_sd_paths(&mut config, dir);
+    let dir = path.parent().unwrap_or(Path::new(""));
+    resolve_sd_paths(&mut config, dir);
+    for p in &mut config.scrape_config_files {
+        if Path::new(p.as_str()).is_relative() {
+            *p = dir.join(p.as_str()).display().to_string();
+        }
     }
+    load_scrape_config_files(&mut config)?;
     Ok(config)
+}
+
+/// Appends the jobs of the files `scrape_config_files` matches, checked
+/// against the main file's `global` section; errors are positioned in the
+/// file that has the problem. A job name used twice names where it was
+/// first found.
+fn load_scrape_config_files(config: &mut Config) -> std::result::Result<(), ConfigError> {
+    let mut first_found: std::collections::HashMap<String, String> = config
+        .scrape_configs
+        .iter()
+        .map(|j| (j.job_name.clone(), "main config file".to_string()))
+        .collect();
+    for pat in config.scrape_config_files.clone() {
+        let paths = glob::glob(&pat).map_err(|e| ConfigError::Invalid {
+            file: pat.clone(),
+            position: None,
+            message: format!("error retrieving scrape config files for {pat:?}: {e}"),
+        })?;
+        let mut files: Vec<std::path::PathBuf> = paths.flatten().collect();
+        files.sort();
+        for file in files {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            let cx = Cx { file: &name };
+            let raw: Option<crate::raw::RawScrapeConfigsFile> =
+                serde_saphyr::from_str(&text).map_err(|e| cx.yaml_error(&e))?;
+            let mut jobs = Vec::new();
+            for entry in raw.iter().flat_map(|r| r.scrape_configs.iter().flatten()) {
+                let Some(sc) = &entry.value else {
+                    return Err(cx.err(&entry.referenced, "empty or null scrape config section"));
+                };
+                let job = cx.scrape_config(sc, &entry.referenced, &config.global)?;
+                if let Some(first) = first_found.get(&job.job_name) {
+                    let loc = sc
+                        .job_name
+                        .as_ref()
+                        .map_or(&entry.referenced, |j| &j.referenced);
+                    return Err(cx.err(
+                        loc,
+                        format!(
+                            "found multiple scrape configs with job name {:?}, first found in {first}",
+                            job.job_name
+                        ),
+                    ));
+                }
+                first_found.insert(job.job_name.clone(), format!("{name:?}"));
+                jobs.push(job);
+            }
+            let mut part = Config {
+                scrape_configs: jobs,
+                ..Config::default()
+            };
+            resolve_sd_paths(&mut part, file.parent().unwrap_or(Path::new("")));
+            config.scrape_configs.extend(part.scrape_configs);
+        }
+    }
+    Ok(())
 }
 
 /// Makes relative `file_sd_configs` paths relative to `dir` (the
@@ -247,15 +312,7 @@ impl Cx<'_> {
         reject_unsupported!(
             self,
             raw,
-            [
-                remote_write,
-                remote_read,
-                storage,
-                tracing,
-                runtime,
-                otlp,
-                scrape_config_files
-            ]
+            [remote_write, remote_read, storage, tracing, runtime, otlp,]
         );
         let global = match &raw.global {
             Some(g) => self.global(&g.value, env)?,
@@ -293,11 +350,22 @@ impl Cx<'_> {
             scrape_configs.push(job);
         }
         let alerting = self.alerting(raw.alerting.as_ref())?;
+        let mut scrape_config_files = Vec::new();
+        for p in raw.scrape_config_files.iter().flatten() {
+            if !is_valid_rule_path(&p.value) {
+                return Err(self.err(
+                    &p.referenced,
+                    format!("invalid scrape config file path {:?}", p.value),
+                ));
+            }
+            scrape_config_files.push(p.value.clone());
+        }
         Ok(Config {
             global,
             scrape_configs,
             rule_files,
             alerting,
+            scrape_config_files,
             original: String::new(),
         })
     }

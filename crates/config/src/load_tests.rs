@@ -471,12 +471,6 @@ fn top_level_errors() {
         3,
         "storage is not supported yet",
     );
-    bad(
-        "scrape_config_files: [a.yml]\n",
-        1,
-        22,
-        "scrape_config_files is not supported yet",
-    );
     // empty_scrape_config.bad.yml
     bad(
         "scrape_configs:\n  -\n",
@@ -1294,5 +1288,84 @@ fn http_client_errors_match_prometheus() {
         6,
         28,
         "at most one of bearer_token & bearer_token_file must be configured",
+    );
+}
+
+#[test]
+fn scrape_config_files_are_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("prometheus.yml");
+    std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+    std::fs::write(
+        &main,
+        "global:\n  scrape_interval: 7s\nscrape_config_files: ['jobs/*.yml']\nscrape_configs:\n  - job_name: main\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("jobs/a.yml"),
+        "scrape_configs:\n  - job_name: a\n    file_sd_configs:\n      - files: [t.json]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("jobs/b.yml"),
+        "scrape_configs:\n  - job_name: b\n    scrape_interval: 3s\n",
+    )
+    .unwrap();
+    let c = load_file(&main).unwrap();
+    let names: Vec<&str> = c
+        .scrape_configs
+        .iter()
+        .map(|j| j.job_name.as_str())
+        .collect();
+    assert_eq!(names, ["main", "a", "b"]);
+    assert_eq!(c.scrape_configs[1].scrape_interval, S(7));
+    assert_eq!(c.scrape_configs[2].scrape_interval, S(3));
+    assert_eq!(
+        c.scrape_configs[1].file_sd_configs[0].files,
+        vec![dir.path().join("jobs/t.json").display().to_string()]
+    );
+    assert_eq!(c.scrape_config_file_paths().len(), 2);
+
+    // A duplicate job names both places; a bad job is positioned in its file.
+    std::fs::write(
+        dir.path().join("jobs/c.yml"),
+        "scrape_configs:\n  - job_name: main\n",
+    )
+    .unwrap();
+    let e = load_file(&main).unwrap_err().to_string();
+    let c_file = dir.path().join("jobs/c.yml").display().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{c_file}:2:15: found multiple scrape configs with job name \"main\", first found in main config file"
+        )
+    );
+    std::fs::write(
+        dir.path().join("jobs/c.yml"),
+        "scrape_configs:\n  - job_name: c\n    scrape_timeout: 1h\n",
+    )
+    .unwrap();
+    let e = load_file(&main).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{c_file}:3:21: scrape timeout greater than scrape interval"
+        )),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("jobs/c.yml"), "global: {}\n").unwrap();
+    let e = load_file(&main).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{c_file}:1:1: unknown field \"global\"")),
+        "{e}"
+    );
+}
+
+#[test]
+fn scrape_config_file_patterns_are_checked() {
+    bad(
+        "scrape_config_files: ['a/*/b.yml']\n",
+        1,
+        23,
+        "invalid scrape config file path \"a/*/b.yml\"",
     );
 }

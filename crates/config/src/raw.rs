@@ -84,7 +84,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub otlp: Unsupported,
     #[serde(default)]
-    pub scrape_config_files: Unsupported,
+    pub scrape_config_files: Option<Vec<Sp<String>>>,
 }
 
 /// The `global` section.
@@ -350,3 +350,11 @@ macro_rules! http_client_ref {
     };
 }
 pub(crate) use http_client_ref;
+
+/// A file listed by `scrape_config_files`: only scrape configs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScrapeConfigsFile {
+    #[serde(default)]
+    pub scrape_configs: Option<Vec<Sp<Option<RawScrapeConfig>>>>,
+}
