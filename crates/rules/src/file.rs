@@ -359,7 +359,11 @@ fn rule(cx: &mut Cx<'_>, group: &str, index: usize, r: Sp<RawRule>) -> Option<Ru
             for (k, v) in map.into_iter().flatten() {
                 let text = format!("{header}{}", v.value);
                 if let Err(e) = exp.parse_check(&format!("__alert_{alert}"), &text) {
-                    err(cx, &v.referenced, format!("msg={what} \"{k}\": {e}"));
+                    let msg = match e {
+                        pharos_template::TemplateError::Parse { msg, .. }
+                        | pharos_template::TemplateError::Execute { msg, .. } => msg,
+                    };
+                    err(cx, &v.referenced, format!("{what} \"{k}\": {msg}"));
                 }
             }
         }
@@ -388,8 +392,7 @@ fn rule(cx: &mut Cx<'_>, group: &str, index: usize, r: Sp<RawRule>) -> Option<Ru
 pub struct DuplicateRule {
     /// The record or alert name.
     pub metric: String,
-    /// The rule's labels, sorted (for a recording rule including
-    /// `__name__`, as promtool prints it).
+    /// The rule's labels, sorted.
     pub labels: Vec<(String, String)>,
 }
 
@@ -403,9 +406,6 @@ pub fn duplicate_rules(file: &RuleFile) -> Vec<DuplicateRule> {
             .iter()
             .map(|r| {
                 let mut labels = r.labels.clone();
-                if let RuleKind::Recording { record } = &r.kind {
-                    labels.push(("__name__".to_string(), record.clone()));
-                }
                 labels.sort();
                 (r.name().to_string(), labels)
             })

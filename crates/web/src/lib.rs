@@ -53,6 +53,7 @@ use pharos_promql::Engine;
 use pharos_storage::Queryable;
 
 mod api;
+mod api_rules;
 mod api_status;
 pub mod json;
 mod layers;
@@ -62,6 +63,11 @@ mod ui;
 
 #[cfg(test)]
 mod tests;
+
+pub use api_rules::{
+    AlertInfo, NoRules, RuleGroupInfo, RuleInfo, RuleInfoKind, RulesRetriever, format_value,
+    rules_router,
+};
 
 /// Build information served at `/api/v1/status/buildinfo`, under
 /// Prometheus's JSON keys.
