@@ -39,5 +39,6 @@ pub fn run(cmd: CheckCommand) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        CheckCommand::Rules { files } => crate::rules_cmd::check_rules(&files),
     }
 }

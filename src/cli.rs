@@ -104,6 +104,28 @@ pub struct ServerFlags {
     /// Output format of log messages: logfmt or json.
     #[arg(long = "log.format", default_value = "logfmt")]
     pub log_format: String,
+
+    /// Max time to tolerate an outage for restoring the "for" state of
+    /// alerts.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h")]
+    pub rules_alert_for_outage_tolerance: String,
+
+    /// Minimum duration between an alert and its restored "for" state;
+    /// only applies to alerts whose "for" is longer.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
+    pub rules_alert_for_grace_period: String,
+
+    /// Minimum amount of time to wait before resending an alert to
+    /// Alertmanager.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
+    pub rules_alert_resend_delay: String,
+
+    /// The capacity of the queue for pending Alertmanager notifications.
+    #[arg(
+        long = "alertmanager.notification-queue-capacity",
+        default_value_t = 10000
+    )]
+    pub alertmanager_notification_queue_capacity: usize,
 }
 
 /// Tool subcommands, after promtool's.
@@ -112,6 +134,9 @@ pub enum Command {
     /// Check the validity of configuration files.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Unit testing.
+    #[command(subcommand)]
+    Test(TestCommand),
 }
 
 /// `pharos check ...`
@@ -120,6 +145,23 @@ pub enum CheckCommand {
     /// Check if the config files are valid or not.
     Config {
         /// The config files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check if the rule files are valid or not.
+    Rules {
+        /// The rule files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `pharos test ...`
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Unit tests for rules (promtool's unit-test file format).
+    Rules {
+        /// The unit test files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

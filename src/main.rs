@@ -8,9 +8,12 @@
 //! beyond the layering in ARCHITECTURE.md, which keeps each one testable on
 //! its own.
 
+mod alerting;
 mod check;
 mod cli;
 mod logging;
+mod rules_cmd;
+mod rules_glue;
 mod server;
 mod tsdb_glue;
 
@@ -22,6 +25,9 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         Some(cli::Command::Check(c)) => check::run(c),
+        Some(cli::Command::Test(cli::TestCommand::Rules { files })) => {
+            rules_cmd::test_rules(&files)
+        }
         None => {
             if let Err(e) = logging::init(&cli.flags.log_level, &cli.flags.log_format) {
                 eprintln!("pharos: {e:#}");

@@ -43,7 +43,9 @@ fn parse_duration(flag: &str, v: &str) -> anyhow::Result<PromDuration> {
 /// The configuration pharos runs with: the file given, or the built-in one.
 fn load_config(flags: &ServerFlags, scrape_addr: &str) -> anyhow::Result<Config> {
     match &flags.config_file {
-        Some(p) => pharos_config::load_file(p).map_err(|e| anyhow::anyhow!("{e}")),
+        Some(p) => pharos_config::load_file(p)
+            .map(|c| crate::alerting::resolved(c, p))
+            .map_err(|e| anyhow::anyhow!("{e}")),
         None => Ok(pharos_config::default_self_scrape(scrape_addr)),
     }
 }
@@ -169,6 +171,13 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
 
     let appendable: Arc<dyn Appendable> = Arc::new(head.clone());
     let queryable: Arc<dyn Queryable> = Arc::new(head.clone());
+    let alerting = Arc::new(crate::alerting::Alerting::new(
+        crate::alerting::flags(&flags)?,
+        engine.clone(),
+        appendable.clone(),
+        queryable.clone(),
+        external_url.clone(),
+    ));
     let scrape = Arc::new(ScrapeManager::new(appendable, ScrapeOptions::default()));
     let config_yaml = Arc::new(RwLock::new(cfg.original.clone()));
     let ready = Arc::new(AtomicBool::new(false));
@@ -176,9 +185,11 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     let metrics = {
         let head = head.clone();
         let scrape = scrape.clone();
+        let alerting = alerting.clone();
         Arc::new(move |out: &mut String| {
             head.write_metrics(out);
             scrape.write_metrics(out);
+            alerting.write_metrics(out);
         })
     };
     let ctx = ApiContext {
@@ -217,13 +228,22 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let web = {
         let mut rx = stop_rx.clone();
-        tokio::spawn(pharos_web::serve(listener, ctx, async move {
+        let extra = pharos_web::rules_router(
+            Arc::new(crate::alerting::RulesSource(alerting.clone())),
+            ready.clone(),
+        );
+        tokio::spawn(pharos_web::serve_with(listener, ctx, extra, async move {
             let _ = rx.wait_for(|s| *s).await;
         }))
     };
     tracing::info!(address = %local, "Listening on");
 
     scrape.apply_config(&cfg);
+    let notifier_task = tokio::spawn(alerting.notifier.clone().run(stop_rx.clone()));
+    alerting
+        .apply(&cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("error loading rules: {e}"))?;
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
         url = %external_url,
@@ -232,13 +252,16 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     );
 
     let retention_task = tokio::spawn(crate::tsdb_glue::maintenance_loop(db.clone()));
-    wait_for_signals(&flags, &scrape, &config_yaml).await;
+    wait_for_signals(&flags, &scrape, &config_yaml, &alerting).await;
 
     tracing::info!("Stopping scrape manager");
     ready.store(false, Ordering::SeqCst);
     scrape.stop().await;
+    tracing::info!("Stopping rule manager and notifier");
+    alerting.stop().await;
     retention_task.abort();
     let _ = stop_tx.send(true);
+    let _ = notifier_task.await;
     match tokio::time::timeout(Duration::from_secs(10), web).await {
         Ok(Ok(Err(e))) => tracing::warn!(err = %e, "web server stopped with an error"),
         Ok(Err(e)) => tracing::warn!(err = %e, "web server task failed"),
@@ -265,6 +288,7 @@ async fn wait_for_signals(
     flags: &ServerFlags,
     scrape: &ScrapeManager,
     config_yaml: &RwLock<String>,
+    alerting: &crate::alerting::Alerting,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut hup)) = (
@@ -279,15 +303,23 @@ async fn wait_for_signals(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { tracing::info!("Received SIGINT, exiting gracefully..."); return; }
             _ = term.recv() => { tracing::info!("Received SIGTERM, exiting gracefully..."); return; }
-            _ = hup.recv() => reload(flags, scrape, config_yaml),
+            _ = hup.recv() => {
+                if let Some(cfg) = reload(flags, scrape, config_yaml) {
+                    crate::alerting::reload(alerting, &cfg).await;
+                }
+            }
         }
     }
 }
 
-fn reload(flags: &ServerFlags, scrape: &ScrapeManager, config_yaml: &RwLock<String>) {
+fn reload(
+    flags: &ServerFlags,
+    scrape: &ScrapeManager,
+    config_yaml: &RwLock<String>,
+) -> Option<Config> {
     let Some(path) = &flags.config_file else {
         tracing::info!("SIGHUP ignored: running the built-in configuration");
-        return;
+        return None;
     };
     match pharos_config::load_file(path) {
         Ok(cfg) => {
@@ -298,10 +330,12 @@ fn reload(flags: &ServerFlags, scrape: &ScrapeManager, config_yaml: &RwLock<Stri
                 last_success: Some(SystemTime::now()),
             };
             tracing::info!(filename = %path.display(), "Completed loading of configuration file");
+            Some(crate::alerting::resolved(cfg, path))
         }
         Err(e) => {
             config_state().success = false;
             tracing::error!(err = %e, "Error reloading config; keeping the running configuration");
+            None
         }
     }
 }
