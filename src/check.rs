@@ -9,6 +9,11 @@ use crate::cli::CheckCommand;
 /// Runs a `check` subcommand.
 pub fn run(cmd: CheckCommand) -> ExitCode {
     match cmd {
+        CheckCommand::ServiceDiscovery {
+            config,
+            job,
+            timeout,
+        } => crate::sd_check::run(&config, &job, &timeout),
         CheckCommand::Config { files } => {
             let mut failed = false;
             for f in &files {

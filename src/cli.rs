@@ -30,6 +30,11 @@ pub struct ServerFlags {
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
 
+    /// How often the configuration file is checked for changes when the
+    /// `auto-reload-config` feature is enabled.
+    #[arg(long = "config.auto-reload-interval", default_value = "30s")]
+    pub auto_reload_interval: String,
+
     /// Address to listen on for UI, API, and telemetry.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
     pub listen_address: String,
@@ -147,6 +152,18 @@ pub enum CheckCommand {
         /// The config files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Perform service discovery for the given job name and report the
+    /// results, including relabeling.
+    #[command(name = "service-discovery")]
+    ServiceDiscovery {
+        /// The prometheus config file.
+        config: PathBuf,
+        /// The job to run service discovery for.
+        job: String,
+        /// The time to wait for discovery results.
+        #[arg(long = "timeout", default_value = "30s")]
+        timeout: String,
     },
     /// Check if the rule files are valid or not.
     Rules {

@@ -11,9 +11,11 @@
 mod alerting;
 mod check;
 mod cli;
+mod lifecycle;
 mod logging;
 mod rules_cmd;
 mod rules_glue;
+mod sd_check;
 mod server;
 mod tsdb_glue;
 

@@ -189,6 +189,8 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
         Arc::new(move |out: &mut String| {
             head.write_metrics(out);
             scrape.write_metrics(out);
+            crate::lifecycle::write_metrics(out);
+            pharos_node::write_process_metrics(out);
             alerting.write_metrics(out);
         })
     };
@@ -231,7 +233,12 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
         let extra = pharos_web::rules_router(
             Arc::new(crate::alerting::RulesSource(alerting.clone())),
             ready.clone(),
-        );
+        )
+        .merge(crate::lifecycle::routes(crate::lifecycle::Routes {
+            lifecycle: flags.enable_lifecycle,
+            has_config_file: flags.config_file.is_some(),
+            node: Arc::new(pharos_node::HostCollector::new()),
+        }));
         tokio::spawn(pharos_web::serve_with(listener, ctx, extra, async move {
             let _ = rx.wait_for(|s| *s).await;
         }))
@@ -239,6 +246,17 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     tracing::info!(address = %local, "Listening on");
 
     scrape.apply_config(&cfg);
+    crate::lifecycle::record_reload(Ok(()));
+    let auto_reload = match &flags.config_file {
+        Some(p) if crate::lifecycle::auto_reload_enabled(&flags.enable_feature) => {
+            let every = parse_duration("config.auto-reload-interval", &flags.auto_reload_interval)?;
+            Some(tokio::spawn(crate::lifecycle::auto_reload(
+                p.clone(),
+                every.to_std(),
+            )))
+        }
+        _ => None,
+    };
     let notifier_task = tokio::spawn(alerting.notifier.clone().run(stop_rx.clone()));
     alerting
         .apply(&cfg)
@@ -260,6 +278,9 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     tracing::info!("Stopping rule manager and notifier");
     alerting.stop().await;
     retention_task.abort();
+    if let Some(t) = auto_reload {
+        t.abort();
+    }
     let _ = stop_tx.send(true);
     let _ = notifier_task.await;
     match tokio::time::timeout(Duration::from_secs(10), web).await {
@@ -330,11 +351,13 @@ fn reload(
                 last_success: Some(SystemTime::now()),
             };
             tracing::info!(filename = %path.display(), "Completed loading of configuration file");
+            crate::lifecycle::record_reload(Ok(()));
             Some(crate::alerting::resolved(cfg, path))
         }
         Err(e) => {
             config_state().success = false;
             tracing::error!(err = %e, "Error reloading config; keeping the running configuration");
+            crate::lifecycle::record_reload(Err(e.to_string()));
             None
         }
     }
@@ -363,6 +386,12 @@ fn target_info(t: pharos_scrape::TargetStatus) -> TargetInfo {
 }
 
 impl TargetRetriever for ScrapeTargets {
+    fn dropped_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.0.dropped_target_counts()
+    }
+    fn scrape_pools(&self) -> Vec<String> {
+        self.0.scrape_pools()
+    }
     fn active(&self) -> Vec<TargetInfo> {
         self.0.targets().into_iter().map(target_info).collect()
     }

@@ -59,6 +59,7 @@ mod scrape_loop;
 mod target;
 
 pub use manager::ScrapeManager;
+pub use pool::relabel_target;
 pub use target::{Health, MetricMetadata, TargetStatus};
 
 /// Why a scrape failed (the text becomes the target's `lastError`).

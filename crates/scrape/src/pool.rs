@@ -191,6 +191,20 @@ pub(crate) fn build_targets(
     (active, dropped)
 }
 
+/// What a job makes of one discovered target (for `pharos check
+/// service-discovery`): the discovered labels with the job's defaults, and
+/// the labels after `relabel_configs` (`Ok(None)` when dropped, `Err` when
+/// the target cannot be scraped, saying why).
+pub fn relabel_target(
+    cfg: &ScrapeConfig,
+    target: &pharos_model::Labels,
+    group: &pharos_model::Labels,
+) -> (pharos_model::Labels, Result<Option<pharos_model::Labels>, String>) {
+    let discovered = discovered_from(cfg, target, group);
+    let relabeled = populate_labels(&discovered, cfg);
+    (discovered, relabeled)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
