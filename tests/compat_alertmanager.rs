@@ -161,8 +161,14 @@ fn seed_alerts_reach_a_real_alertmanager() {
     let am = format!("127.0.0.1:{am_port}");
     let _am = Killed(
         Command::new(am_bin)
-            .arg(format!("--config.file={}", dir.path().join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.path().join("am").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
             .arg(format!("--web.listen-address={am}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
@@ -199,7 +205,10 @@ fn seed_alerts_reach_a_real_alertmanager() {
                 "--config.file={}",
                 pdir.path().join("prometheus.yml").display()
             ))
-            .arg(format!("--storage.tsdb.path={}", pdir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                pdir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{p}"))
             .arg("--rules.alert.resend-delay=1s")
             .stdout(Stdio::null())
@@ -216,20 +225,30 @@ fn seed_alerts_reach_a_real_alertmanager() {
     let ours = wait_alerts(&am, "pharos", 4);
     let host = fixture.addr.split(':').next().unwrap().to_string();
     let own = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-        v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
-    let expected: Vec<(&str, Vec<(String, String)>, Vec<(String, String)>)> = vec![
+    type Pairs = Vec<(String, String)>;
+    let expected: Vec<(&str, Pairs, Pairs)> = vec![
         (
             "HighErrorRate",
             own(&[("job", "billing"), ("severity", "page")]),
             own(&[
                 ("summary", "High error rate on billing"),
-                ("description", "billing answers 5.23% of requests with 5xx (eu)."),
+                (
+                    "description",
+                    "billing answers 5.23% of requests with 5xx (eu).",
+                ),
             ]),
         ),
         (
             "DatabasePoolExhausted",
-            own(&[("job", "billing"), ("severity", "page"), ("team", "payments")]),
+            own(&[
+                ("job", "billing"),
+                ("severity", "page"),
+                ("team", "payments"),
+            ]),
             vec![(
                 "summary".into(),
                 format!("{host} pool at 95%; 1.235M 1Mi 1d 1h 1m 1s Pool Exhausted"),
@@ -262,7 +281,11 @@ fn seed_alerts_reach_a_real_alertmanager() {
         for (k, v) in &labels {
             assert_eq!(l.get(k), Some(v), "{name} label {k}: {l:?}");
         }
-        assert_eq!(l.get("cluster").map(String::as_str), Some("eu"), "external labels attached");
+        assert_eq!(
+            l.get("cluster").map(String::as_str),
+            Some("eu"),
+            "external labels attached"
+        );
         let want: BTreeMap<String, String> = anns.into_iter().collect();
         assert_eq!(a, &want, "{name} annotations");
     }
@@ -290,7 +313,11 @@ fn seed_alerts_reach_a_real_alertmanager() {
                 m.remove("sender");
                 m
             };
-            assert_eq!(strip(l), strip(tl), "{name}: labels differ from Prometheus's");
+            assert_eq!(
+                strip(l),
+                strip(tl),
+                "{name}: labels differ from Prometheus's"
+            );
             assert_eq!(a, ta, "{name}: annotations differ from Prometheus's");
         }
     }
