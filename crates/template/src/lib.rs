@@ -363,6 +363,17 @@ impl Expander {
                     f(v).map(Value::from).map_err(GoError::Exec)
                 })
             };
+        add(
+            "printf",
+            Arc::new(|args: &[Value]| {
+                let [f, rest @ ..] = args else {
+                    return Err(arity("printf", 1, 0));
+                };
+                let f = as_string("printf", f)?;
+                let (f, rest) = nonfinite_as_strings(&f, rest);
+                go_printf(&f, &rest)
+            }),
+        );
         add("humanize", num_fn("humanize", |v| Ok(humanize(v))));
         add(
             "humanize1024",
@@ -573,6 +584,86 @@ fn hook_branch(b: &gotmpl::parse::BranchNode) -> gotmpl::parse::BranchNode {
     b
 }
 
+/// Rewrites `%f`-style verbs whose argument is an infinite or NaN float to
+/// `%s` with the Go spelling (`+Inf`, `-Inf`, `NaN`), keeping flags and
+/// width: gotmpl's `printf` prints them the Rust way (`inf`).
+fn nonfinite_as_strings(f: &str, args: &[Value]) -> (String, Vec<Value>) {
+    let mut out = String::with_capacity(f.len());
+    let mut args = args.to_vec();
+    let mut i = 0;
+    let mut chars = f.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        if c != '%' {
+            continue;
+        }
+        let mut spec = String::new();
+        let mut verb = None;
+        while let Some(&(_, d)) = chars.peek() {
+            chars.next();
+            if d.is_ascii_alphabetic() || d == '%' {
+                verb = Some(d);
+                break;
+            }
+            spec.push(d);
+        }
+        let Some(verb) = verb else {
+            out.push_str(&spec);
+            break;
+        };
+        if verb == '%' {
+            out.push_str(&spec);
+            out.push('%');
+            continue;
+        }
+        let nonfinite = match args.get(i) {
+            Some(Value::Float(x))
+                if !x.is_finite() && "eEfFgGv".contains(verb) && !spec.contains('[') =>
+            {
+                Some(gofmt::fmt_v(*x))
+            }
+            _ => None,
+        };
+        match nonfinite {
+            Some(text) => {
+                let width: String = spec
+                    .split('.')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| *c != '+' && *c != ' ' && *c != '#' && *c != '0')
+                    .collect();
+                out.push_str(&width);
+                out.push('s');
+                args[i] = Value::from(text);
+            }
+            None => {
+                out.push_str(&spec);
+                out.push(verb);
+            }
+        }
+        i += 1;
+    }
+    (out, args)
+}
+
+/// gotmpl's built-in `printf` (Go's `fmt.Sprintf`), reached through a tiny
+/// template because built-ins are not exported.
+fn go_printf(f: &str, args: &[Value]) -> gotmpl::Result<Value> {
+    let mut call = String::from("{{ printf .F");
+    for i in 0..args.len() {
+        call.push_str(&format!(" (index .A {i})"));
+    }
+    call.push_str(" }}");
+    let mut data = BTreeMap::new();
+    data.insert("F".to_string(), Value::from(f));
+    data.insert("A".to_string(), Value::from(args.to_vec()));
+    Template::new("printf")
+        .parse(&call)?
+        .execute_to_string(&Value::from(data))
+        .map(Value::from)
+}
+
 fn arity(name: &str, want: usize, got: usize) -> GoError {
     GoError::Exec(format!(
         "wrong number of args for {name}: want {want} got {got}"
@@ -674,9 +765,13 @@ pub fn humanize_duration(mut v: f64) -> String {
             sign = "-";
             v = -v;
         }
-        // Go's int64(v) saturates differently, but values beyond i64 seconds
-        // are not durations anyone renders.
-        let d = v as i64;
+        // Go's int64(v) on amd64 yields i64::MIN for values out of range
+        // (Rust saturates); Prometheus then prints negative parts.
+        let d = if v < 9.223_372_036_854_775_807e18 {
+            v as i64
+        } else {
+            i64::MIN
+        };
         let (seconds, minutes, hours, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86400);
         if days != 0 {
             return format!("{sign}{days}d {hours}h {minutes}m {seconds}s");

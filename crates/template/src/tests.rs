@@ -228,6 +228,8 @@ fn humanize_family() {
         "0s:-1s:1s:14d 6h 56m 7s:"
     );
     assert_eq!(ok(r, floats(&[-0.5])), "-500ms:");
+    // Go's out-of-range float→int64 conversion on amd64 gives i64::MIN.
+    assert_eq!(ok(r, floats(&[1e30])), "-106751991167300d -15h -30m -8s:");
 
     let r = "{{ range . }}{{ humanize . }}:{{ humanize1024 . }}:{{ humanizeDuration . }}:{{humanizeTimestamp .}}:{{ end }}";
     let want = "+Inf:+Inf:+Inf:+Inf:-Inf:-Inf:-Inf:-Inf:NaN:NaN:NaN:NaN:";
@@ -448,4 +450,16 @@ mod props {
             let _ = humanize_timestamp(v);
         }
     }
+}
+
+#[test]
+fn printf_prints_non_finite_like_go() {
+    let data = floats(&[f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 2.5]);
+    assert_eq!(
+        ok(
+            "{{ printf \"%.2f|%6.1f|%v|%.1f|%d%%\" (index . 0) (index . 1) (index . 2) (index . 3) 7 }}",
+            data
+        ),
+        "+Inf|  -Inf|NaN|2.5|7%"
+    );
 }
