@@ -767,7 +767,7 @@ pub fn humanize_duration(mut v: f64) -> String {
         }
         // Go's int64(v) on amd64 yields i64::MIN for values out of range
         // (Rust saturates); Prometheus then prints negative parts.
-        let d = if v < 9.223_372_036_854_775_807e18 {
+        let d = if v < i64::MAX as f64 {
             v as i64
         } else {
             i64::MIN
