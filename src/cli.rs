@@ -136,6 +136,9 @@ pub struct ServerFlags {
 /// Tool subcommands, after promtool's.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run tsdb commands (list, analyze, create-blocks-from).
+    #[command(subcommand)]
+    Tsdb(TsdbCommand),
     /// Check the validity of configuration files.
     #[command(subcommand)]
     Check(CheckCommand),
@@ -181,5 +184,53 @@ pub enum TestCommand {
         /// The unit test files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+/// `pharos tsdb ...`
+#[derive(Debug, Subcommand)]
+pub enum TsdbCommand {
+    /// List the blocks of a data directory.
+    List {
+        /// Print human readable values.
+        #[arg(short = 'r', long = "human-readable")]
+        human_readable: bool,
+        /// Database path.
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+    },
+    /// Analyze churn, label pair cardinality of a block.
+    Analyze {
+        /// Database path.
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+        /// Block to analyze (default is the last block).
+        block_id: Option<String>,
+        /// How many items to show in each list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Create blocks of data for new recording rules or from a file.
+    #[command(name = "create-blocks-from")]
+    CreateBlocksFrom {
+        /// The input format.
+        #[command(subcommand)]
+        source: BackfillSource,
+    },
+}
+
+/// `pharos tsdb create-blocks-from ...`
+#[derive(Debug, Subcommand)]
+pub enum BackfillSource {
+    /// Import samples from an OpenMetrics input and produce TSDB blocks.
+    Openmetrics {
+        /// OpenMetrics file to read samples from.
+        input: PathBuf,
+        /// Output directory for generated blocks.
+        #[arg(default_value = "data/")]
+        output: PathBuf,
+        /// Maximum duration created blocks may span.
+        #[arg(long = "max-block-duration", default_value = "2h")]
+        max_block_duration: String,
     },
 }

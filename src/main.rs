@@ -17,6 +17,7 @@ mod rules_cmd;
 mod rules_glue;
 mod sd_check;
 mod server;
+mod tsdb_cmd;
 mod tsdb_glue;
 
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         Some(cli::Command::Check(c)) => check::run(c),
+        Some(cli::Command::Tsdb(c)) => tsdb_cmd::run(c),
         Some(cli::Command::Test(cli::TestCommand::Rules { files })) => {
             rules_cmd::test_rules(&files)
         }

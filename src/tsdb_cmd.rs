@@ -1,0 +1,337 @@
+//! `pharos tsdb ...`: promtool's TSDB tools over a data directory —
+//! `list` (blocks and their stats), `analyze` (cardinality of a block) and
+//! `create-blocks-from openmetrics` (backfilling blocks from a file).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use pharos_model::{Labels, Matcher, Sample};
+use pharos_storage::{
+    Querier, SelectHints, Series, SeriesSet, StorageError, VecSampleIter, VecSeriesSet,
+};
+use pharos_tsdb::block::{self, Block, BlockCompaction};
+
+use crate::cli::TsdbCommand;
+
+/// Runs a `pharos tsdb` subcommand.
+pub fn run(cmd: TsdbCommand) -> ExitCode {
+    let r = match cmd {
+        TsdbCommand::List {
+            human_readable,
+            db_path,
+        } => list(&db_path, human_readable).map(|s| print!("{s}")),
+        TsdbCommand::Analyze {
+            db_path,
+            block_id,
+            limit,
+        } => analyze(&db_path, block_id.as_deref(), limit).map(|s| print!("{s}")),
+        TsdbCommand::CreateBlocksFrom { source } => match source {
+            crate::cli::BackfillSource::Openmetrics {
+                input,
+                output,
+                max_block_duration,
+            } => create_blocks_from_openmetrics(&input, &output, &max_block_duration, true)
+                .map(|s| print!("{s}")),
+        },
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_all(dir: &Path) -> anyhow::Result<Vec<Arc<Block>>> {
+    let (blocks, bad) =
+        pharos_tsdb::db::open_blocks(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for (p, e) in bad {
+        eprintln!("warning: skipping block {}: {e}", p.display());
+    }
+    Ok(blocks)
+}
+
+fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn fmt_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// `pharos tsdb list`: one line per block, as promtool prints it.
+pub fn list(dir: &Path, human: bool) -> anyhow::Result<String> {
+    let blocks = open_all(dir)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<26}  {:<20}  {:<20}  {:<12}  {:<11}  {:<10}  {:<10}  SIZE",
+        "BLOCK ULID", "MIN TIME", "MAX TIME", "DURATION", "NUM SAMPLES", "NUM CHUNKS", "NUM SERIES"
+    );
+    for b in blocks {
+        let m = b.meta();
+        let (mint, maxt, size) = if human {
+            (
+                fmt_time(m.min_time),
+                fmt_time(m.max_time),
+                fmt_bytes(b.size()),
+            )
+        } else {
+            (
+                m.min_time.to_string(),
+                m.max_time.to_string(),
+                b.size().to_string(),
+            )
+        };
+        let dur = pharos_model::Duration(m.max_time - m.min_time).to_string();
+        let _ = writeln!(
+            out,
+            "{:<26}  {:<20}  {:<20}  {:<12}  {:<11}  {:<10}  {:<10}  {size}",
+            m.ulid, mint, maxt, dur, m.stats.num_samples, m.stats.num_chunks, m.stats.num_series
+        );
+    }
+    Ok(out)
+}
+
+fn top(out: &mut String, title: &str, mut v: Vec<(u64, String)>, limit: usize) {
+    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let _ = writeln!(out, "\n{title}:");
+    for (n, s) in v.into_iter().take(limit) {
+        let _ = writeln!(out, "{n} {s}");
+    }
+}
+
+/// `pharos tsdb analyze`: cardinality report of one block (the newest by
+/// default).
+pub fn analyze(dir: &Path, block_id: Option<&str>, limit: usize) -> anyhow::Result<String> {
+    let blocks = open_all(dir)?;
+    let b = match block_id {
+        Some(id) => blocks
+            .iter()
+            .find(|b| b.meta().ulid == id)
+            .with_context(|| format!("block {id} not found"))?,
+        None => blocks
+            .iter()
+            .max_by_key(|b| b.meta().max_time)
+            .context("no blocks found")?,
+    };
+    let idx = b.index();
+    let m = b.meta();
+    let mut out = String::new();
+    let all = idx.all_postings()?;
+    let _ = writeln!(out, "Block ID: {}", m.ulid);
+    let _ = writeln!(
+        out,
+        "Duration: {}",
+        pharos_model::Duration(m.max_time - m.min_time)
+    );
+    let _ = writeln!(out, "Series: {}", all.len());
+    let names = idx.label_names();
+    let _ = writeln!(out, "Label names: {}", names.len());
+    let mut pairs: Vec<(u64, String)> = Vec::new();
+    let mut name_card: Vec<(u64, String)> = Vec::new();
+    let mut name_len: Vec<(u64, String)> = Vec::new();
+    let mut metric_card: Vec<(u64, String)> = Vec::new();
+    let mut entries = 0u64;
+    for n in &names {
+        let values = idx.label_values(n);
+        name_card.push((values.len() as u64, n.clone()));
+        name_len.push((values.iter().map(|v| v.len() as u64).sum(), n.clone()));
+        for v in values {
+            let c = idx.postings(n, &v)?.len() as u64;
+            entries += c;
+            if n == "__name__" {
+                metric_card.push((c, v.clone()));
+            }
+            pairs.push((c, format!("{n}={v}")));
+        }
+    }
+    let _ = writeln!(out, "Postings (unique label pairs): {}", pairs.len());
+    let _ = writeln!(out, "Postings entries (total label pairs): {entries}");
+    top(&mut out, "Most common label pairs", pairs, limit);
+    top(
+        &mut out,
+        "Label names with highest cumulative label value length",
+        name_len,
+        limit,
+    );
+    top(&mut out, "Highest cardinality labels", name_card, limit);
+    top(
+        &mut out,
+        "Highest cardinality metric names",
+        metric_card,
+        limit,
+    );
+    Ok(out)
+}
+
+/// An in-memory querier over series already sorted by labels, used to feed
+/// the block writer.
+struct MemQuerier {
+    series: Vec<(Labels, Vec<Sample>)>,
+}
+
+impl Querier for MemQuerier {
+    fn select(&self, _: bool, _: Option<&SelectHints>, _: &[Matcher]) -> Box<dyn SeriesSet> {
+        Box::new(VecSeriesSet::new(
+            self.series
+                .iter()
+                .map(|(l, s)| Series {
+                    labels: l.clone(),
+                    samples: Box::new(VecSampleIter::new(s.clone())),
+                })
+                .collect(),
+        ))
+    }
+    fn label_values(&self, _: &str, _: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn label_names(&self, _: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+}
+
+/// `pharos tsdb create-blocks-from openmetrics`: parses an OpenMetrics
+/// file whose samples all carry timestamps and writes one block per
+/// aligned window of `max_block_duration` (default 2h) into `output`.
+/// The whole file is held in memory while blocks are written.
+pub fn create_blocks_from_openmetrics(
+    input: &Path,
+    output: &Path,
+    max_block_duration: &str,
+    progress: bool,
+) -> anyhow::Result<String> {
+    let range = pharos_model::Duration::parse(max_block_duration)
+        .context("invalid --max-block-duration")?
+        .millis();
+    if range <= 0 {
+        bail!("--max-block-duration must be positive");
+    }
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let bar = if progress {
+        indicatif::ProgressBar::new(bytes.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {bytes}/{total_bytes} ({eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("parsing");
+    let mut windows: BTreeMap<i64, HashMap<Labels, Vec<Sample>>> = BTreeMap::new();
+    let mut parser = pharos_exposition::Parser::new(&bytes, pharos_exposition::Format::OpenMetrics);
+    let mut n = 0u64;
+    while let Some(e) = parser.next_entry() {
+        let e = e.map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+        let pharos_exposition::Entry::Sample(s) = e else {
+            continue;
+        };
+        let Some(t) = s.timestamp else {
+            bail!(
+                "{}: sample without a timestamp: {}",
+                input.display(),
+                String::from_utf8_lossy(s.series)
+            );
+        };
+        let w = t.div_euclid(range) * range;
+        windows
+            .entry(w)
+            .or_default()
+            .entry(s.labels())
+            .or_default()
+            .push(Sample { t, v: s.value });
+        n += 1;
+        if n % 65536 == 0 {
+            bar.set_position((bytes.len() - parser_remaining(&bytes, s.series)) as u64);
+        }
+    }
+    bar.finish_and_clear();
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let wbar = if progress {
+        indicatif::ProgressBar::new(windows.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    wbar.set_message("blocks");
+    let mut report = String::new();
+    for (w, series) in windows {
+        let mut series: Vec<(Labels, Vec<Sample>)> = series.into_iter().collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, s) in &mut series {
+            s.sort_by_key(|x| x.t);
+            s.dedup_by_key(|x| x.t);
+        }
+        let q = MemQuerier { series };
+        let meta = block::write_block(output, &q, w, w + range, BlockCompaction::default())
+            .with_context(|| format!("writing block for {}", fmt_time(w)))?;
+        if let Some(m) = meta {
+            let _ = writeln!(
+                report,
+                "BLOCK ULID: {}  MIN TIME: {}  MAX TIME: {}  SAMPLES: {}  SERIES: {}",
+                m.ulid, m.min_time, m.max_time, m.stats.num_samples, m.stats.num_series
+            );
+        }
+        wbar.inc(1);
+    }
+    wbar.finish_and_clear();
+    Ok(report)
+}
+
+/// Bytes of `input` after the slice `at` (which points into it).
+fn parser_remaining(input: &[u8], at: &[u8]) -> usize {
+    let off = (at.as_ptr() as usize).saturating_sub(input.as_ptr() as usize);
+    input.len().saturating_sub(off)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn backfill_list_and_analyze() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut om = String::from("# TYPE m gauge\n");
+        for s in 0..3 {
+            for i in 0..1000 {
+                om.push_str(&format!("m{{i=\"{s}\"}} {i} {}\n", i * 15));
+            }
+        }
+        om.push_str("# EOF\n");
+        let f = dir.path().join("in.om");
+        std::fs::write(&f, om).unwrap();
+        let out = dir.path().join("data");
+        let rep = create_blocks_from_openmetrics(&f, &out, "2h", false).unwrap();
+        assert_eq!(rep.lines().count(), 3, "{rep}");
+        let l = list(&out, false).unwrap();
+        assert_eq!(l.lines().count(), 4, "{l}");
+        let first: Vec<&str> = l.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(&first[1..6], &["0", "7200000", "2h", "1440", "12"], "{l}");
+        let a = analyze(&out, None, 10).unwrap();
+        assert!(a.contains("Series: 3"), "{a}");
+        assert!(a.contains("3 m"), "{a}");
+        let bad = dir.path().join("bad.om");
+        std::fs::write(&bad, "m 1\n# EOF\n").unwrap();
+        assert!(create_blocks_from_openmetrics(&bad, &out, "2h", false).is_err());
+    }
+}
