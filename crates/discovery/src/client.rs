@@ -1,4 +1,5 @@
-//! A job's HTTP client from its `http_client` settings: TLS (rustls with the
+//! An HTTP client from `http_client` settings (a scrape job's, an HTTP or
+//! Kubernetes discovery's): TLS (rustls with the
 //! ring provider: CA file or the system bundle, client certificate,
 //! `server_name`, `insecure_skip_verify`, `min_version`), redirects, HTTP/2,
 //! proxy, and the per-request part (basic auth, `Authorization`, extra
@@ -33,16 +34,18 @@ const SYSTEM_CA_FILES: [&str; 6] = [
     "/etc/ssl/cert.pem",
 ];
 
-/// The client of a pool plus what each request adds.
+/// A client plus what each request adds.
 #[derive(Clone)]
-pub(crate) struct ScrapeClient {
+pub struct HttpClient {
+    /// The underlying client; send requests through
+    /// [`HttpClient::decorate`] so credentials and headers are added.
     pub http: reqwest::Client,
     auth: Arc<HttpClientConfig>,
 }
 
-impl ScrapeClient {
+impl HttpClient {
     /// Builds the client for `cfg`. Errors name the file or setting.
-    pub fn new(user_agent: &str, cfg: &HttpClientConfig) -> Result<ScrapeClient, String> {
+    pub fn new(user_agent: &str, cfg: &HttpClientConfig) -> Result<HttpClient, String> {
         let mut b = reqwest::Client::builder()
             .user_agent(user_agent)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -64,7 +67,7 @@ impl ScrapeClient {
         let http = b
             .build()
             .map_err(|e| format!("error creating HTTP client: {e}"))?;
-        Ok(ScrapeClient {
+        Ok(HttpClient {
             http,
             auth: Arc::new(cfg.clone()),
         })
@@ -136,8 +139,9 @@ fn read_file(path: &str, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("unable to read {what} file {path}: {e}"))
 }
 
-/// The rustls configuration for `tls`.
-pub(crate) fn rustls_config(tls: &TlsConfig, http2: bool) -> Result<rustls::ClientConfig, String> {
+/// The rustls configuration for `tls`, offering HTTP/2 by ALPN when
+/// `http2`.
+pub fn rustls_config(tls: &TlsConfig, http2: bool) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
     let versions: &[&rustls::SupportedProtocolVersion] =
         if tls.min_version == Some(TlsVersion::Tls13) {

@@ -16,6 +16,7 @@ pub struct HttpDiscoverer {
     url: String,
     refresh: Duration,
     user_agent: String,
+    http_client: pharos_config::HttpClientConfig,
 }
 
 impl HttpDiscoverer {
@@ -26,16 +27,25 @@ impl HttpDiscoverer {
             refresh: Duration::from_millis(u64::try_from(cfg.refresh_interval.0).unwrap_or(0))
                 .max(Duration::from_millis(1)),
             user_agent: user_agent.to_string(),
+            http_client: cfg.http_client.clone(),
         }
+    }
+
+    /// The client for this endpoint's `http_client` settings.
+    pub fn client(&self) -> Result<crate::client::HttpClient, DiscoveryError> {
+        crate::client::HttpClient::new(&self.user_agent, &self.http_client)
+            .map_err(DiscoveryError::Http)
     }
 
     /// One fetch: the groups the endpoint lists now.
     pub async fn fetch(
         &self,
-        client: &reqwest::Client,
+        client: &crate::client::HttpClient,
     ) -> Result<Vec<TargetGroup>, DiscoveryError> {
-        let resp = client
-            .get(&self.url)
+        let req = client
+            .decorate(client.http.get(&self.url))
+            .map_err(DiscoveryError::Http)?;
+        let resp = req
             .header("Accept", "application/json")
             .header(
                 "X-Prometheus-Refresh-Interval-Seconds",
@@ -79,10 +89,7 @@ impl HttpDiscoverer {
 impl Discoverer for HttpDiscoverer {
     fn run(self: Box<Self>, tx: mpsc::Sender<Vec<TargetGroup>>) -> BoxFuture {
         Box::pin(async move {
-            let client = match reqwest::Client::builder()
-                .user_agent(self.user_agent.as_str())
-                .build()
-            {
+            let client = match self.client() {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(url = %self.url, err = %e, "Cannot create HTTP SD client");
@@ -210,7 +217,59 @@ mod tests {
             },
             "t",
         );
-        let e = d.fetch(&reqwest::Client::new()).await.unwrap_err();
+        let e = d.fetch(&d.client().unwrap()).await.unwrap_err();
         assert_eq!(e.to_string(), "unsupported content type \"text/html\"");
+    }
+
+    #[tokio::test]
+    async fn http_client_settings_apply() {
+        let app = axum::Router::new().route(
+            "/sd",
+            get(|h: HeaderMap| async move {
+                let auth = h
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let team = h.get("x-team").map(|v| v.to_str().unwrap().to_string());
+                if auth.as_deref() == Some("Basic dTpw") && team.as_deref() == Some("blue") {
+                    (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        r#"[{"targets":["x:1"]}]"#,
+                    )
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        "no",
+                    )
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let cfg = pharos_config::load_str(
+            &format!(
+                "scrape_configs:\n  - job_name: j\n    http_sd_configs:\n      - url: http://{addr}/sd\n        basic_auth: {{username: u, password: p}}\n        http_headers:\n          X-Team: {{values: [blue]}}\n"
+            ),
+            "t.yml",
+        )
+        .unwrap();
+        let d = HttpDiscoverer::new(&cfg.scrape_configs[0].http_sd_configs[0], "t");
+        let groups = d.fetch(&d.client().unwrap()).await.unwrap();
+        assert_eq!(groups[0].targets.len(), 1);
+        let plain = HttpDiscoverer::new(
+            &HttpSdConfig {
+                url: format!("http://{addr}/sd"),
+                refresh_interval: pharos_model::Duration(1000),
+                http_client: Default::default(),
+            },
+            "t",
+        );
+        let e = plain.fetch(&plain.client().unwrap()).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "server returned HTTP status 401 Unauthorized"
+        );
     }
 }

@@ -30,6 +30,7 @@
 //! * **A failing refresh keeps the last good targets** (HTTP, DNS, a file
 //!   that stops parsing), as in Prometheus; the error is logged and counted.
 
+pub mod client;
 pub mod dns;
 pub mod file;
 pub mod http;

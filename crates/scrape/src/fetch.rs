@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 
 use crate::ScrapeError;
-use crate::client::ScrapeClient;
+use pharos_discovery::client::HttpClient as ScrapeClient;
 
 /// A response body as received.
 #[derive(Debug)]

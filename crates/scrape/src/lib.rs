@@ -46,11 +46,11 @@
 //! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
 //!   native histograms, exemplars and metadata are not supported; HTTP
 //!   client settings differ from Go's in the details listed in the
-//!   `client` module (no TLS 1.0/1.1, SNI stays the URL host).
+//!   `pharos_discovery::client` module (no TLS 1.0/1.1, SNI stays the URL
+//!   host).
 
 mod append;
 mod cache;
-mod client;
 mod fetch;
 mod manager;
 mod metrics;

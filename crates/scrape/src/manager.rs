@@ -12,11 +12,11 @@ use pharos_storage::Appendable;
 
 use crate::ScrapeOptions;
 use crate::append::PoolSettings;
-use crate::client::ScrapeClient;
 use crate::metrics::{Metrics, inc};
 use crate::pool::{ActiveTarget, ScrapePool, build_targets, settings};
 use crate::scrape_loop::{CacheSource, LoopHandle, ScrapeLoop, Signal};
 use crate::target::{Target, TargetStatus, fnv64a};
+use pharos_discovery::client::HttpClient as ScrapeClient;
 
 /// Runs one scrape pool per `scrape_config` and one loop per target,
 /// appending into a shared storage. See the crate docs.

@@ -33,7 +33,7 @@ pub(crate) struct ScrapePool {
     /// All dropped targets, also those not kept.
     pub dropped_count: usize,
     /// The HTTP client of the pool's loops.
-    pub client: crate::client::ScrapeClient,
+    pub client: pharos_discovery::client::HttpClient,
     /// The loop settings of the job.
     pub settings: Arc<PoolSettings>,
     /// Distinguishes this pool from an earlier one of the same job, so a
@@ -199,7 +199,10 @@ pub fn relabel_target(
     cfg: &ScrapeConfig,
     target: &pharos_model::Labels,
     group: &pharos_model::Labels,
-) -> (pharos_model::Labels, Result<Option<pharos_model::Labels>, String>) {
+) -> (
+    pharos_model::Labels,
+    Result<Option<pharos_model::Labels>, String>,
+) {
     let discovered = discovered_from(cfg, target, group);
     let relabeled = populate_labels(&discovered, cfg);
     (discovered, relabeled)

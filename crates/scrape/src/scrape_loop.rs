@@ -92,7 +92,7 @@ pub(crate) enum CacheSource {
 pub(crate) struct ScrapeLoop {
     pub target: Arc<Target>,
     pub settings: Arc<PoolSettings>,
-    pub client: crate::client::ScrapeClient,
+    pub client: pharos_discovery::client::HttpClient,
     pub storage: Arc<dyn Appendable>,
     pub metrics: Arc<Metrics>,
     pub offset_seed: u64,
