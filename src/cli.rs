@@ -142,6 +142,9 @@ pub enum Command {
     /// Check the validity of configuration files.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Run queries against a Prometheus-compatible server.
+    #[command(subcommand)]
+    Query(QueryCommand),
     /// Unit testing.
     #[command(subcommand)]
     Test(TestCommand),
@@ -233,4 +236,87 @@ pub enum BackfillSource {
         #[arg(long = "max-block-duration", default_value = "2h")]
         max_block_duration: String,
     },
+}
+
+/// `pharos query ...`, after `promtool query`.
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Run an instant query.
+    Instant {
+        /// Output format of the query.
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: QueryFormat,
+        /// Query evaluation time (RFC3339 or Unix timestamp); default now.
+        #[arg(long)]
+        time: Option<String>,
+        /// Prometheus server to query (`http://host:9090`).
+        server: String,
+        /// PromQL query expression.
+        expr: String,
+    },
+    /// Run a range query.
+    Range {
+        /// Output format of the query.
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: QueryFormat,
+        /// Query range start time (RFC3339 or Unix timestamp); default 5m
+        /// before the end.
+        #[arg(long)]
+        start: Option<String>,
+        /// Query range end time (RFC3339 or Unix timestamp); default now.
+        #[arg(long)]
+        end: Option<String>,
+        /// Query step size (duration); default about 250 points.
+        #[arg(long)]
+        step: Option<String>,
+        /// Prometheus server to query.
+        server: String,
+        /// PromQL query expression.
+        expr: String,
+    },
+    /// Run a series query.
+    Series {
+        /// Output format of the query.
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: QueryFormat,
+        /// Series selector. Can be specified multiple times.
+        #[arg(long = "match", required = true)]
+        matches: Vec<String>,
+        /// Start time (RFC3339 or Unix timestamp).
+        #[arg(long)]
+        start: Option<String>,
+        /// End time (RFC3339 or Unix timestamp).
+        #[arg(long)]
+        end: Option<String>,
+        /// Prometheus server to query.
+        server: String,
+    },
+    /// Run a labels query (the values of one label).
+    Labels {
+        /// Output format of the query.
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: QueryFormat,
+        /// Series selector. Can be specified multiple times.
+        #[arg(long = "match")]
+        matches: Vec<String>,
+        /// Start time (RFC3339 or Unix timestamp).
+        #[arg(long)]
+        start: Option<String>,
+        /// End time (RFC3339 or Unix timestamp).
+        #[arg(long)]
+        end: Option<String>,
+        /// Prometheus server to query.
+        server: String,
+        /// Label name to provide label values for.
+        name: String,
+    },
+}
+
+/// Output formats of `pharos query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    /// Values as Prometheus's Go client prints them.
+    Promql,
+    /// The API's result as JSON.
+    Json,
 }

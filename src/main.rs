@@ -13,6 +13,7 @@ mod check;
 mod cli;
 mod lifecycle;
 mod logging;
+mod query_cmd;
 mod rules_cmd;
 mod rules_glue;
 mod sd_check;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         Some(cli::Command::Check(c)) => check::run(c),
+        Some(cli::Command::Query(q)) => query_cmd::run(q),
         Some(cli::Command::Tsdb(c)) => tsdb_cmd::run(c),
         Some(cli::Command::Test(cli::TestCommand::Rules { files })) => {
             rules_cmd::test_rules(&files)
