@@ -20,15 +20,16 @@ pub fn run(cmd: CheckCommand) -> ExitCode {
                 println!("Checking {}", f.display());
                 match pharos_config::load_file(f) {
                     Ok(cfg) => {
+                        let cfg = crate::alerting::resolved(cfg, f);
+                        let rule_files = crate::rules_cmd::expand_rule_files(&cfg.rule_files);
+                        println!(" SUCCESS: {} rule files found", rule_files.len());
                         println!(
                             " SUCCESS: {} is valid prometheus config file syntax",
                             f.display()
                         );
-                        if !cfg.rule_files.is_empty() {
-                            println!(
-                                "  (rule files are listed but not checked yet: {})",
-                                cfg.rule_files.join(", ")
-                            );
+                        println!();
+                        if crate::rules_cmd::check_rules(&rule_files) != ExitCode::SUCCESS {
+                            failed = true;
                         }
                     }
                     Err(e) => {

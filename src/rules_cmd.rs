@@ -16,6 +16,21 @@ use serde::Deserialize;
 
 use crate::rules_glue::{EngineQuery, parse_metric};
 
+/// The files `rule_files` patterns match, in order, without duplicates.
+pub fn expand_rule_files(patterns: &[String]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in patterns {
+        if let Ok(paths) = glob::glob(p) {
+            for path in paths.flatten() {
+                if !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `pharos check rules FILE...`.
 pub fn check_rules(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
