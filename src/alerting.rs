@@ -45,17 +45,20 @@ pub fn flags(f: &crate::cli::ServerFlags) -> anyhow::Result<AlertingFlags> {
 }
 
 /// Applies a reloaded configuration to rules and alerting; a broken rule
-/// file keeps the running rules and is reported.
-pub async fn reload(a: &Alerting, cfg: &Config) {
+/// file keeps the running rules and is reported (logged and returned).
+pub async fn reload(a: &Alerting, cfg: &Config) -> Result<(), String> {
     match a.apply(cfg).await {
-        Ok(()) => tracing::info!(
-            rule_files = cfg.rule_files.len(),
-            "Completed loading of rules and alerting configuration"
-        ),
-        Err(e) => tracing::error!(
-            err = %e,
-            "Error loading rules, previous rule set restored"
-        ),
+        Ok(()) => {
+            tracing::info!(
+                rule_files = cfg.rule_files.len(),
+                "Completed loading of rules and alerting configuration"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(err = %e, "Error loading rules, previous rule set restored");
+            Err(format!("error loading rules: {e}"))
+        }
     }
 }
 

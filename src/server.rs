@@ -326,7 +326,12 @@ async fn wait_for_signals(
             _ = term.recv() => { tracing::info!("Received SIGTERM, exiting gracefully..."); return; }
             _ = hup.recv() => {
                 if let Some(cfg) = reload(flags, scrape, config_yaml) {
-                    crate::alerting::reload(alerting, &cfg).await;
+                    // The reload counts as failed when its rule files do.
+                    let r = crate::alerting::reload(alerting, &cfg).await;
+                    if r.is_err() {
+                        config_state().success = false;
+                    }
+                    crate::lifecycle::record_reload(r);
                 }
             }
         }
@@ -351,7 +356,6 @@ fn reload(
                 last_success: Some(SystemTime::now()),
             };
             tracing::info!(filename = %path.display(), "Completed loading of configuration file");
-            crate::lifecycle::record_reload(Ok(()));
             Some(crate::alerting::resolved(cfg, path))
         }
         Err(e) => {
