@@ -26,8 +26,10 @@
 //!
 //! Known gaps and deliberate differences:
 //!
-//! * Not served yet: `/api/v1/rules`, `/alerts`, `/status/tsdb`, admin and
-//!   remote read/write endpoints. Routes live at `/` (no
+//! * `/api/v1/rules`, `/api/v1/alerts` and `/api/v1/alertmanagers` (with
+//!   the Alerts and Rules pages) come as a router of their own,
+//!   [`rules_router`], over a [`RulesRetriever`] the binary implements.
+//! * Not served yet: `/status/tsdb`, admin and remote read/write endpoints. Routes live at `/` (no
 //!   `--web.route-prefix`).
 //! * There is no exemplar storage yet: `/api/v1/query_exemplars` validates
 //!   its parameters and answers the empty success result Prometheus gives
