@@ -73,7 +73,9 @@ fn query_subcommands() {
     let (code, _, err) = pharos_query(&["instant", &url, "sum("]);
     assert_eq!(code, 1);
     assert!(
-        err.starts_with("query error: bad_data: invalid parameter \"query\": parse error"),
+        err.starts_with(
+            "query error: bad_data: invalid parameter \"query\": 1:5: parse error: unclosed left parenthesis"
+        ),
         "{err}"
     );
     let (code, _, err) = pharos_query(&["instant", "localhost:1", "up"]);

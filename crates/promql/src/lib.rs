@@ -417,11 +417,184 @@ fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     let owned = rewrite_raw_strings(query);
     match std::panic::catch_unwind(move || promql_parser::parser::parse(&owned)) {
         Ok(Ok(e)) => Ok(e),
-        Ok(Err(msg)) => Err(QueryError::Parse(format!("parse error: {msg}"))),
+        Ok(Err(msg)) => Err(QueryError::Parse(prometheus_parse_error(query, &msg))),
         Err(_) => Err(QueryError::Parse(format!(
             "could not parse query {query:?}"
         ))),
     }
+}
+
+/// Rewords a promql-parser error as Prometheus writes it, with the
+/// `line:col:` position in front where it can be derived from the message
+/// and the text (promql-parser reports no positions): errors at the end of
+/// the input, an unbalanced `)`, and errors naming a function. Other errors
+/// keep promql-parser's wording without a position.
+fn prometheus_parse_error(query: &str, msg: &str) -> String {
+    let mut msg = msg.to_string();
+    // Quoting and type names as Prometheus writes them.
+    for (from, to) in [
+        ("in call to function '", "in call to function \""),
+        ("in call to '", "in call to \""),
+        (
+            "unknown function with name '",
+            "unknown function with name \"",
+        ),
+        ("set operator '", "set operator \""),
+    ] {
+        if let Some(i) = msg.find(from)
+            && let Some(j) = msg[i + from.len()..].find('\'')
+        {
+            let end = i + from.len() + j;
+            msg = format!(
+                "{}{}{}\"{}",
+                &msg[..i],
+                to,
+                &msg[i + from.len()..end],
+                &msg[end + 1..]
+            );
+        }
+    }
+    msg = msg
+        .replace("expected type matrix", "expected type range vector")
+        .replace("expected type vector", "expected type instant vector")
+        .replace("got matrix", "got range vector")
+        .replace("got vector", "got instant vector")
+        .replace("in aggregation expression,", "in aggregation parameter,");
+    let end = query.len();
+    let trimmed = query.trim_end();
+    let pos: Option<usize> = match msg.as_str() {
+        "unclosed left parenthesis"
+        | "unexpected end of input inside braces"
+        | "unexpected end of input in offset, expected duration" => Some(end),
+        "unexpected end of input inside brackets" => {
+            msg = "unclosed left bracket".into();
+            Some(end)
+        }
+        "invalid promql query" if ends_with_operator(trimmed) => {
+            msg = "unexpected end of input".into();
+            Some(end)
+        }
+        "unexpected right parenthesis ')'" => unbalanced_close(query).map(|i| i + 1),
+        m => function_named(m).and_then(|f| {
+            let at = find_call(query, &f)?;
+            if m.starts_with("expected type") {
+                // The offending argument: known only for one-argument calls.
+                single_argument(query, at + f.len())
+            } else {
+                Some(at)
+            }
+        }),
+    };
+    match pos {
+        Some(p) => format!("{}: parse error: {msg}", plan::position_string(query, p)),
+        None => format!("parse error: {msg}"),
+    }
+}
+
+/// Whether the text ends with a binary operator (so the input ended where
+/// an operand was expected).
+fn ends_with_operator(q: &str) -> bool {
+    const SYMBOLS: [&str; 12] = [
+        "+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", ">=", "<=",
+    ];
+    if SYMBOLS.iter().any(|s| q.ends_with(s)) {
+        return true;
+    }
+    ["and", "or", "unless", "atan2"].iter().any(|w| {
+        q.strip_suffix(w).is_some_and(|rest| {
+            rest.ends_with(|c: char| c.is_whitespace() || c == ')' || c == ']' || c == '}')
+        })
+    })
+}
+
+/// The function a message names (`... call to "f"`, `... function "f"`,
+/// `... with name "f"`).
+fn function_named(m: &str) -> Option<String> {
+    let i = ["call to function \"", "in call to \"", "with name \""]
+        .iter()
+        .find_map(|p| m.find(p).map(|i| i + p.len()))?;
+    let rest = &m[i..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// Byte offsets of `s` outside quoted strings and comments, with the char.
+fn code_chars(s: &str) -> Vec<(usize, char)> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut it = s.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        match c {
+            '"' | '\'' | '`' => {
+                while let Some((_, d)) = it.next() {
+                    if d == '\\' && c != '`' {
+                        it.next();
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                for (_, d) in it.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            c => out.push((i, c)),
+        }
+    }
+    out
+}
+
+/// The offset of the first `)` that closes nothing.
+fn unbalanced_close(q: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, c) in code_chars(q) {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return Some(i),
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The offset of the first call of `name` (the identifier followed by `(`).
+fn find_call(q: &str, name: &str) -> Option<usize> {
+    let cs = code_chars(q);
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    for (k, &(i, _)) in cs.iter().enumerate() {
+        if !q[i..].starts_with(name) || (k > 0 && ident(cs[k - 1].1) && cs[k - 1].0 + 1 == i) {
+            continue;
+        }
+        let after = q[i + name.len()..].trim_start();
+        let next_is_ident = q[i + name.len()..].starts_with(ident);
+        if !next_is_ident && after.starts_with('(') {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// For a call whose name ends at `name_end`, the offset of its argument when
+/// it has exactly one.
+fn single_argument(q: &str, name_end: usize) -> Option<usize> {
+    let open = name_end + q[name_end..].find('(')?;
+    let mut depth = 0i32;
+    let mut first = None;
+    for (i, c) in code_chars(q).into_iter().filter(|(i, _)| *i > open) {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' if depth == 0 => return first,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => return None,
+            _ => {}
+        }
+        if first.is_none() && !c.is_whitespace() {
+            first = Some(i);
+        }
+    }
+    None
 }
 
 /// Rewrites backtick (raw) strings into double-quoted ones with their

@@ -362,3 +362,64 @@ fn formats_queries() {
     assert_eq!(format_query("sum(").unwrap_err().error_type(), "bad_data");
     assert!(parse("up").is_ok());
 }
+
+#[test]
+fn parse_errors_like_prometheus() {
+    // Each message as Prometheus 2.42/3.x answers it.
+    for (q, want) in [
+        ("sum(", "1:5: parse error: unclosed left parenthesis"),
+        ("sum(x", "1:6: parse error: unclosed left parenthesis"),
+        ("rate(x[5m]", "1:11: parse error: unclosed left parenthesis"),
+        (
+            "foo{",
+            "1:5: parse error: unexpected end of input inside braces",
+        ),
+        ("x[5m", "1:5: parse error: unclosed left bracket"),
+        ("1 +", "1:4: parse error: unexpected end of input"),
+        (
+            "x offset",
+            "1:9: parse error: unexpected end of input in offset, expected duration",
+        ),
+        (
+            "1 +\n  )",
+            "2:4: parse error: unexpected right parenthesis ')'",
+        ),
+        (
+            "rate(x)",
+            "1:6: parse error: expected type range vector in call to function \"rate\", got instant vector",
+        ),
+        (
+            "unknown_fn(x)",
+            "1:1: parse error: unknown function with name \"unknown_fn\"",
+        ),
+        (
+            "abs(x, y)",
+            "1:1: parse error: expected 1 argument(s) in call to \"abs\", got 2",
+        ),
+        (
+            "histogram_quantile(0.9)",
+            "1:1: parse error: expected 2 argument(s) in call to \"histogram_quantile\", got 1",
+        ),
+        (
+            "1 and 2",
+            "parse error: set operator \"and\" not allowed in binary scalar expression",
+        ),
+        (
+            "topk(x, y)",
+            "parse error: expected type scalar in aggregation parameter, got instant vector",
+        ),
+    ] {
+        assert_eq!(parse(q).unwrap_err().to_string(), want, "{q:?}");
+    }
+    // Nested calls point at the call, strings do not confuse the search.
+    assert_eq!(
+        parse("sum(\"rate(\", rate(x))").unwrap_err().error_type(),
+        "bad_data"
+    );
+    assert!(
+        parse("sum(rate(x))")
+            .unwrap_err()
+            .to_string()
+            .starts_with("1:10: parse error: expected type range vector")
+    );
+}

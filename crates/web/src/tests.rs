@@ -1220,10 +1220,9 @@ async fn format_and_parse_query() {
         let v = r.json();
         assert_eq!(v["errorType"], "bad_data");
         assert!(
-            v["error"]
-                .as_str()
-                .unwrap()
-                .starts_with("invalid parameter \"query\": parse error"),
+            v["error"].as_str().unwrap().starts_with(
+                "invalid parameter \"query\": 1:5: parse error: unclosed left parenthesis"
+            ),
             "{v}"
         );
     }
