@@ -44,10 +44,11 @@
 //! * a missing or unknown `Content-Type` is parsed as the text format
 //!   (unless `fallback_scrape_protocol` says otherwise) instead of failing;
 //! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
-//!   native histograms, exemplars and metadata are not supported; HTTP
-//!   client settings differ from Go's in the details listed in the
-//!   `pharos_discovery::client` module (no TLS 1.0/1.1, SNI stays the URL
-//!   host).
+//!   native histograms and exemplars are not supported (metric metadata
+//!   from `# TYPE`/`# HELP`/`# UNIT` is kept per target, from its last
+//!   successful scrape); HTTP client settings differ from Go's in the
+//!   details listed in the `pharos_discovery::client` module (no TLS
+//!   1.0/1.1, SNI stays the URL host).
 
 mod append;
 mod cache;
