@@ -47,6 +47,11 @@ pub struct ServerFlags {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
+    /// Enable API endpoints for admin control actions (TSDB snapshot,
+    /// delete_series, clean_tombstones).
+    #[arg(long = "web.enable-admin-api")]
+    pub enable_admin_api: bool,
+
     /// Base path for metrics storage.
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub tsdb_path: PathBuf,

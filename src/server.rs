@@ -234,6 +234,11 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
             Arc::new(crate::alerting::RulesSource(alerting.clone())),
             ready.clone(),
         )
+        .merge(pharos_web::tsdb_router(
+            Arc::new(crate::tsdb_glue::DbAdmin(db.clone())),
+            ready.clone(),
+            flags.enable_admin_api,
+        ))
         .merge(crate::lifecycle::routes(crate::lifecycle::Routes {
             lifecycle: flags.enable_lifecycle,
             has_config_file: flags.config_file.is_some(),

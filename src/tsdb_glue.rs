@@ -82,6 +82,77 @@ pub async fn maintenance_loop(db: Db) {
     }
 }
 
+/// The database as the web API's [`pharos_web::TsdbAdmin`].
+pub struct DbAdmin(pub Db);
+
+fn name_counts(v: Vec<(String, u64)>) -> Vec<pharos_web::NameCount> {
+    v.into_iter()
+        .map(|(name, value)| pharos_web::NameCount { name, value })
+        .collect()
+}
+
+impl pharos_web::TsdbAdmin for DbAdmin {
+    fn status(&self, limit: usize) -> Result<pharos_web::TsdbStatus, String> {
+        let c = self.0.head_cardinality(limit).map_err(|e| e.to_string())?;
+        Ok(pharos_web::TsdbStatus {
+            head_stats: pharos_web::HeadStatsInfo {
+                num_series: c.num_series,
+                num_label_pairs: c.num_label_pairs,
+                chunk_count: c.chunk_count,
+                min_time: c.min_time,
+                max_time: c.max_time,
+            },
+            series_count_by_metric_name: name_counts(c.series_by_metric_name),
+            label_value_count_by_label_name: name_counts(c.label_value_count_by_name),
+            memory_in_bytes_by_label_name: name_counts(c.bytes_by_label_name),
+            series_count_by_label_value_pair: name_counts(c.series_by_label_pair),
+        })
+    }
+
+    fn wal_replay(&self) -> pharos_web::WalReplayStatus {
+        // No write-ahead log is replayed yet: nothing to report.
+        pharos_web::WalReplayStatus::default()
+    }
+
+    fn snapshot(&self, skip_head: bool) -> Result<String, String> {
+        let now = chrono::Utc::now();
+        let name = format!(
+            "{}-{:016x}",
+            now.format("%Y%m%dT%H%M%SZ"),
+            std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                now.timestamp_nanos_opt()
+            )
+        );
+        let dir = self.0.dir().join("snapshots").join(&name);
+        self.0
+            .snapshot(&dir, !skip_head)
+            .map_err(|e| format!("create snapshot: {e}"))?;
+        Ok(name)
+    }
+
+    fn delete_series(
+        &self,
+        sets: &[Vec<pharos_model::Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<(), String> {
+        for ms in sets {
+            self.0
+                .delete_series(start, end, ms)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn clean_tombstones(&self) -> Result<(), String> {
+        self.0
+            .clean_tombstones()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -460,6 +460,122 @@ impl Db {
         Ok(n)
     }
 
+    /// Head cardinality: counts and the top `limit` entries of each list,
+    /// as `/api/v1/status/tsdb` reports them.
+    pub fn head_cardinality(&self, limit: usize) -> Result<HeadCardinality, TsdbError> {
+        use std::collections::HashMap;
+        let head = &self.inner.head;
+        let st = head.stats();
+        let q = head
+            .querier(i64::MIN, i64::MAX)
+            .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
+        let mut by_metric: HashMap<String, u64> = HashMap::new();
+        let mut by_pair: HashMap<(String, String), u64> = HashMap::new();
+        let mut ss = q.select(false, None, &[]);
+        while let Some(s) = ss.next() {
+            if let Some(n) = s.labels.metric_name() {
+                *by_metric.entry(n.to_string()).or_default() += 1;
+            }
+            for l in s.labels.iter() {
+                *by_pair
+                    .entry((l.name.to_string(), l.value.to_string()))
+                    .or_default() += 1;
+            }
+        }
+        let mut values: HashMap<&str, u64> = HashMap::new();
+        let mut bytes: HashMap<&str, u64> = HashMap::new();
+        for (n, v) in by_pair.keys() {
+            *values.entry(n).or_default() += 1;
+            *bytes.entry(n).or_default() += v.len() as u64;
+        }
+        fn top(v: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {
+            let mut v = v;
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(limit);
+            v
+        }
+        Ok(HeadCardinality {
+            num_series: st.num_series,
+            num_label_pairs: by_pair.len() as u64,
+            chunk_count: st.chunks,
+            min_time: st.min_time.unwrap_or(0),
+            max_time: st.max_time.unwrap_or(0),
+            series_by_metric_name: top(by_metric.into_iter().collect(), limit),
+            label_value_count_by_name: top(
+                values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                limit,
+            ),
+            bytes_by_label_name: top(
+                bytes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                limit,
+            ),
+            series_by_label_pair: top(
+                by_pair
+                    .iter()
+                    .map(|((n, v), c)| (format!("{n}={v}"), *c))
+                    .collect(),
+                limit,
+            ),
+        })
+    }
+
+    /// Writes a snapshot of the database into `dir`: every block hard-linked
+    /// (copied where links fail), plus, with `with_head`, the head's data
+    /// as one more block.
+    pub fn snapshot(&self, dir: &Path, with_head: bool) -> Result<(), TsdbError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        for b in self.blocks() {
+            let dst = dir.join(&b.meta().ulid);
+            link_tree(b.dir(), &dst)?;
+        }
+        if with_head {
+            let head = &self.inner.head;
+            if let (Some(mint), Some(maxt)) = (head.min_time(), head.max_time()) {
+                let q = head
+                    .querier(mint, maxt)
+                    .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
+                block::write_block(dir, &*q, mint, maxt + 1, BlockCompaction::default())?;
+            }
+        }
+        block::sync_dir(dir)
+    }
+
+    /// Rewrites every block that has tombstones without the deleted data
+    /// (same time range, level and sources). Returns how many blocks.
+    pub fn clean_tombstones(&self) -> Result<usize, TsdbError> {
+        let _g = self.inner.compact_mtx.lock();
+        let mut n = 0;
+        for b in self.blocks() {
+            if b.tombstones().total() == 0 {
+                continue;
+            }
+            let m = b.meta().clone();
+            let q = b.querier(m.min_time, m.max_time - 1);
+            let compaction = BlockCompaction {
+                level: m.compaction.level,
+                sources: m.compaction.sources.clone(),
+                parents: vec![BlockDesc {
+                    ulid: m.ulid.clone(),
+                    min_time: m.min_time,
+                    max_time: m.max_time,
+                }],
+                ..BlockCompaction::default()
+            };
+            let meta = block::write_block(&self.inner.dir, &q, m.min_time, m.max_time, compaction)?;
+            drop(q);
+            let mut g = self.inner.blocks.write();
+            g.retain(|x| x.meta().ulid != m.ulid);
+            if let Some(meta) = meta {
+                g.push(Arc::new(Block::open(&self.inner.dir.join(&meta.ulid))?));
+                g.sort_by_key(|b| b.meta().min_time);
+            }
+            drop(g);
+            b.mark_deleted();
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Appends the database's metrics in the Prometheus text format.
     pub fn write_metrics(&self, out: &mut String) {
         self.inner.head.write_metrics(out);
@@ -532,6 +648,45 @@ impl Db {
             let _ = writeln!(out, "{name} {}", pharos_model::format_float(v));
         }
     }
+}
+
+/// Cardinality of the head (see [`Db::head_cardinality`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadCardinality {
+    /// Series in the head.
+    pub num_series: u64,
+    /// Distinct label pairs.
+    pub num_label_pairs: u64,
+    /// Chunks in the head.
+    pub chunk_count: u64,
+    /// Oldest sample time (ms), 0 when empty.
+    pub min_time: i64,
+    /// Newest sample time (ms), 0 when empty.
+    pub max_time: i64,
+    /// Top series counts by metric name.
+    pub series_by_metric_name: Vec<(String, u64)>,
+    /// Top label names by distinct values.
+    pub label_value_count_by_name: Vec<(String, u64)>,
+    /// Top label names by bytes of distinct values.
+    pub bytes_by_label_name: Vec<(String, u64)>,
+    /// Top label pairs by series count.
+    pub series_by_label_pair: Vec<(String, u64)>,
+}
+
+/// Hard-links (or copies) the files under `src` into `dst`.
+fn link_tree(src: &Path, dst: &Path) -> Result<(), TsdbError> {
+    std::fs::create_dir_all(dst).map_err(|e| io_err(dst, e))?;
+    for e in std::fs::read_dir(src).map_err(|e| io_err(src, e))? {
+        let e = e.map_err(|e| io_err(src, e))?;
+        let from = e.path();
+        let to = dst.join(e.file_name());
+        if from.is_dir() {
+            link_tree(&from, &to)?;
+        } else if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(|e| io_err(&to, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Prometheus's exponential block ranges: `min * 3^i`, at most 10 levels,

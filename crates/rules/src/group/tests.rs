@@ -286,3 +286,68 @@ fn copy_state_keeps_alerts_across_reload() {
     assert_eq!(g2.rules[1].active.len(), 1);
     assert_eq!(g2.last_evaluation, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_runs_groups_and_swaps_them() {
+    let (head, sent, opts) = setup();
+    let now = pharos_model::sample::now_millis();
+    // A series that stays fresh for the whole test.
+    for i in 0..40 {
+        add(
+            &head,
+            &[("__name__", "m"), ("job", "x")],
+            now - 5_000 + i * 500,
+            1.0,
+        );
+    }
+    let defs = parse_rule_file(
+        "groups:\n  - name: a\n    interval: 100ms\n    rules:\n      - record: x:sum\n        expr: sum(m)\n      - alert: Always\n        expr: m > 0\n",
+        "r.yml",
+    )
+    .unwrap()
+    .groups;
+    let m = crate::Manager::new();
+    m.update(opts.clone(), defs).await;
+    let start = std::time::Instant::now();
+    loop {
+        let g = m.groups();
+        if g.len() == 1 && g[0].last_evaluation > 0 && g[0].rules[1].active.len() == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no evaluation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let g = &m.groups()[0];
+    // Slotted: the evaluation time is the group's offset modulo the interval.
+    assert_eq!(
+        (g.last_evaluation % 100) as u64,
+        (g.hash() % 100_000_000) / 1_000_000
+    );
+    assert!(
+        !sent.0.lock().is_empty(),
+        "firing alert sent to the notifier"
+    );
+    let t = g.last_evaluation;
+    assert_eq!(query(&head, "x:sum", t)[0].value, 1.0);
+
+    // Swap in a different group: the old one stops and its series go stale.
+    let defs2 = parse_rule_file(
+        "groups:\n  - name: b\n    interval: 100ms\n    rules:\n      - record: y:sum\n        expr: sum(m)\n",
+        "r.yml",
+    )
+    .unwrap()
+    .groups;
+    m.update(opts.clone(), defs2).await;
+    let names: Vec<String> = m.groups().iter().map(|g| g.name.clone()).collect();
+    assert_eq!(names, vec!["b"]);
+    let after = pharos_model::sample::now_millis() + 1;
+    assert!(
+        query(&head, "x:sum", after).is_empty(),
+        "stale marker after removal"
+    );
+    m.stop().await;
+    assert!(m.groups().is_empty());
+}

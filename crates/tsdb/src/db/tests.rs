@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pharos_model::Labels;
+use pharos_model::{Labels, Matcher};
 use pharos_storage::{Appendable, Queryable};
 
 use super::*;
@@ -137,4 +137,34 @@ fn planner_follows_prometheus() {
     ];
     ms.push(meta("d", 6 * H, 8 * H));
     assert_eq!(plan_compaction(&ms, &r), vec!["a", "b", "c"]);
+}
+
+#[test]
+fn snapshot_delete_and_clean_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("data"), opts()).unwrap();
+    append_range(&db, 0, 4 * H, 60_000);
+    db.compact().unwrap();
+    let card = db.head_cardinality(10).unwrap();
+    assert_eq!(card.num_series, 5);
+    assert_eq!(card.series_by_metric_name, vec![("m".to_string(), 5)]);
+    assert_eq!(card.series_by_label_pair[0], ("__name__=m".to_string(), 5));
+
+    let snap = dir.path().join("snap");
+    db.snapshot(&snap, true).unwrap();
+    let (blocks, bad) = open_blocks(&snap).unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(blocks.len(), db.blocks().len() + 1);
+    let total: u64 = blocks.iter().map(|b| b.meta().stats.num_samples).sum();
+    assert_eq!(total, 5 * 240);
+
+    let m = Matcher::equal("i", "3");
+    db.delete_series(0, H - 1, std::slice::from_ref(&m))
+        .unwrap();
+    let got = collect(&*db.querier(0, 10 * H).unwrap(), std::slice::from_ref(&m));
+    assert_eq!(got[0].1.first().unwrap().t, H);
+    assert_eq!(db.clean_tombstones().unwrap(), 1);
+    assert!(db.blocks().iter().all(|b| b.tombstones().total() == 0));
+    let again = collect(&*db.querier(0, 10 * H).unwrap(), std::slice::from_ref(&m));
+    assert_eq!(again, got);
 }
