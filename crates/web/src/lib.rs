@@ -58,6 +58,7 @@ mod api;
 mod api_rules;
 mod api_status;
 mod api_tsdb;
+mod api_tsdb;
 pub mod json;
 mod layers;
 mod metrics;
@@ -74,6 +75,7 @@ pub use api_rules::{
     AlertInfo, NoRules, RuleGroupInfo, RuleInfo, RuleInfoKind, RulesRetriever, format_value,
     rules_router,
 };
+pub use api_tsdb::{HeadStatsInfo, NameCount, TsdbAdmin, TsdbStatus, WalReplayStatus, tsdb_router};
 
 /// Build information served at `/api/v1/status/buildinfo`, under
 /// Prometheus's JSON keys.
