@@ -85,12 +85,15 @@ pub mod chunkenc;
 pub mod db;
 mod head;
 mod postings;
+pub mod record;
+pub mod wal;
 
 pub use db::{Db, DbOptions};
 pub use head::{
     CommitLog, DEFAULT_CHUNK_RANGE, DEFAULT_MAX_SAMPLES_PER_CHUNK, Head, HeadOptions, HeadStats,
     SampleRecord, SeriesRecord, TruncateStats,
 };
+pub use wal::{HeadWal, ReplayStats, WalOptions, open_head};
 
 /// Errors of the TSDB crate.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -101,6 +104,9 @@ pub enum TsdbError {
     /// Chunk bytes do not decode.
     #[error("corrupt chunk: {0}")]
     CorruptChunk(String),
+    /// Reading, writing or repairing the write-ahead log failed.
+    #[error("WAL: {0}")]
+    Wal(String),
     /// Reading or writing a block (or the data directory) failed.
     #[error("block I/O: {0}")]
     BlockIo(String),

@@ -3,6 +3,7 @@
 
 mod appender;
 mod querier;
+mod replay;
 mod series;
 
 use std::fmt;
@@ -18,6 +19,8 @@ use pharos_storage::{AppendError, Appendable, Appender, Querier, Queryable, Stor
 use crate::postings::MemPostings;
 use appender::{HeadAppender, PendingSample};
 use series::{MemSeries, StripeSeries};
+
+pub(crate) use replay::ApplyStats;
 
 /// Two hours in milliseconds: Prometheus's default block (chunk) range.
 pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;

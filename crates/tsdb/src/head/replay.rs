@@ -1,0 +1,141 @@
+//! Crate-internal entry points the WAL replay uses to rebuild a head:
+//! series created under their logged references and samples applied
+//! without an appender (and without logging them again).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use pharos_model::{Labels, Timestamp};
+
+use super::Head;
+use super::series::Check;
+
+/// What applying one shard of replayed samples did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ApplyStats {
+    pub(crate) appended: u64,
+    pub(crate) chunks: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) unknown_series: u64,
+    pub(crate) mint: Timestamp,
+    pub(crate) maxt: Timestamp,
+}
+
+impl Default for ApplyStats {
+    fn default() -> Self {
+        ApplyStats {
+            appended: 0,
+            chunks: 0,
+            out_of_order: 0,
+            unknown_series: 0,
+            mint: i64::MAX,
+            maxt: i64::MIN,
+        }
+    }
+}
+
+impl ApplyStats {
+    pub(crate) fn merge(&mut self, o: &ApplyStats) {
+        self.appended += o.appended;
+        self.chunks += o.chunks;
+        self.out_of_order += o.out_of_order;
+        self.unknown_series += o.unknown_series;
+        self.mint = self.mint.min(o.mint);
+        self.maxt = self.maxt.max(o.maxt);
+    }
+}
+
+impl Head {
+    /// Creates (or finds) the series `labels` for a logged reference
+    /// `sref`. Returns the reference the head keeps it under: `sref`, or
+    /// that of an existing series with the same labels (a series logged
+    /// twice under two references), or a fresh one when `sref` is taken by
+    /// other labels (a damaged log). The reference counter moves past
+    /// `sref` so new series never reuse it.
+    pub(crate) fn replay_series(&self, sref: u64, labels: &Labels) -> Option<u64> {
+        let inner = &self.inner;
+        if labels.is_empty() {
+            return None;
+        }
+        inner.next_ref.fetch_max(sref.saturating_add(1), Relaxed);
+        let taken = inner
+            .series
+            .get_by_ref(sref)
+            .is_some_and(|s| s.labels != *labels);
+        let want = if taken || sref == 0 {
+            inner.next_ref.fetch_add(1, Relaxed)
+        } else {
+            sref
+        };
+        let (s, created) = inner.series.get_or_create(labels.hash64(), labels, || want);
+        if created {
+            inner.counters.series_created.fetch_add(1, Relaxed);
+        }
+        Some(s.sref)
+    }
+
+    /// Whether a series with this reference is in the head.
+    pub(crate) fn has_series(&self, sref: u64) -> bool {
+        self.inner.series.get_by_ref(sref).is_some()
+    }
+
+    /// Applies replayed samples of series already created, each series'
+    /// samples in log order (the caller shards by series so this holds).
+    /// Samples failing the head's checks are dropped, as at commit time.
+    pub(crate) fn replay_samples(&self, samples: &[(u64, Timestamp, f64)], st: &mut ApplyStats) {
+        let inner = &self.inner;
+        let opts = &inner.opts;
+        let min_valid = inner.min_valid_time.load(Relaxed);
+        for run in samples.chunk_by(|a, b| a.0 == b.0) {
+            let Some(s) = inner.series.get_by_ref(run[0].0) else {
+                st.unknown_series += run.len() as u64;
+                continue;
+            };
+            let mut state = s.state.lock();
+            for &(_, t, v) in run {
+                if t < min_valid {
+                    st.out_of_order += 1;
+                    continue;
+                }
+                match state.append(t, v, opts.max_samples_per_chunk, opts.chunk_range) {
+                    Ok(cut) => {
+                        st.appended += 1;
+                        st.chunks += u64::from(cut);
+                        st.mint = st.mint.min(t);
+                        st.maxt = st.maxt.max(t);
+                    }
+                    Err(Check::OutOfOrder | Check::Duplicate) => st.out_of_order += 1,
+                    Err(Check::NoOp | Check::Ok) => {}
+                }
+            }
+        }
+    }
+
+    /// Ends a replay: indexes every series that got samples, folds the
+    /// counters in and drops series left without samples.
+    pub(crate) fn finish_replay(&self, st: &ApplyStats) {
+        let inner = &self.inner;
+        let mut new = Vec::new();
+        inner.series.for_each(|s| {
+            let mut state = s.state.lock();
+            if state.head.is_some() && !state.indexed {
+                state.indexed = true;
+                new.push(s.clone());
+            }
+        });
+        {
+            let mut p = inner.postings.write();
+            for s in &new {
+                p.add(s.sref, &s.labels);
+            }
+        }
+        if st.appended > 0 {
+            inner.min_time.fetch_min(st.mint, Relaxed);
+            inner.max_time.fetch_max(st.maxt, Relaxed);
+        }
+        let c = &inner.counters;
+        c.samples_appended.fetch_add(st.appended, Relaxed);
+        c.chunks_created.fetch_add(st.chunks, Relaxed);
+        c.out_of_order.fetch_add(st.out_of_order, Relaxed);
+        self.gc();
+    }
+}

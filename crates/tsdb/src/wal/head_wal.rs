@@ -1,0 +1,640 @@
+//! The head's WAL: replay on open (with repair), logging of every commit,
+//! checkpoints after truncation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pharos_model::format_float;
+use pharos_storage::StorageError;
+
+use super::checkpoint::{CheckpointStats, last_checkpoint, write_checkpoint};
+use super::{SegmentReader, Wal, WalOptions, list_segments};
+use crate::TsdbError;
+use crate::head::{ApplyStats, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord};
+use crate::record::{self, Record};
+
+/// Samples per samples record written: keeps records well under a page
+/// multiple and bounded in size for huge commits.
+const SAMPLES_PER_RECORD: usize = 10_000;
+/// Raw record bytes per batch handed to a decoder thread.
+const DECODE_BATCH_BYTES: usize = 1 << 20;
+
+/// Figures of the last WAL replay (for `/api/v1/status/walreplay` and logs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplayStats {
+    /// Segments in the WAL when replay started (checkpoint excluded).
+    pub segments_total: u64,
+    /// Segments replayed so far.
+    pub segments_read: u64,
+    /// Index of the checkpoint replayed first, if any.
+    pub checkpoint: Option<u32>,
+    /// Whether replay has finished.
+    pub done: bool,
+    /// Records read.
+    pub records: u64,
+    /// Series records read.
+    pub series: u64,
+    /// Samples read.
+    pub samples: u64,
+    /// Samples applied to the head.
+    pub samples_applied: u64,
+    /// Samples dropped as out of order, duplicate or out of bounds.
+    pub samples_rejected: u64,
+    /// Samples of series without a series record.
+    pub samples_unknown_series: u64,
+    /// Tombstones read (not applied: the head keeps no deletions).
+    pub tombstones: u64,
+    /// Records that did not decode, or of types we skip.
+    pub records_skipped: u64,
+    /// Corruptions repaired (truncated) during this open.
+    pub corruptions: u64,
+    /// Bytes dropped by repair.
+    pub bytes_dropped: u64,
+    /// Wall time of the replay.
+    pub duration: Duration,
+    /// Threads that decoded records.
+    pub decode_threads: usize,
+}
+
+impl ReplayStats {
+    /// Samples read per second of replay.
+    pub fn samples_per_second(&self) -> f64 {
+        let s = self.duration.as_secs_f64();
+        if s > 0.0 {
+            self.samples as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The WAL attached to a head: logs every commit before it becomes visible
+/// (as the head's [`CommitLog`]) and writes checkpoints after truncation.
+pub struct HeadWal {
+    dir: PathBuf,
+    opts: WalOptions,
+    wal: OnceLock<Wal>,
+    replay: Mutex<ReplayStats>,
+    corruptions: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoints_failed: AtomicU64,
+    truncations: AtomicU64,
+    checkpoint_lock: Mutex<()>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for HeadWal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadWal")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+fn io_err(what: &str, path: &Path, e: io::Error) -> TsdbError {
+    TsdbError::Wal(format!("{what} {}: {e}", path.display()))
+}
+
+impl CommitLog for HeadWal {
+    fn log(&self, series: &[SeriesRecord], samples: &[SampleRecord]) -> Result<(), StorageError> {
+        let Some(wal) = self.wal.get() else {
+            return Err(StorageError::Closed);
+        };
+        let mut bufs: Vec<Vec<u8>> = Vec::with_capacity(1 + samples.len() / SAMPLES_PER_RECORD + 1);
+        if !series.is_empty() {
+            let mut b = Vec::with_capacity(series.len() * 64);
+            record::encode_series(series, &mut b);
+            bufs.push(b);
+        }
+        for chunk in samples.chunks(SAMPLES_PER_RECORD) {
+            let mut b = Vec::with_capacity(17 + chunk.len() * 12);
+            record::encode_samples(chunk, &mut b);
+            bufs.push(b);
+        }
+        let refs: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
+        wal.log(&refs)
+            .map_err(|e| StorageError::Io(format!("WAL write failed: {e}")))
+    }
+}
+
+impl HeadWal {
+    /// The WAL writer (`None` only while the head is being opened).
+    pub fn wal(&self) -> Option<&Wal> {
+        self.wal.get()
+    }
+
+    /// Figures of the replay done when the head was opened.
+    pub fn replay_stats(&self) -> ReplayStats {
+        self.replay.lock().clone()
+    }
+
+    /// After `head.truncate(mint)`: cuts a new segment, checkpoints the
+    /// older two thirds of the segments (Prometheus's rule: the newest
+    /// segments still hold mostly live data), keeping series the head still
+    /// has and samples at or after `mint`, then deletes those segments and
+    /// older checkpoints.
+    pub fn checkpoint(&self, head: &Head, mint: i64) -> Result<(), TsdbError> {
+        self.checkpoint_stats(head, mint).map(|_| ())
+    }
+
+    /// [`HeadWal::checkpoint`], returning what it did.
+    pub fn checkpoint_stats(&self, head: &Head, mint: i64) -> Result<CheckpointStats, TsdbError> {
+        let _one = self.checkpoint_lock.lock();
+        let Some(wal) = self.wal.get() else {
+            return Err(TsdbError::Wal("WAL is not open".into()));
+        };
+        self.truncations.fetch_add(1, Relaxed);
+        let segs = list_segments(&self.dir).map_err(|e| io_err("listing", &self.dir, e))?;
+        let Some(first) = segs.first().map(|s| s.0) else {
+            return Ok(CheckpointStats::default());
+        };
+        let current = wal
+            .next_segment()
+            .map_err(|e| io_err("cutting a segment in", &self.dir, e))?;
+        // Never the segment being written; the older two thirds only.
+        let Some(last) = current.checked_sub(1) else {
+            return Ok(CheckpointStats::default());
+        };
+        let last = first + (last.saturating_sub(first)) * 2 / 3;
+        if last <= first {
+            return Ok(CheckpointStats::default());
+        }
+        let started = Instant::now();
+        match write_checkpoint(&self.dir, self.opts, last, |r| head.has_series(r), mint) {
+            Ok(st) => {
+                self.checkpoints.fetch_add(1, Relaxed);
+                tracing::info!(
+                    checkpoint = %st.dir.display(),
+                    series_kept = st.series_kept,
+                    samples_kept = st.samples_kept,
+                    samples_dropped = st.samples_dropped,
+                    segments_deleted = st.segments_deleted,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "WAL checkpoint written"
+                );
+                Ok(st)
+            }
+            Err(e) => {
+                self.checkpoints_failed.fetch_add(1, Relaxed);
+                Err(io_err("writing a checkpoint in", &self.dir, e))
+            }
+        }
+    }
+
+    /// Pads and fsyncs the open segment; later commits fail.
+    pub fn close(&self) -> Result<(), TsdbError> {
+        self.closed.store(true, Relaxed);
+        match self.wal.get() {
+            Some(w) => w.close().map_err(|e| io_err("closing WAL", &self.dir, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends the WAL's metrics in the Prometheus text format.
+    pub fn write_metrics(&self, out: &mut String) {
+        let (bytes, records, failed, cut) = match self.wal.get() {
+            Some(w) => (
+                w.bytes_written.load(Relaxed),
+                w.records_written.load(Relaxed),
+                w.writes_failed.load(Relaxed),
+                w.segments_cut.load(Relaxed),
+            ),
+            None => (0, 0, 0, 0),
+        };
+        let current = self.wal.get().map_or(0, Wal::current_segment);
+        let rs = self.replay_stats();
+        let rows: [(&str, &str, &str, f64); 9] = [
+            (
+                "pharos_tsdb_wal_corruptions_total",
+                "counter",
+                "WAL corruptions found (and repaired by truncation) at open.",
+                self.corruptions.load(Relaxed) as f64,
+            ),
+            (
+                "pharos_tsdb_wal_writes_failed_total",
+                "counter",
+                "WAL writes that failed (the commit was refused).",
+                failed as f64,
+            ),
+            (
+                "pharos_tsdb_wal_bytes_written_total",
+                "counter",
+                "Bytes written to WAL segments.",
+                bytes as f64,
+            ),
+            (
+                "pharos_tsdb_wal_records_written_total",
+                "counter",
+                "Records written to the WAL.",
+                records as f64,
+            ),
+            (
+                "pharos_tsdb_wal_segments_cut_total",
+                "counter",
+                "WAL segments completed.",
+                cut as f64,
+            ),
+            (
+                "pharos_tsdb_wal_segment_current",
+                "gauge",
+                "Index of the WAL segment being written.",
+                f64::from(current),
+            ),
+            (
+                "pharos_tsdb_checkpoint_creations_total",
+                "counter",
+                "WAL checkpoints written.",
+                self.checkpoints.load(Relaxed) as f64,
+            ),
+            (
+                "pharos_tsdb_checkpoint_creations_failed_total",
+                "counter",
+                "WAL checkpoints that failed.",
+                self.checkpoints_failed.load(Relaxed) as f64,
+            ),
+            (
+                "pharos_tsdb_wal_replay_duration_seconds",
+                "gauge",
+                "Duration of the WAL replay at open.",
+                rs.duration.as_secs_f64(),
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", format_float(v));
+        }
+    }
+}
+
+/// A batch of raw records read from one segment.
+struct RawBatch {
+    seq: u64,
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+struct DecodedBatch {
+    seq: u64,
+    records: Vec<Result<Record, record::RecordError>>,
+}
+
+/// Where reading a segment stopped early.
+struct Damage {
+    segment: u32,
+    path: PathBuf,
+    good_until: usize,
+    len: usize,
+    msg: String,
+}
+
+/// Reads segments in order and sends their records in batches; returns the
+/// first damage met (reading stops there).
+fn read_segments(
+    segs: &[(u32, PathBuf)],
+    tx: &SyncSender<RawBatch>,
+    segments_read: &AtomicU64,
+) -> Result<Option<Damage>, io::Error> {
+    let mut seq = 0u64;
+    let mut batch = RawBatch {
+        seq,
+        data: Vec::with_capacity(DECODE_BATCH_BYTES),
+        ends: Vec::new(),
+    };
+    for (idx, path) in segs {
+        let data = fs::read(path)?;
+        let mut r = SegmentReader::new(&data);
+        while let Some(rec) = r.next() {
+            batch.data.extend_from_slice(rec);
+            batch.ends.push(batch.data.len());
+            if batch.data.len() >= DECODE_BATCH_BYTES {
+                seq += 1;
+                let full = std::mem::replace(
+                    &mut batch,
+                    RawBatch {
+                        seq,
+                        data: Vec::with_capacity(DECODE_BATCH_BYTES),
+                        ends: Vec::new(),
+                    },
+                );
+                if tx.send(full).is_err() {
+                    return Ok(None);
+                }
+            }
+        }
+        segments_read.fetch_add(1, Relaxed);
+        if let Some(c) = r.corruption() {
+            let _ = tx.send(batch);
+            return Ok(Some(Damage {
+                segment: *idx,
+                path: path.clone(),
+                good_until: c.good_until,
+                len: data.len(),
+                msg: c.msg.clone(),
+            }));
+        }
+    }
+    let _ = tx.send(batch);
+    Ok(None)
+}
+
+/// Replays `segs` into `head` using every core: one thread reads and
+/// checks fragments, `n` decode records, this thread creates series in log
+/// order and routes samples by series to `n` appliers (so each series sees
+/// its samples in order).
+fn replay_segments(
+    head: &Head,
+    segs: &[(u32, PathBuf)],
+    stats: &Mutex<ReplayStats>,
+) -> Result<(Option<Damage>, ApplyStats), io::Error> {
+    let n = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    stats.lock().decode_threads = n;
+    let segments_read = AtomicU64::new(0);
+    let (raw_tx, raw_rx) = sync_channel::<RawBatch>(n * 2);
+    let raw_rx = Mutex::new(raw_rx);
+    let (dec_tx, dec_rx) = sync_channel::<DecodedBatch>(n * 2);
+    let mut apply_txs: Vec<SyncSender<Vec<(u64, i64, f64)>>> = Vec::with_capacity(n);
+    let mut apply_rxs: Vec<Receiver<Vec<(u64, i64, f64)>>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (t, r) = sync_channel(4);
+        apply_txs.push(t);
+        apply_rxs.push(r);
+    }
+    let mut total = ApplyStats::default();
+    let mut damage = None;
+    let mut read_err = None;
+    std::thread::scope(|sc| {
+        let segments_read = &segments_read;
+        let reader = sc.spawn(move || read_segments(segs, &raw_tx, segments_read));
+        for _ in 0..n {
+            let dec_tx = dec_tx.clone();
+            let raw_rx = &raw_rx;
+            sc.spawn(move || {
+                loop {
+                    let job = raw_rx.lock().recv();
+                    let Ok(b) = job else { break };
+                    let mut start = 0;
+                    let mut records = Vec::with_capacity(b.ends.len());
+                    for &end in &b.ends {
+                        records.push(record::decode(&b.data[start..end]));
+                        start = end;
+                    }
+                    if dec_tx
+                        .send(DecodedBatch {
+                            seq: b.seq,
+                            records,
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(dec_tx);
+        let mut appliers = Vec::with_capacity(n);
+        for rx in apply_rxs {
+            appliers.push(sc.spawn(move || {
+                let mut st = ApplyStats::default();
+                for batch in rx {
+                    head.replay_samples(&batch, &mut st);
+                }
+                st
+            }));
+        }
+
+        // Dispatch in log order.
+        let mut aliases: HashMap<u64, u64> = HashMap::new();
+        let mut waiting: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut shards: Vec<Vec<(u64, i64, f64)>> = vec![Vec::new(); n];
+        let mut local = ReplayStats::default();
+        for b in dec_rx.iter() {
+            waiting.insert(b.seq, b);
+            while let Some(b) = waiting.remove(&next) {
+                next += 1;
+                for r in b.records {
+                    local.records += 1;
+                    match r {
+                        Ok(Record::Series(v)) => {
+                            local.series += v.len() as u64;
+                            for s in v {
+                                match head.replay_series(s.series_ref, &s.labels) {
+                                    Some(r) if r != s.series_ref => {
+                                        aliases.insert(s.series_ref, r);
+                                    }
+                                    Some(_) => {
+                                        aliases.remove(&s.series_ref);
+                                    }
+                                    None => {}
+                                }
+                            }
+                        }
+                        Ok(Record::Samples(v)) => {
+                            local.samples += v.len() as u64;
+                            for s in v {
+                                let r = aliases.get(&s.series_ref).copied().unwrap_or(s.series_ref);
+                                shards[(r % n as u64) as usize].push((r, s.t, s.v));
+                            }
+                        }
+                        Ok(Record::Tombstones(v)) => local.tombstones += v.len() as u64,
+                        Ok(Record::Other(_)) => local.records_skipped += 1,
+                        Err(e) => {
+                            local.records_skipped += 1;
+                            tracing::warn!(error = %e, "skipping a WAL record that does not decode");
+                        }
+                    }
+                }
+                for (i, sh) in shards.iter_mut().enumerate() {
+                    if sh.len() >= 4096 {
+                        let _ = apply_txs[i].send(std::mem::take(sh));
+                    }
+                }
+                let mut g = stats.lock();
+                g.records = local.records;
+                g.series = local.series;
+                g.samples = local.samples;
+                g.tombstones = local.tombstones;
+                g.records_skipped = local.records_skipped;
+                g.segments_read = segments_read.load(Relaxed);
+            }
+        }
+        for (i, sh) in shards.into_iter().enumerate() {
+            if !sh.is_empty() {
+                let _ = apply_txs[i].send(sh);
+            }
+        }
+        drop(apply_txs);
+        for a in appliers {
+            match a.join() {
+                Ok(st) => total.merge(&st),
+                Err(_) => panic!("BUG: WAL replay applier panicked"),
+            }
+        }
+        match reader.join() {
+            Ok(Ok(d)) => damage = d,
+            Ok(Err(e)) => read_err = Some(e),
+            Err(_) => panic!("BUG: WAL segment reader panicked"),
+        }
+    });
+    if let Some(e) = read_err {
+        return Err(e);
+    }
+    stats.lock().segments_read = segments_read.load(Relaxed);
+    Ok((damage, total))
+}
+
+/// Truncates the damaged segment at its last good record and removes the
+/// segments after it. Returns the bytes dropped.
+fn repair(d: &Damage, later: &[(u32, PathBuf)]) -> io::Result<u64> {
+    let mut dropped = (d.len - d.good_until) as u64;
+    let f = fs::OpenOptions::new().write(true).open(&d.path)?;
+    f.set_len(d.good_until as u64)?;
+    f.sync_all()?;
+    for (_, p) in later {
+        dropped += fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        fs::remove_file(p)?;
+    }
+    Ok(dropped)
+}
+
+/// Opens (and repairs) `dir/wal`, replays its checkpoint and segments into a
+/// new head (decoding on all cores), and attaches a [`CommitLog`] that
+/// writes every commit to the WAL before it becomes visible. Any commit log
+/// in `head_opts` is replaced.
+///
+/// Memory-mapped head chunks (`chunks_head/`) are not written yet: the
+/// whole head is rebuilt from the WAL.
+pub fn open_head(
+    dir: &Path,
+    head_opts: HeadOptions,
+    wal_opts: WalOptions,
+) -> Result<(Head, Arc<HeadWal>), TsdbError> {
+    let wal_dir = dir.join("wal");
+    fs::create_dir_all(&wal_dir).map_err(|e| io_err("creating", &wal_dir, e))?;
+    let hw = Arc::new(HeadWal {
+        dir: wal_dir.clone(),
+        opts: wal_opts,
+        wal: OnceLock::new(),
+        replay: Mutex::new(ReplayStats::default()),
+        corruptions: AtomicU64::new(0),
+        checkpoints: AtomicU64::new(0),
+        checkpoints_failed: AtomicU64::new(0),
+        truncations: AtomicU64::new(0),
+        checkpoint_lock: Mutex::new(()),
+        closed: AtomicBool::new(false),
+    });
+    let mut opts = head_opts;
+    opts.commit_log = Some(hw.clone());
+    let head = Head::new(opts);
+    let started = Instant::now();
+
+    // Leftovers of an interrupted checkpoint.
+    if let Ok(rd) = fs::read_dir(&wal_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("checkpoint.") && name.ends_with(".tmp") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    let mut total = ApplyStats::default();
+    let mut start_from = 0u32;
+    if let Some((idx, cdir)) =
+        last_checkpoint(&wal_dir).map_err(|e| io_err("listing", &wal_dir, e))?
+    {
+        hw.replay.lock().checkpoint = Some(idx);
+        start_from = idx.saturating_add(1);
+        let csegs = list_segments(&cdir).map_err(|e| io_err("listing", &cdir, e))?;
+        let (damage, st) =
+            replay_segments(&head, &csegs, &hw.replay).map_err(|e| io_err("reading", &cdir, e))?;
+        total.merge(&st);
+        if let Some(d) = damage {
+            // A checkpoint is written whole before it replaces anything, so
+            // damage here is disk trouble: keep what was read, say so.
+            hw.corruptions.fetch_add(1, Relaxed);
+            hw.replay.lock().corruptions += 1;
+            tracing::error!(
+                segment = %d.path.display(),
+                offset = d.good_until,
+                error = %d.msg,
+                "WAL checkpoint is damaged; replayed it up to the damage"
+            );
+        }
+    }
+    let all = list_segments(&wal_dir).map_err(|e| io_err("listing", &wal_dir, e))?;
+    let segs: Vec<(u32, PathBuf)> = all.into_iter().filter(|s| s.0 >= start_from).collect();
+    for w in segs.windows(2) {
+        if w[1].0 != w[0].0 + 1 {
+            tracing::warn!(
+                after = w[0].0,
+                next = w[1].0,
+                "WAL segments are not contiguous"
+            );
+        }
+    }
+    hw.replay.lock().segments_total = segs.len() as u64;
+    let (damage, st) =
+        replay_segments(&head, &segs, &hw.replay).map_err(|e| io_err("reading", &wal_dir, e))?;
+    total.merge(&st);
+    let mut next_index = segs.last().map_or(start_from, |s| s.0.saturating_add(1));
+    if let Some(d) = damage {
+        let later: Vec<(u32, PathBuf)> = segs.iter().filter(|s| s.0 > d.segment).cloned().collect();
+        let dropped = repair(&d, &later).map_err(|e| io_err("repairing", &d.path, e))?;
+        hw.corruptions.fetch_add(1, Relaxed);
+        {
+            let mut g = hw.replay.lock();
+            g.corruptions += 1;
+            g.bytes_dropped += dropped;
+        }
+        tracing::warn!(
+            segment = %d.path.display(),
+            offset = d.good_until,
+            bytes_dropped = dropped,
+            segments_removed = later.len(),
+            error = %d.msg,
+            "WAL corruption repaired: truncated at the last good record, dropped what followed"
+        );
+        next_index = d.segment.saturating_add(1);
+    }
+    head.finish_replay(&total);
+    {
+        let mut g = hw.replay.lock();
+        g.samples_applied = total.appended;
+        g.samples_rejected = total.out_of_order;
+        g.samples_unknown_series = total.unknown_series;
+        g.duration = started.elapsed();
+        g.done = true;
+        tracing::info!(
+            segments = g.segments_read,
+            checkpoint = ?g.checkpoint,
+            series = g.series,
+            samples = g.samples,
+            applied = g.samples_applied,
+            duration_ms = g.duration.as_millis() as u64,
+            samples_per_second = g.samples_per_second() as u64,
+            threads = g.decode_threads,
+            "WAL replay completed"
+        );
+    }
+    let wal = Wal::create(&wal_dir, wal_opts, next_index)
+        .map_err(|e| io_err("creating a segment in", &wal_dir, e))?;
+    if hw.wal.set(wal).is_err() {
+        panic!("BUG: WAL writer set twice");
+    }
+    Ok((head, hw))
+}
