@@ -12,7 +12,8 @@
 //! - **Strict.** Unknown keys and duplicate keys are errors, as with
 //!   Prometheus's strict YAML decoding. Keys Prometheus knows but pharos does
 //!   not implement yet (service discovery other than `static_configs`,
-//!   `file_sd_configs`, `http_sd_configs` and `dns_sd_configs`, HTTP client
+//!   `file_sd_configs`, `http_sd_configs`, `dns_sd_configs` and
+//!   `kubernetes_sd_configs`, HTTP client
 //!   settings, `remote_write`, `alerting`, ...) are errors saying so,
 //!   never silently ignored: a config that loads runs the way it reads.
 //!   Switches whose value matches what pharos always does (for example
@@ -46,7 +47,10 @@ pub use load::alerting::{
     AlertingConfig, AlertmanagerAuth, AlertmanagerConfig, resolve_rule_and_alerting_paths,
 };
 pub use load::{load_file, load_str, resolve_sd_paths};
-pub use sd::{DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig};
+pub use sd::{
+    DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesRole, KubernetesSdConfig,
+    KubernetesSelector,
+};
 
 /// Scrape protocols Prometheus can negotiate, as named in the config.
 pub const SCRAPE_PROTOCOLS: [&str; 5] = [
@@ -200,6 +204,8 @@ pub struct ScrapeConfig {
     pub http_sd_configs: Vec<HttpSdConfig>,
     /// Targets from DNS records (`dns_sd_configs`).
     pub dns_sd_configs: Vec<DnsSdConfig>,
+    /// Targets from a Kubernetes API server (`kubernetes_sd_configs`).
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Maximum number of active targets after relabeling; above it every
     /// target of the job fails. 0 = none.
     pub target_limit: u64,
@@ -246,6 +252,7 @@ impl ScrapeConfig {
             file_sd_configs: Vec::new(),
             http_sd_configs: Vec::new(),
             dns_sd_configs: Vec::new(),
+            kubernetes_sd_configs: Vec::new(),
             target_limit: global.target_limit,
             keep_dropped_targets: global.keep_dropped_targets,
             http_client: HttpClientConfig::default(),

@@ -479,7 +479,6 @@ impl Cx<'_> {
                 gce_sd_configs,
                 hetzner_sd_configs,
                 ionos_sd_configs,
-                kubernetes_sd_configs,
                 kuma_sd_configs,
                 lightsail_sd_configs,
                 linode_sd_configs,
@@ -561,6 +560,12 @@ impl Cx<'_> {
         .map_err(positioned)?;
         out.http_client =
             crate::http::http_client(&crate::raw::http_client_ref!(r), at).map_err(positioned)?;
+        out.kubernetes_sd_configs = sd::list(
+            &r.kubernetes_sd_configs,
+            "empty or null section in kubernetes_sd_configs",
+            sd::kubernetes_sd,
+        )
+        .map_err(positioned)?;
         out.dns_sd_configs = sd::list(
             &r.dns_sd_configs,
             "empty or null section in dns_sd_configs",

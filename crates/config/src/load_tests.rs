@@ -620,12 +620,6 @@ fn a_url_target_is_fine_when_relabeling_may_fix_it() {
 fn unsupported_scrape_keys_are_reported() {
     let job = |body: &str| format!("scrape_configs:\n  - job_name: a\n{body}");
     bad(
-        &job("    kubernetes_sd_configs:\n      - role: pod\n"),
-        4,
-        7,
-        "kubernetes_sd_configs is not supported yet",
-    );
-    bad(
         &job("    enable_compression: false\n"),
         3,
         25,
@@ -1367,5 +1361,134 @@ fn scrape_config_file_patterns_are_checked() {
         1,
         23,
         "invalid scrape config file path \"a/*/b.yml\"",
+    );
+}
+
+#[test]
+fn kubernetes_sd_configs_load() {
+    let c = load(
+        "scrape_configs:
+  - job_name: k
+    kubernetes_sd_configs:
+      - role: endpoints
+        api_server: https://10.0.0.1:6443
+        namespaces:
+          names: [default, kube-system]
+        selectors:
+          - role: pod
+            label: app=web
+          - role: service
+            field: metadata.name=api
+        bearer_token_file: /var/run/token
+        tls_config:
+          ca_file: /ca.crt
+      - role: pod
+        kubeconfig_file: /home/k/.kube/config
+        attach_metadata: {node: true}
+      - role: node
+",
+    );
+    let k = &c.scrape_configs[0].kubernetes_sd_configs;
+    assert_eq!(k.len(), 3);
+    assert_eq!(k[0].role, KubernetesRole::Endpoints);
+    assert_eq!(k[0].api_server.as_deref(), Some("https://10.0.0.1:6443"));
+    assert_eq!(k[0].namespaces, vec!["default", "kube-system"]);
+    assert_eq!(
+        k[0].selectors,
+        vec![
+            KubernetesSelector {
+                role: KubernetesRole::Pod,
+                label: "app=web".into(),
+                field: String::new()
+            },
+            KubernetesSelector {
+                role: KubernetesRole::Service,
+                label: String::new(),
+                field: "metadata.name=api".into()
+            },
+        ]
+    );
+    assert_eq!(
+        k[0].http_client
+            .authorization
+            .as_ref()
+            .unwrap()
+            .credentials_file
+            .as_deref(),
+        Some("/var/run/token")
+    );
+    assert_eq!(
+        k[1].kubeconfig_file.as_deref(),
+        Some("/home/k/.kube/config")
+    );
+    assert!(k[1].attach_metadata_node);
+    assert_eq!(k[2].role, KubernetesRole::Node);
+    assert!(k[2].api_server.is_none() && k[2].kubeconfig_file.is_none());
+}
+
+#[test]
+fn kubernetes_sd_config_errors_match_prometheus() {
+    let job = |body: &str| {
+        format!("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n{body}")
+    };
+    bad(
+        &job("      - api_server: http://x\n"),
+        4,
+        9,
+        "role missing (one of: pod, service, endpoints, endpointslice, node, ingress)",
+    );
+    bad(
+        &job("      - role: deployment\n"),
+        4,
+        15,
+        "unknown Kubernetes SD role \"deployment\"",
+    );
+    bad(
+        &job("      - role: pod\n        api_server: http://x\n        kubeconfig_file: /k\n"),
+        6,
+        26,
+        "cannot use 'kubeconfig_file' and 'api_server' simultaneously",
+    );
+    bad(
+        &job("      - role: pod\n        kubeconfig_file: /k\n        basic_auth: {username: u}\n"),
+        5,
+        26,
+        "cannot use a custom HTTP client configuration together with 'kubeconfig_file'",
+    );
+    bad(
+        &job("      - role: pod\n        bearer_token: t\n"),
+        4,
+        9,
+        "to use custom HTTP client configuration please provide the 'api_server' URL explicitly",
+    );
+    bad(
+        &job(
+            "      - role: pod\n        api_server: http://x\n        namespaces: {own_namespace: true}\n",
+        ),
+        6,
+        21,
+        "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously",
+    );
+    bad(
+        &job("      - role: node\n        selectors:\n          - role: pod\n"),
+        6,
+        19,
+        "node role supports only node selectors",
+    );
+    bad(
+        &job(
+            "      - role: endpoints\n        selectors:\n          - role: pod\n          - role: pod\n",
+        ),
+        7,
+        19,
+        "duplicated selector role: pod",
+    );
+    bad(
+        &job(
+            "      - role: pod\n        api_server: http://x\n        authorization: {credentials: a}\n        basic_auth: {username: u}\n",
+        ),
+        6,
+        24,
+        "at most one of basic_auth, oauth2 & authorization must be configured",
     );
 }

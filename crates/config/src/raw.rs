@@ -265,7 +265,7 @@ pub(crate) struct RawScrapeConfig {
     #[serde(default)]
     pub ionos_sd_configs: Unsupported,
     #[serde(default)]
-    pub kubernetes_sd_configs: Unsupported,
+    pub kubernetes_sd_configs: crate::sd::RawList<crate::sd::RawKubernetesSd>,
     #[serde(default)]
     pub kuma_sd_configs: Unsupported,
     #[serde(default)]

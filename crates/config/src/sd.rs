@@ -77,6 +77,319 @@ pub struct DnsSdConfig {
     pub refresh_interval: Duration,
 }
 
+/// The Kubernetes object kind a `kubernetes_sd_configs` entry discovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubernetesRole {
+    /// One target per node (the kubelet).
+    Node,
+    /// One target per pod container port.
+    Pod,
+    /// One target per service port.
+    Service,
+    /// One target per endpoint address and port.
+    Endpoints,
+    /// One target per endpoint of an EndpointSlice and port.
+    EndpointSlice,
+    /// One target per ingress rule path.
+    Ingress,
+}
+
+impl KubernetesRole {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubernetesRole::Node => "node",
+            KubernetesRole::Pod => "pod",
+            KubernetesRole::Service => "service",
+            KubernetesRole::Endpoints => "endpoints",
+            KubernetesRole::EndpointSlice => "endpointslice",
+            KubernetesRole::Ingress => "ingress",
+        }
+    }
+
+    fn parse(s: &str) -> Option<KubernetesRole> {
+        Some(match s {
+            "node" => KubernetesRole::Node,
+            "pod" => KubernetesRole::Pod,
+            "service" => KubernetesRole::Service,
+            "endpoints" => KubernetesRole::Endpoints,
+            "endpointslice" => KubernetesRole::EndpointSlice,
+            "ingress" => KubernetesRole::Ingress,
+            _ => return None,
+        })
+    }
+}
+
+/// One `selectors` entry: label and field selectors for one role's LIST
+/// and WATCH requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSelector {
+    /// The role whose objects this selects.
+    pub role: KubernetesRole,
+    /// A label selector (`app=web,tier!=db`), empty for none.
+    pub label: String,
+    /// A field selector (`spec.nodeName=n1`), empty for none.
+    pub field: String,
+}
+
+/// One entry of `kubernetes_sd_configs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSdConfig {
+    /// What to discover.
+    pub role: KubernetesRole,
+    /// The API server URL; `None` with no `kubeconfig_file` means
+    /// in-cluster configuration.
+    pub api_server: Option<String>,
+    /// A kubeconfig file to take the server and credentials from.
+    pub kubeconfig_file: Option<String>,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Also watch the namespace pharos runs in (in-cluster only).
+    pub own_namespace: bool,
+    /// Label and field selectors per role.
+    pub selectors: Vec<KubernetesSelector>,
+    /// Add the node's labels to pod targets (`attach_metadata.node`).
+    pub attach_metadata_node: bool,
+    /// How to reach the API server when `api_server` is given.
+    pub http_client: crate::HttpClientConfig,
+}
+
+/// `kubernetes_sd_configs` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKubernetesSd {
+    #[serde(default)]
+    pub role: Opt<String>,
+    #[serde(default)]
+    pub api_server: Opt<String>,
+    #[serde(default)]
+    pub kubeconfig_file: Opt<String>,
+    #[serde(default)]
+    pub namespaces: Opt<RawNamespaces>,
+    #[serde(default)]
+    pub selectors: Option<Vec<Sp<RawSelector>>>,
+    #[serde(default)]
+    pub attach_metadata: Opt<RawAttachMetadata>,
+    #[serde(default)]
+    pub follow_redirects: Opt<bool>,
+    #[serde(default)]
+    pub enable_http2: Opt<bool>,
+    #[serde(default)]
+    pub basic_auth: Opt<crate::http::RawBasicAuth>,
+    #[serde(default)]
+    pub authorization: Opt<crate::http::RawAuthorization>,
+    #[serde(default)]
+    pub oauth2: crate::raw::Unsupported,
+    #[serde(default)]
+    pub bearer_token: Opt<String>,
+    #[serde(default)]
+    pub bearer_token_file: Opt<String>,
+    #[serde(default)]
+    pub tls_config: Opt<crate::http::RawTls>,
+    #[serde(default)]
+    pub proxy_url: Opt<String>,
+    #[serde(default)]
+    pub no_proxy: Opt<String>,
+    #[serde(default)]
+    pub proxy_from_environment: Opt<bool>,
+    #[serde(default)]
+    pub proxy_connect_header: crate::raw::Unsupported,
+    #[serde(default)]
+    pub http_headers: Opt<std::collections::BTreeMap<String, crate::http::RawHeader>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNamespaces {
+    #[serde(default)]
+    pub own_namespace: Option<bool>,
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSelector {
+    #[serde(default)]
+    pub role: Opt<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAttachMetadata {
+    #[serde(default)]
+    pub node: Option<bool>,
+    #[serde(default)]
+    pub namespace: crate::raw::Unsupported,
+}
+
+fn k8s_role(v: &Sp<String>) -> Check<KubernetesRole> {
+    KubernetesRole::parse(&v.value).ok_or_else(|| {
+        (
+            v.referenced,
+            format!("unknown Kubernetes SD role {:?}", v.value),
+        )
+    })
+}
+
+pub(crate) fn kubernetes_sd(r: &RawKubernetesSd, at: &Location) -> Check<KubernetesSdConfig> {
+    let role = match r.role.as_ref().filter(|x| !x.value.is_empty()) {
+        Some(x) => k8s_role(x)?,
+        None => {
+            return Err((
+                *at,
+                "role missing (one of: pod, service, endpoints, endpointslice, node, ingress)"
+                    .to_string(),
+            ));
+        }
+    };
+    let http_client = crate::http::http_client(&crate::raw::http_client_ref!(r), at)?;
+    let api_server = r.api_server.as_ref().filter(|x| !x.value.is_empty());
+    let kubeconfig = r.kubeconfig_file.as_ref().filter(|x| !x.value.is_empty());
+    let custom_http = http_client != crate::HttpClientConfig::default();
+    if let (Some(_), Some(k)) = (api_server, kubeconfig) {
+        return Err((
+            k.referenced,
+            "cannot use 'kubeconfig_file' and 'api_server' simultaneously".to_string(),
+        ));
+    }
+    if let Some(k) = kubeconfig
+        && custom_http
+    {
+        return Err((
+            k.referenced,
+            "cannot use a custom HTTP client configuration together with 'kubeconfig_file'"
+                .to_string(),
+        ));
+    }
+    if api_server.is_none() && custom_http {
+        return Err((
+            *at,
+            "to use custom HTTP client configuration please provide the 'api_server' URL explicitly"
+                .to_string(),
+        ));
+    }
+    if let Some(a) = api_server {
+        let ok = a
+            .value
+            .split_once("://")
+            .is_some_and(|(s, h)| (s == "http" || s == "https") && !h.is_empty());
+        if !ok {
+            return Err((
+                a.referenced,
+                format!("invalid api_server URL {:?}", a.value),
+            ));
+        }
+    }
+    if let Some(n) = r
+        .attach_metadata
+        .as_ref()
+        .and_then(|a| a.value.namespace.as_ref())
+    {
+        return Err((
+            n.referenced,
+            "attach_metadata.namespace is not supported yet".to_string(),
+        ));
+    }
+    let own_namespace = r
+        .namespaces
+        .as_ref()
+        .and_then(|n| n.value.own_namespace)
+        .unwrap_or(false);
+    if own_namespace {
+        let loc = r.namespaces.as_ref().map_or(*at, |n| n.referenced);
+        if api_server.is_some() {
+            return Err((
+                loc,
+                "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously".to_string(),
+            ));
+        }
+        if kubeconfig.is_some() {
+            return Err((
+                loc,
+                "cannot use 'kubeconfig_file' and 'namespaces.own_namespace' simultaneously"
+                    .to_string(),
+            ));
+        }
+    }
+    let allowed: &[KubernetesRole] = match role {
+        KubernetesRole::Pod => &[KubernetesRole::Pod, KubernetesRole::Node],
+        KubernetesRole::Service => &[KubernetesRole::Service],
+        KubernetesRole::EndpointSlice => &[
+            KubernetesRole::Pod,
+            KubernetesRole::Service,
+            KubernetesRole::EndpointSlice,
+        ],
+        KubernetesRole::Endpoints => &[
+            KubernetesRole::Pod,
+            KubernetesRole::Service,
+            KubernetesRole::Endpoints,
+        ],
+        KubernetesRole::Node => &[KubernetesRole::Node],
+        KubernetesRole::Ingress => &[KubernetesRole::Ingress],
+    };
+    let mut selectors: Vec<KubernetesSelector> = Vec::new();
+    for sel in r.selectors.iter().flatten() {
+        let Some(sr) = sel.value.role.as_ref() else {
+            return Err((sel.referenced, "selector role missing".to_string()));
+        };
+        let srole = k8s_role(sr)?;
+        if selectors.iter().any(|x| x.role == srole) {
+            return Err((
+                sr.referenced,
+                format!("duplicated selector role: {}", srole.as_str()),
+            ));
+        }
+        if !allowed.contains(&srole) {
+            let names: Vec<&str> = allowed.iter().map(|x| x.as_str()).collect();
+            return Err((
+                sr.referenced,
+                format!(
+                    "{} role supports only {} selectors",
+                    role.as_str(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let label = sel.value.label.clone().unwrap_or_default();
+        let field = sel.value.field.clone().unwrap_or_default();
+        if let Some(bad) = field
+            .split(',')
+            .map(str::trim)
+            .find(|p| !p.is_empty() && !p.contains('='))
+        {
+            return Err((sel.referenced, format!("invalid field selector: {bad:?}")));
+        }
+        selectors.push(KubernetesSelector {
+            role: srole,
+            label,
+            field,
+        });
+    }
+    Ok(KubernetesSdConfig {
+        role,
+        api_server: api_server.map(|a| a.value.clone()),
+        kubeconfig_file: kubeconfig.map(|k| k.value.clone()),
+        namespaces: r
+            .namespaces
+            .as_ref()
+            .and_then(|n| n.value.names.clone())
+            .unwrap_or_default(),
+        own_namespace,
+        selectors,
+        attach_metadata_node: r
+            .attach_metadata
+            .as_ref()
+            .and_then(|a| a.value.node)
+            .unwrap_or(false),
+        http_client,
+    })
+}
+
 /// `file_sd_configs` entry as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

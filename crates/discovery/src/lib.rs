@@ -1,4 +1,5 @@
-//! Service discovery: where a scrape job's targets come from.
+//! Service discovery: where a scrape job's targets come from (static, file,
+//! HTTP, DNS and Kubernetes providers).
 //!
 //! Every provider implements one seam, [`Discoverer`]: a task that sends
 //! *target groups* ([`TargetGroup`], Prometheus's `targetgroup.Group`) over a
@@ -34,6 +35,7 @@ pub mod client;
 pub mod dns;
 pub mod file;
 pub mod http;
+pub mod kubernetes;
 mod manager;
 
 use std::future::Future;
@@ -206,8 +208,8 @@ pub fn parse_groups(
     Ok(out)
 }
 
-/// The providers of a scrape job other than `static_configs`: file, HTTP
-/// and DNS discovery, in that order.
+/// The providers of a scrape job other than `static_configs`: file, HTTP,
+/// Kubernetes and DNS discovery, in that order.
 pub fn providers(
     cfg: &pharos_config::ScrapeConfig,
     opts: &DiscoveryOptions,
@@ -221,6 +223,12 @@ pub fn providers(
     }
     for h in &cfg.http_sd_configs {
         v.push(Box::new(http::HttpDiscoverer::new(h, &opts.user_agent)));
+    }
+    for k in &cfg.kubernetes_sd_configs {
+        v.push(Box::new(kubernetes::KubernetesDiscoverer::new(
+            k,
+            &opts.user_agent,
+        )));
     }
     for d in &cfg.dns_sd_configs {
         v.push(Box::new(dns::DnsDiscoverer::new(

@@ -64,7 +64,8 @@ fn cache_reusable(old: &ScrapeConfig, new: &ScrapeConfig) -> bool {
 fn has_dynamic_discovery(sc: &ScrapeConfig) -> bool {
     !(sc.file_sd_configs.is_empty()
         && sc.http_sd_configs.is_empty()
-        && sc.dns_sd_configs.is_empty())
+        && sc.dns_sd_configs.is_empty()
+        && sc.kubernetes_sd_configs.is_empty())
 }
 
 impl ScrapeManager {
