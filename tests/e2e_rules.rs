@@ -114,11 +114,11 @@ fn rules_evaluate_and_reload() {
     });
 }
 
+/// (path, body) of every POST a fake Alertmanager received.
+type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// A stand-in Alertmanager recording every POST body.
-fn fake_alertmanager() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-) {
+fn fake_alertmanager() -> (String, Posts) {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
