@@ -14,7 +14,7 @@
 //!   not implement yet (service discovery other than `static_configs`,
 //!   `file_sd_configs`, `http_sd_configs`, `dns_sd_configs` and
 //!   `kubernetes_sd_configs`, HTTP client
-//!   settings, `remote_write`, `alerting`, ...) are errors saying so,
+//!   settings, `remote_write`, ...) are errors saying so,
 //!   never silently ignored: a config that loads runs the way it reads.
 //!   Switches whose value matches what pharos always does (for example
 //!   `enable_compression: true`) are accepted.
