@@ -104,6 +104,17 @@ struct DbInner {
     compact_mtx: Mutex<()>,
     head_min_valid: AtomicI64,
     counters: Counters,
+    /// Deletions of head data (the head has no tombstones of its own):
+    /// applied to every head query and to blocks cut from the head.
+    head_deletes: RwLock<Arc<Vec<HeadDelete>>>,
+}
+
+/// Samples of series matching `matchers` within `[mint, maxt]` are deleted.
+#[derive(Debug, Clone)]
+struct HeadDelete {
+    matchers: Vec<Matcher>,
+    mint: i64,
+    maxt: i64,
 }
 
 /// The database: blocks on disk plus the head. Cheap to clone.
@@ -222,6 +233,7 @@ impl Db {
                 compact_mtx: Mutex::new(()),
                 head_min_valid: AtomicI64::new(min_valid),
                 counters,
+                head_deletes: RwLock::new(Arc::new(Vec::new())),
             }),
         })
     }
@@ -283,8 +295,8 @@ impl Db {
             }
             let mint = hmin.div_euclid(range) * range;
             let maxt = mint + range;
-            let q = head
-                .querier(mint, maxt - 1)
+            let q = self
+                .head_querier(mint, maxt - 1)
                 .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
             let meta =
                 block::write_block(&self.inner.dir, &*q, mint, maxt, BlockCompaction::default())?;
@@ -299,6 +311,10 @@ impl Db {
             }
             self.inner.head_min_valid.fetch_max(maxt, Ordering::SeqCst);
             head.truncate(maxt);
+            let mut d = self.inner.head_deletes.write();
+            if d.iter().any(|x| x.maxt < maxt) {
+                *d = Arc::new(d.iter().filter(|x| x.maxt >= maxt).cloned().collect());
+            }
         }
     }
 
@@ -400,7 +416,9 @@ impl Db {
             }
         }
         if opts.retention_size > 0 {
-            let mut total = 0u64;
+            // As Prometheus: the WAL and head chunk files count first.
+            let mut total = dir_size(&self.inner.dir.join("wal"))
+                + dir_size(&self.inner.dir.join("chunks_head"));
             for b in &newest_first {
                 total += b.size();
                 if total > opts.retention_size && doomed.insert(b.meta().ulid.clone()) {
@@ -426,14 +444,30 @@ impl Db {
         Ok(doomed.len())
     }
 
+    /// A querier over the head with deletions applied.
+    fn head_querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn Querier>, StorageError> {
+        let q = self.inner.head.querier(mint, maxt)?;
+        let deletes = self.inner.head_deletes.read().clone();
+        if deletes.is_empty() {
+            return Ok(q);
+        }
+        Ok(Box::new(DeletingQuerier { inner: q, deletes }))
+    }
+
     /// Bytes used by the blocks.
     pub fn blocks_size(&self) -> u64 {
         self.inner.blocks.read().iter().map(|b| b.size()).sum()
     }
 
     /// Adds tombstones for series matching `matchers` in `[mint, maxt]` in
-    /// every block. Data still in the head is not deleted: that returns an
-    /// error naming the limitation when the head holds matching samples.
+    /// every block, and hides them in the head (so blocks later cut from the
+    /// head do not hold them). Returns the number of block series affected.
+    /// Head deletions live in memory: a restart before the head is cut into
+    /// a block forgets them.
     pub fn delete_series(
         &self,
         mint: i64,
@@ -452,10 +486,14 @@ impl Db {
             .querier(mint, maxt)
             .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
         if hq.select(false, None, matchers).next().is_some() {
-            return Err(TsdbError::BlockIo(
-                "deleting samples still in the head is not supported yet; blocks were updated"
-                    .into(),
-            ));
+            let mut d = self.inner.head_deletes.write();
+            let mut v = (**d).clone();
+            v.push(HeadDelete {
+                matchers: matchers.to_vec(),
+                mint,
+                maxt,
+            });
+            *d = Arc::new(v);
         }
         Ok(n)
     }
@@ -531,8 +569,8 @@ impl Db {
         if with_head {
             let head = &self.inner.head;
             if let (Some(mint), Some(maxt)) = (head.min_time(), head.max_time()) {
-                let q = head
-                    .querier(mint, maxt)
+                let q = self
+                    .head_querier(mint, maxt)
                     .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
                 block::write_block(dir, &*q, mint, maxt + 1, BlockCompaction::default())?;
             }
@@ -673,6 +711,20 @@ pub struct HeadCardinality {
     pub series_by_label_pair: Vec<(String, u64)>,
 }
 
+/// Total bytes of the files under `p` (0 when missing).
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Hard-links (or copies) the files under `src` into `dst`.
 fn link_tree(src: &Path, dst: &Path) -> Result<(), TsdbError> {
     std::fs::create_dir_all(dst).map_err(|e| io_err(dst, e))?;
@@ -766,7 +818,7 @@ impl Queryable for Db {
     fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier>, StorageError> {
         // The head querier first: a head compaction adds its block before
         // truncating the head, so taking the block list afterwards sees it.
-        let hq = self.inner.head.querier(mint, maxt)?;
+        let hq = self.head_querier(mint, maxt)?;
         let mut qs: Vec<Box<dyn Querier>> = self
             .inner
             .blocks
@@ -780,6 +832,129 @@ impl Queryable for Db {
             return Ok(qs.remove(0));
         }
         Ok(Box::new(MergeQuerier::new(qs)))
+    }
+}
+
+/// Hides deleted head samples.
+struct DeletingQuerier {
+    inner: Box<dyn Querier>,
+    deletes: Arc<Vec<HeadDelete>>,
+}
+
+impl Querier for DeletingQuerier {
+    fn select(
+        &self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn SeriesSet> {
+        Box::new(DeletingSeriesSet {
+            inner: self.inner.select(sorted, hints, matchers),
+            deletes: self.deletes.clone(),
+        })
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        self.inner.label_values(name, matchers)
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        self.inner.label_names(matchers)
+    }
+}
+
+struct DeletingSeriesSet {
+    inner: Box<dyn SeriesSet>,
+    deletes: Arc<Vec<HeadDelete>>,
+}
+
+impl SeriesSet for DeletingSeriesSet {
+    fn next(&mut self) -> Option<Series> {
+        loop {
+            let s = self.inner.next()?;
+            let ivs: Vec<(i64, i64)> = self
+                .deletes
+                .iter()
+                .filter(|d| {
+                    d.matchers
+                        .iter()
+                        .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+                })
+                .map(|d| (d.mint, d.maxt))
+                .collect();
+            if ivs.is_empty() {
+                return Some(s);
+            }
+            let mut it = DeletingSampleIter {
+                inner: s.samples,
+                ivs,
+                cur: None,
+                pending: false,
+            };
+            // Series whose every sample is deleted are not returned.
+            if it.next().is_none() {
+                continue;
+            }
+            it.pending = true;
+            return Some(Series {
+                labels: s.labels,
+                samples: Box::new(it),
+            });
+        }
+    }
+
+    fn err(&self) -> Option<StorageError> {
+        self.inner.err()
+    }
+}
+
+struct DeletingSampleIter {
+    inner: Box<dyn SampleIter>,
+    ivs: Vec<(i64, i64)>,
+    cur: Option<Sample>,
+    /// `cur` was read ahead and not handed out by `next` yet.
+    pending: bool,
+}
+
+impl DeletingSampleIter {
+    fn deleted(&self, t: i64) -> bool {
+        self.ivs.iter().any(|&(a, b)| a <= t && t <= b)
+    }
+}
+
+impl SampleIter for DeletingSampleIter {
+    fn next(&mut self) -> Option<Sample> {
+        if std::mem::take(&mut self.pending) {
+            return self.cur;
+        }
+        loop {
+            let s = self.inner.next()?;
+            if !self.deleted(s.t) {
+                self.cur = Some(s);
+                return Some(s);
+            }
+        }
+    }
+
+    fn seek(&mut self, ts: Timestamp) -> Option<Sample> {
+        self.pending = false;
+        if let Some(c) = self.cur
+            && c.t >= ts
+        {
+            return Some(c);
+        }
+        let mut s = self.inner.seek(ts)?;
+        loop {
+            if !self.deleted(s.t) {
+                self.cur = Some(s);
+                return Some(s);
+            }
+            s = self.inner.next()?;
+        }
+    }
+
+    fn err(&self) -> Option<StorageError> {
+        self.inner.err()
     }
 }
 

@@ -168,3 +168,68 @@ fn snapshot_delete_and_clean_tombstones() {
     let again = collect(&*db.querier(0, 10 * H).unwrap(), std::slice::from_ref(&m));
     assert_eq!(again, got);
 }
+
+#[test]
+fn deleting_head_data_survives_head_cutting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    append_range(&db, 0, H, 60_000);
+    let m = Matcher::equal("i", "2");
+    db.delete_series(0, H / 2 - 1, std::slice::from_ref(&m))
+        .unwrap();
+    let all = Matcher::new(pharos_model::MatchOp::Regex, "i", "2|3").unwrap();
+    let got = collect(&*db.querier(0, 10 * H).unwrap(), std::slice::from_ref(&all));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].1.len(), 30);
+    assert_eq!(got[0].1[0].t, H / 2);
+    assert_eq!(got[1].1.len(), 60);
+    // Seeking into the deleted range lands after it.
+    let mut ss = db
+        .querier(0, 10 * H)
+        .unwrap()
+        .select(true, None, std::slice::from_ref(&m));
+    let mut it = ss.next().unwrap().samples;
+    assert_eq!(it.seek(60_000).unwrap().t, H / 2);
+    assert_eq!(it.next().unwrap().t, H / 2 + 60_000);
+    // A series wholly deleted disappears.
+    db.delete_series(0, 10 * H, &[Matcher::equal("i", "4")])
+        .unwrap();
+    assert!(
+        collect(
+            &*db.querier(0, 10 * H).unwrap(),
+            &[Matcher::equal("i", "4")]
+        )
+        .is_empty()
+    );
+    // Cut the head: the block does not hold the deleted samples.
+    append_range(&db, H, 3 * H, 60_000);
+    db.compact().unwrap();
+    let b = &db.blocks()[0];
+    assert_eq!(b.meta().stats.num_series, 4);
+    assert_eq!(b.meta().stats.num_samples, 3 * 60 + 30);
+}
+
+#[test]
+fn size_retention_keeps_newest_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.max_block_duration = H;
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    append_range(&db, 0, 8 * H, 60_000);
+    db.compact().unwrap();
+    let blocks = db.blocks();
+    assert!(blocks.len() >= 4, "{}", blocks.len());
+    let n = blocks.len();
+    let newest_two: u64 = blocks.iter().rev().take(2).map(|b| b.size()).sum();
+    drop(blocks);
+    o.retention_size = newest_two;
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), o).unwrap();
+    assert_eq!(db.apply_retention().unwrap(), n - 2);
+    assert_eq!(db.blocks().len(), 2);
+    let mut m = String::new();
+    db.write_metrics(&mut m);
+    let want = format!("prometheus_tsdb_size_retentions_total {}", n - 2);
+    assert!(m.contains(&want), "{m}");
+}
