@@ -86,8 +86,20 @@ pub struct Config {
     /// file's directory by [`load_file`], which also loads the jobs of the
     /// files they match into `scrape_configs`).
     pub scrape_config_files: Vec<String>,
+    /// The `storage` section (TSDB retention).
+    pub storage: StorageConfig,
     /// The file's text as loaded, for `/api/v1/status/config`.
     pub original: String,
+}
+
+/// The `storage` section: `storage.tsdb.retention`, which, when set, takes
+/// precedence over the `--storage.tsdb.retention.*` flags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageConfig {
+    /// `storage.tsdb.retention.time`: how long to keep samples.
+    pub retention_time: Option<Duration>,
+    /// `storage.tsdb.retention.size`: most bytes the blocks may take.
+    pub retention_size: Option<u64>,
 }
 
 impl Config {
@@ -116,6 +128,7 @@ impl Default for Config {
             rule_files: Vec::new(),
             alerting: AlertingConfig::default(),
             scrape_config_files: Vec::new(),
+            storage: StorageConfig::default(),
             original: String::new(),
         }
     }
@@ -386,6 +399,7 @@ pub fn default_self_scrape(listen_address: &str) -> Config {
         rule_files: Vec::new(),
         alerting: AlertingConfig::default(),
         scrape_config_files: Vec::new(),
+        storage: StorageConfig::default(),
         original,
     }
 }

@@ -15,14 +15,14 @@ use serde_saphyr::Location;
 
 use crate::expand::expand_env;
 use crate::raw::{
-    Opt, Pairs, RawConfig, RawGlobal, RawRelabelConfig, RawScrapeConfig, RawStaticConfig, Sp,
-    Unsupported,
+    Opt, Pairs, RawConfig, RawGlobal, RawRelabelConfig, RawScrapeConfig, RawStaticConfig,
+    RawStorage, Sp, Unsupported,
 };
 use crate::sd;
 use crate::units::parse_bytes;
 use crate::{
     Config, ConfigError, DEFAULT_SCRAPE_PROTOCOLS, GlobalConfig, Position, SCRAPE_PROTOCOLS,
-    ScrapeConfig, StaticConfig,
+    ScrapeConfig, StaticConfig, StorageConfig,
 };
 
 /// Reads and loads the configuration file at `path`.
@@ -312,7 +312,7 @@ impl Cx<'_> {
         reject_unsupported!(
             self,
             raw,
-            [remote_write, remote_read, storage, tracing, runtime, otlp,]
+            [remote_write, remote_read, tracing, runtime, otlp,]
         );
         let global = match &raw.global {
             Some(g) => self.global(&g.value, env)?,
@@ -360,14 +360,38 @@ impl Cx<'_> {
             }
             scrape_config_files.push(p.value.clone());
         }
+        let storage = self.storage(raw.storage.as_ref().map(|s| &s.value))?;
         Ok(Config {
             global,
             scrape_configs,
             rule_files,
             alerting,
             scrape_config_files,
+            storage,
             original: String::new(),
         })
+    }
+
+    fn storage(&self, s: Option<&RawStorage>) -> Result<StorageConfig> {
+        let mut out = StorageConfig::default();
+        let Some(s) = s else {
+            return Ok(out);
+        };
+        self.unsupported("exemplars", &s.exemplars)?;
+        let Some(t) = &s.tsdb else {
+            return Ok(out);
+        };
+        self.unsupported(
+            "out_of_order_time_window",
+            &t.value.out_of_order_time_window,
+        )?;
+        if let Some(r) = &t.value.retention {
+            out.retention_time = self.duration(&r.value.time)?;
+            if r.value.size.is_some() {
+                out.retention_size = Some(self.bytes(&r.value.size)?);
+            }
+        }
+        Ok(out)
     }
 
     fn global(&self, g: &RawGlobal, env: &dyn Fn(&str) -> Option<String>) -> Result<GlobalConfig> {

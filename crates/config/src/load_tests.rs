@@ -467,9 +467,9 @@ fn top_level_errors() {
     );
     bad(
         "storage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
-        2,
         3,
-        "storage is not supported yet",
+        31,
+        "out_of_order_time_window is not supported yet",
     );
     // empty_scrape_config.bad.yml
     bad(
@@ -1490,5 +1490,40 @@ fn kubernetes_sd_config_errors_match_prometheus() {
         6,
         24,
         "at most one of basic_auth, oauth2 & authorization must be configured",
+    );
+}
+
+#[test]
+fn storage_tsdb_retention() {
+    let c = load_with_env(
+        "storage:\n  tsdb:\n    retention:\n      time: 30d\n      size: 512MB\n",
+        "p.yml",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.retention_time.map(|d| d.millis()),
+        Some(30 * 86_400_000)
+    );
+    assert_eq!(c.storage.retention_size, Some(512 << 20));
+    let c = load_with_env("storage:\n  tsdb: {}\n", "p.yml", &env).unwrap();
+    assert_eq!(c.storage, crate::StorageConfig::default());
+    bad(
+        "storage:\n  tsdb:\n    retention:\n      time: forever\n",
+        4,
+        13,
+        "",
+    );
+    bad(
+        "storage:\n  tsdb:\n    retention:\n      size: 12XB\n",
+        4,
+        13,
+        "",
+    );
+    bad(
+        "storage:\n  exemplars:\n    max_exemplars: 10\n",
+        3,
+        5,
+        "exemplars is not supported yet",
     );
 }

@@ -76,7 +76,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub remote_read: Unsupported,
     #[serde(default)]
-    pub storage: Unsupported,
+    pub storage: Opt<RawStorage>,
     #[serde(default)]
     pub tracing: Unsupported,
     #[serde(default)]
@@ -85,6 +85,36 @@ pub(crate) struct RawConfig {
     pub otlp: Unsupported,
     #[serde(default)]
     pub scrape_config_files: Option<Vec<Sp<String>>>,
+}
+
+/// The `storage` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    #[serde(default)]
+    pub tsdb: Opt<RawStorageTsdb>,
+    #[serde(default)]
+    pub exemplars: Unsupported,
+}
+
+/// `storage.tsdb`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorageTsdb {
+    #[serde(default)]
+    pub out_of_order_time_window: Unsupported,
+    #[serde(default)]
+    pub retention: Opt<RawRetention>,
+}
+
+/// `storage.tsdb.retention`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    #[serde(default)]
+    pub time: Opt<String>,
+    #[serde(default)]
+    pub size: Opt<String>,
 }
 
 /// The `global` section.
