@@ -44,7 +44,7 @@ function render() {
           el('td', {}, el('span', { class: `health health-${r.health === 'ok' ? 'up' : r.health === 'err' ? 'down' : 'unknown'}` }, r.health.toUpperCase())),
           el('td', { class: 'target-error' }, r.lastError || ''),
           el('td', {}, when(r.lastEvaluation)),
-          el('td', {}, `${(r.evaluationTime * 1000).toFixed(3)}ms`))))))));
+          el('td', {}, `${(r.evaluationTime * 1000).toFixed(3)}ms`)))))));
   }
   $('groups').replaceChildren(...out);
   $('summary').textContent = `${groups.length} groups, ${total} rules, ${bad} failing`;
