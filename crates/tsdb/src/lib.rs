@@ -84,6 +84,7 @@ pub mod block;
 pub mod chunkenc;
 pub mod db;
 mod head;
+mod head_chunks;
 mod postings;
 pub mod record;
 pub mod wal;

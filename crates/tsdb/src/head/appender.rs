@@ -122,10 +122,12 @@ impl<'a> HeadAppender<'a> {
         let (mut appended, mut ooo, mut dup, mut chunks) = (0u64, 0u64, 0u64, 0u64);
         let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
         let mut new_series: Vec<&Arc<MemSeries>> = Vec::new();
+        let mut cut_series: Vec<Arc<MemSeries>> = Vec::new();
         for group in samples.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
             let s = &group[0].series;
             let mut st = s.state.lock();
             st.pending_samples = st.pending_samples.saturating_sub(group.len() as u32);
+            let closed_before = st.closed.len();
             for p in group {
                 match st.append(p.t, p.v, opts.max_samples_per_chunk, opts.chunk_range) {
                     Ok(cut) => {
@@ -138,6 +140,9 @@ impl<'a> HeadAppender<'a> {
                     Err(Check::Duplicate) => dup += 1,
                     Err(Check::NoOp | Check::Ok) => {}
                 }
+            }
+            if st.closed.len() > closed_before {
+                cut_series.push(s.clone());
             }
             if st.head.is_some() && !st.indexed {
                 st.indexed = true;
@@ -168,6 +173,9 @@ impl<'a> HeadAppender<'a> {
             c.chunks_created.fetch_add(chunks, Relaxed);
         }
         head.return_buffer(samples);
+        if !cut_series.is_empty() {
+            head.queue_mmap(cut_series);
+        }
         Ok(())
     }
 }

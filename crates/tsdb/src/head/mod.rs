@@ -2,6 +2,7 @@
 //! postings index over them.
 
 mod appender;
+mod mmap_chunks;
 mod querier;
 mod replay;
 mod series;
@@ -183,6 +184,11 @@ pub(crate) struct HeadInner {
     gc_lock: RwLock<()>,
     counters: Counters,
     buffers: Mutex<Vec<Vec<PendingSample>>>,
+    /// Where closed chunks are written and memory-mapped (`chunks_head/`),
+    /// when the head has a data directory.
+    mapper: std::sync::OnceLock<Arc<crate::head_chunks::ChunkDiskMapper>>,
+    /// Series that closed a chunk not yet written to the mapper.
+    mmap_queue: Mutex<Vec<Arc<MemSeries>>>,
 }
 
 impl HeadInner {
@@ -261,6 +267,12 @@ impl HeadInner {
             false
         });
         self.postings.write().remove(&indexed);
+        if mint > i64::MIN
+            && let Some(m) = self.mapper.get()
+            && let Err(e) = m.truncate(mint)
+        {
+            tracing::warn!(error = %e, "deleting old head chunk files failed");
+        }
         self.min_time.store(lo, Relaxed);
         self.max_time.store(hi, Relaxed);
         let c = &self.counters;
@@ -313,6 +325,8 @@ impl Head {
                 gc_lock: RwLock::new(()),
                 counters: Counters::default(),
                 buffers: Mutex::new(Vec::new()),
+                mapper: std::sync::OnceLock::new(),
+                mmap_queue: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -509,13 +523,18 @@ impl Head {
         self.inner.postings.read().len()
     }
 
-    /// Heap bytes held in chunk buffers (open and closed), for memory
-    /// accounting.
+    /// Heap bytes held in chunk buffers (open and closed chunks not
+    /// memory-mapped), for memory accounting.
     pub fn chunk_bytes(&self) -> usize {
         let mut total = 0;
         self.inner.series.for_each(|s| {
             let st = s.state.lock();
-            total += st.closed.iter().map(|c| c.data.len()).sum::<usize>();
+            total += st
+                .closed
+                .iter()
+                .filter(|c| c.data.is_heap())
+                .map(|c| c.data.len())
+                .sum::<usize>();
             total += st.head.as_ref().map_or(0, |h| h.app.capacity());
         });
         total

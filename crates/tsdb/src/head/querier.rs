@@ -11,6 +11,7 @@ use pharos_storage::{
 use super::HeadInner;
 use super::series::MemSeries;
 use crate::chunkenc::XorIterator;
+use crate::head_chunks::ChunkBytes;
 
 /// A querier over `[mint, maxt]` of the head.
 pub(crate) struct HeadQuerier {
@@ -121,7 +122,7 @@ struct HeadSeriesSet {
 struct ChunkView {
     min_t: Timestamp,
     max_t: Timestamp,
-    data: Arc<[u8]>,
+    data: ChunkBytes,
 }
 
 impl SeriesSet for HeadSeriesSet {
@@ -180,7 +181,7 @@ fn snapshot(s: &MemSeries, mint: Timestamp, maxt: Timestamp) -> Vec<ChunkView> {
         out.push(ChunkView {
             min_t: h.min_t,
             max_t: h.max_t(),
-            data: h.app.bytes().collect(),
+            data: ChunkBytes::Heap(h.app.bytes().collect()),
         });
     }
     out
@@ -192,7 +193,7 @@ struct HeadSampleIter {
     next_chunk: usize,
     /// Newest timestamp of the chunk `it` decodes.
     cur_max_t: Timestamp,
-    it: Option<XorIterator<Arc<[u8]>>>,
+    it: Option<XorIterator<ChunkBytes>>,
     cur: Option<Sample>,
     /// `cur` was decoded ahead and not handed out yet.
     primed: bool,

@@ -16,6 +16,8 @@ pub(crate) struct ApplyStats {
     pub(crate) chunks: u64,
     pub(crate) out_of_order: u64,
     pub(crate) unknown_series: u64,
+    /// Samples already held by a chunk loaded from `chunks_head/`.
+    pub(crate) in_mmapped: u64,
     pub(crate) mint: Timestamp,
     pub(crate) maxt: Timestamp,
 }
@@ -27,6 +29,7 @@ impl Default for ApplyStats {
             chunks: 0,
             out_of_order: 0,
             unknown_series: 0,
+            in_mmapped: 0,
             mint: i64::MAX,
             maxt: i64::MIN,
         }
@@ -39,6 +42,7 @@ impl ApplyStats {
         self.chunks += o.chunks;
         self.out_of_order += o.out_of_order;
         self.unknown_series += o.unknown_series;
+        self.in_mmapped += o.in_mmapped;
         self.mint = self.mint.min(o.mint);
         self.maxt = self.maxt.max(o.maxt);
     }
@@ -92,6 +96,10 @@ impl Head {
             };
             let mut state = s.state.lock();
             for &(_, t, v) in run {
+                if state.head.is_none() && state.closed.last().is_some_and(|c| t <= c.max_t) {
+                    st.in_mmapped += 1;
+                    continue;
+                }
                 if t < min_valid {
                     st.out_of_order += 1;
                     continue;

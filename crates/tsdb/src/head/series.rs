@@ -8,6 +8,7 @@ use parking_lot::{Mutex, RwLock};
 use pharos_model::{Labels, Timestamp};
 
 use crate::chunkenc::XorAppender;
+use crate::head_chunks::ChunkBytes;
 
 /// Buffer size of a series' first chunk.
 const INITIAL_CHUNK_CAPACITY: usize = 32;
@@ -21,7 +22,7 @@ const MAX_CHUNK_CAPACITY: usize = 1024;
 pub(crate) struct ClosedChunk {
     pub(crate) min_t: Timestamp,
     pub(crate) max_t: Timestamp,
-    pub(crate) data: Arc<[u8]>,
+    pub(crate) data: ChunkBytes,
 }
 
 /// The chunk samples are appended to.
@@ -60,7 +61,7 @@ impl HeadChunk {
         ClosedChunk {
             min_t: self.min_t,
             max_t,
-            data: self.app.bytes().collect(),
+            data: ChunkBytes::Heap(self.app.bytes().collect()),
         }
     }
 }
@@ -633,6 +634,7 @@ mod tests {
         // Memory per series is a budget (< 1 KiB with labels, maps, postings
         // and samples): keep the struct from creeping.
         assert!(std::mem::size_of::<MemSeries>() <= 176);
-        assert!(std::mem::size_of::<ClosedChunk>() <= 32);
+        // 40: the bytes are on the heap or in a memory-mapped file.
+        assert!(std::mem::size_of::<ClosedChunk>() <= 40);
     }
 }

@@ -20,6 +20,7 @@ use super::checkpoint::{CheckpointStats, last_checkpoint, write_checkpoint};
 use super::{SegmentReader, Wal, WalOptions, list_segments};
 use crate::TsdbError;
 use crate::head::{ApplyStats, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord};
+use crate::head_chunks::{ChunkDiskMapper, LoadedChunk};
 use crate::record::{self, Record};
 
 /// Samples per samples record written: keeps records well under a page
@@ -51,6 +52,10 @@ pub struct ReplayStats {
     pub samples_rejected: u64,
     /// Samples of series without a series record.
     pub samples_unknown_series: u64,
+    /// Chunks loaded from `chunks_head/` and attached to their series.
+    pub mmapped_chunks: u64,
+    /// WAL samples skipped because a loaded chunk already holds them.
+    pub samples_in_mmapped_chunks: u64,
     /// Tombstones read (not applied: the head keeps no deletions).
     pub tombstones: u64,
     /// Records that did not decode, or of types we skip.
@@ -83,6 +88,7 @@ pub struct HeadWal {
     dir: PathBuf,
     opts: WalOptions,
     wal: OnceLock<Wal>,
+    chunks: OnceLock<Arc<ChunkDiskMapper>>,
     replay: Mutex<ReplayStats>,
     corruptions: AtomicU64,
     checkpoints: AtomicU64,
@@ -194,6 +200,10 @@ impl HeadWal {
     /// Pads and fsyncs the open segment; later commits fail.
     pub fn close(&self) -> Result<(), TsdbError> {
         self.closed.store(true, Relaxed);
+        if let Some(c) = self.chunks.get() {
+            c.sync()
+                .map_err(|e| io_err("syncing head chunks of", &self.dir, e))?;
+        }
         match self.wal.get() {
             Some(w) => w.close().map_err(|e| io_err("closing WAL", &self.dir, e)),
             None => Ok(()),
@@ -213,11 +223,29 @@ impl HeadWal {
         };
         let current = self.wal.get().map_or(0, Wal::current_segment);
         let rs = self.replay_stats();
-        let rows: [(&str, &str, &str, f64); 9] = [
+        let (mmapped, mmap_failed) = self.chunks.get().map_or((0, 0), |c| {
+            (
+                c.chunks_written.load(Relaxed),
+                c.write_failures.load(Relaxed),
+            )
+        });
+        let rows: [(&str, &str, &str, f64); 11] = [
+            (
+                "pharos_tsdb_mmap_chunks_written_total",
+                "counter",
+                "Closed head chunks written to chunks_head/ and memory-mapped.",
+                mmapped as f64,
+            ),
+            (
+                "pharos_tsdb_mmap_chunk_write_failures_total",
+                "counter",
+                "Failed writes of head chunks (the chunks stay in memory).",
+                mmap_failed as f64,
+            ),
             (
                 "pharos_tsdb_wal_corruptions_total",
                 "counter",
-                "WAL corruptions found (and repaired by truncation) at open.",
+                "WAL and head chunk corruptions found (and repaired by truncation) at open.",
                 self.corruptions.load(Relaxed) as f64,
             ),
             (
@@ -356,6 +384,7 @@ fn replay_segments(
     head: &Head,
     segs: &[(u32, PathBuf)],
     stats: &Mutex<ReplayStats>,
+    mmapped: &mut HashMap<u64, Vec<LoadedChunk>>,
 ) -> Result<(Option<Damage>, ApplyStats), io::Error> {
     let n = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -431,7 +460,13 @@ fn replay_segments(
                         Ok(Record::Series(v)) => {
                             local.series += v.len() as u64;
                             for s in v {
-                                match head.replay_series(s.series_ref, &s.labels) {
+                                let got = head.replay_series(s.series_ref, &s.labels);
+                                if let (Some(r), Some(chunks)) =
+                                    (got, mmapped.remove(&s.series_ref))
+                                {
+                                    local.mmapped_chunks += head.attach_mmapped(r, chunks);
+                                }
+                                match got {
                                     Some(r) if r != s.series_ref => {
                                         aliases.insert(s.series_ref, r);
                                     }
@@ -468,6 +503,7 @@ fn replay_segments(
                 g.samples = local.samples;
                 g.tombstones = local.tombstones;
                 g.records_skipped = local.records_skipped;
+                g.mmapped_chunks = local.mmapped_chunks;
                 g.segments_read = segments_read.load(Relaxed);
             }
         }
@@ -528,6 +564,7 @@ pub fn open_head(
         dir: wal_dir.clone(),
         opts: wal_opts,
         wal: OnceLock::new(),
+        chunks: OnceLock::new(),
         replay: Mutex::new(ReplayStats::default()),
         corruptions: AtomicU64::new(0),
         checkpoints: AtomicU64::new(0),
@@ -552,6 +589,30 @@ pub fn open_head(
         }
     }
 
+    let chunks_dir = dir.join("chunks_head");
+    let (mapper, loaded) =
+        ChunkDiskMapper::open(&chunks_dir).map_err(|e| io_err("opening", &chunks_dir, e))?;
+    let mapper = Arc::new(mapper);
+    hw.corruptions
+        .fetch_add(mapper.corruptions.load(Relaxed), Relaxed);
+    hw.replay.lock().corruptions += mapper.corruptions.load(Relaxed);
+    let mut mmapped: HashMap<u64, Vec<LoadedChunk>> = HashMap::new();
+    for c in loaded {
+        mmapped.entry(c.series_ref).or_default().push(c);
+    }
+    for v in mmapped.values_mut() {
+        v.sort_by_key(|c| c.mint);
+        // Keep a strictly increasing, non-overlapping run.
+        let mut last = i64::MIN;
+        v.retain(|c| {
+            let ok = c.mint > last && c.mint <= c.maxt;
+            if ok {
+                last = c.maxt;
+            }
+            ok
+        });
+    }
+
     let mut total = ApplyStats::default();
     let mut start_from = 0u32;
     if let Some((idx, cdir)) =
@@ -560,8 +621,8 @@ pub fn open_head(
         hw.replay.lock().checkpoint = Some(idx);
         start_from = idx.saturating_add(1);
         let csegs = list_segments(&cdir).map_err(|e| io_err("listing", &cdir, e))?;
-        let (damage, st) =
-            replay_segments(&head, &csegs, &hw.replay).map_err(|e| io_err("reading", &cdir, e))?;
+        let (damage, st) = replay_segments(&head, &csegs, &hw.replay, &mut mmapped)
+            .map_err(|e| io_err("reading", &cdir, e))?;
         total.merge(&st);
         if let Some(d) = damage {
             // A checkpoint is written whole before it replaces anything, so
@@ -588,8 +649,8 @@ pub fn open_head(
         }
     }
     hw.replay.lock().segments_total = segs.len() as u64;
-    let (damage, st) =
-        replay_segments(&head, &segs, &hw.replay).map_err(|e| io_err("reading", &wal_dir, e))?;
+    let (damage, st) = replay_segments(&head, &segs, &hw.replay, &mut mmapped)
+        .map_err(|e| io_err("reading", &wal_dir, e))?;
     total.merge(&st);
     let mut next_index = segs.last().map_or(start_from, |s| s.0.saturating_add(1));
     if let Some(d) = damage {
@@ -611,12 +672,23 @@ pub fn open_head(
         );
         next_index = d.segment.saturating_add(1);
     }
+    let unattached: usize = mmapped.values().map(Vec::len).sum();
+    if unattached > 0 {
+        tracing::info!(
+            chunks = unattached,
+            "head chunks of series absent from the WAL were dropped"
+        );
+    }
+    drop(mmapped);
     head.finish_replay(&total);
+    head.set_chunk_mapper(mapper.clone());
+    let _ = hw.chunks.set(mapper);
     {
         let mut g = hw.replay.lock();
         g.samples_applied = total.appended;
         g.samples_rejected = total.out_of_order;
         g.samples_unknown_series = total.unknown_series;
+        g.samples_in_mmapped_chunks = total.in_mmapped;
         g.duration = started.elapsed();
         g.done = true;
         tracing::info!(

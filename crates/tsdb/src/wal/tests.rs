@@ -445,3 +445,51 @@ fn series_logged_once_and_commit_fails_when_closed() {
     // Nothing of the refused commit is visible.
     assert_eq!(dump(&head)[0].1.len(), 5);
 }
+
+#[test]
+fn closed_chunks_are_mmapped_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_size: 16 * PAGE_SIZE,
+        compress: true,
+    };
+    let (head, hw) = open_head(dir.path(), HeadOptions::default(), opts).unwrap();
+    // 500 samples per series: four closed chunks and an open one each.
+    ingest(&head, 40, 0, 500);
+    let heap_before = head.chunk_bytes();
+    head.write_closed_chunks();
+    let heap_after = head.chunk_bytes();
+    assert!(
+        heap_after * 3 < heap_before,
+        "heap chunk bytes {heap_before} -> {heap_after}"
+    );
+    let files: Vec<_> = fs::read_dir(dir.path().join("chunks_head"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1);
+    let want = dump(&head);
+    assert_eq!(want[0].1.len(), 500);
+    hw.close().unwrap();
+    drop(head);
+    let (head2, hw2) = open_head(dir.path(), HeadOptions::default(), opts).unwrap();
+    let rs = hw2.replay_stats();
+    assert_eq!(rs.mmapped_chunks, 160);
+    assert_eq!(rs.samples_in_mmapped_chunks, 40 * 480);
+    assert_eq!(rs.samples_applied, 40 * 20);
+    assert!(dump(&head2) == want);
+    drop(head2);
+    drop(hw2);
+
+    // A damaged chunk file loses nothing: the WAL still has the samples.
+    let f = dir.path().join("chunks_head").join("000001");
+    let mut data = fs::read(&f).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x55;
+    fs::write(&f, &data).unwrap();
+    let (head3, hw3) = open_head(dir.path(), HeadOptions::default(), opts).unwrap();
+    let rs = hw3.replay_stats();
+    assert_eq!(rs.corruptions, 1);
+    assert!(rs.mmapped_chunks < 160);
+    assert!(dump(&head3) == want);
+}
