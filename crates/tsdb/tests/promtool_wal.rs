@@ -108,3 +108,93 @@ fn promtool_dumps_our_snappy_wal_across_segments() {
     // 64 KiB segments: the WAL spans many segments.
     write_and_dump(true, 64 * 1024);
 }
+
+/// Our `chunks_head/` files are read by Prometheus: the WAL handed to
+/// promtool holds only the series and the samples of the open chunks, so
+/// every older sample it dumps must come from our chunk files.
+#[test]
+fn promtool_reads_our_head_chunks() {
+    use pharos_tsdb::record::{self, Record};
+    use pharos_tsdb::wal::{SegmentReader, Wal, list_segments};
+
+    let Some(promtool) = promtool() else {
+        eprintln!("promtool not installed: skipping the head chunks compatibility check");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_size: 1 << 20,
+        compress: false,
+    };
+    let (head, hw) = open_head(dir.path(), HeadOptions::default(), opts).unwrap();
+    let t0 = 1_700_000_000_000i64;
+    // Aligned to the 2h chunk range so chunks are cut only by count.
+    let t0 = t0 - t0.rem_euclid(2 * 3600 * 1000);
+    let mut want = BTreeSet::new();
+    for step in 0..400i64 {
+        let mut app = head.appender();
+        for i in 0..10u64 {
+            let l = Labels::from_pairs(&[("__name__", "hc_metric"), ("i", &i.to_string())]);
+            let t = t0 + step * 15_000;
+            let v = (step * 3 + i as i64) as f64;
+            app.append(0, &l, t, v).unwrap();
+            want.push_line(&l, v, t);
+        }
+        app.commit().unwrap();
+    }
+    head.write_closed_chunks();
+    hw.close().unwrap();
+    drop(head);
+    // Rewrite the WAL keeping series and only samples of the open chunks
+    // (the last 40 of 400: three chunks of 120 are closed).
+    let wal_dir = dir.path().join("wal");
+    let mut recs: Vec<Vec<u8>> = Vec::new();
+    let mut kept_samples = 0;
+    for (_, p) in list_segments(&wal_dir).unwrap() {
+        let data = std::fs::read(&p).unwrap();
+        let mut r = SegmentReader::new(&data);
+        while let Some(rec) = r.next() {
+            match record::decode(rec).unwrap() {
+                Record::Series(_) => recs.push(rec.to_vec()),
+                Record::Samples(v) => {
+                    let v: Vec<_> = v.into_iter().filter(|s| s.t >= t0 + 360 * 15_000).collect();
+                    kept_samples += v.len();
+                    if !v.is_empty() {
+                        let mut b = Vec::new();
+                        record::encode_samples(&v, &mut b);
+                        recs.push(b);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(kept_samples, 400);
+    std::fs::remove_dir_all(&wal_dir).unwrap();
+    let w = Wal::create(&wal_dir, opts, 0).unwrap();
+    let refs: Vec<&[u8]> = recs.iter().map(Vec::as_slice).collect();
+    w.log(&refs).unwrap();
+    w.close().unwrap();
+
+    let out = Command::new(promtool)
+        .args(["tsdb", "dump"])
+        .arg(dir.path())
+        .args(["--min-time", &(t0 - 1).to_string()])
+        .args(["--max-time", &(t0 + 100_000_000).to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool failed: {stderr}");
+    let got: BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        got.len(),
+        4000,
+        "promtool dumped {} lines; {stderr}",
+        got.len()
+    );
+    assert!(got == want, "promtool's dump differs from what we wrote");
+}
