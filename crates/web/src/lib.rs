@@ -58,7 +58,6 @@ mod api;
 mod api_rules;
 mod api_status;
 mod api_tsdb;
-mod api_tsdb;
 pub mod json;
 mod layers;
 mod metrics;
@@ -68,9 +67,6 @@ mod ui;
 #[cfg(test)]
 mod tests;
 
-pub use api_tsdb::{
-    HeadStatsInfo, NameCount, TsdbAdmin, TsdbStatus, WalReplayStatus, tsdb_router,
-};
 pub use api_rules::{
     AlertInfo, NoRules, RuleGroupInfo, RuleInfo, RuleInfoKind, RulesRetriever, format_value,
     rules_router,
