@@ -10,6 +10,11 @@ use tokio::task::JoinHandle;
 
 use crate::{ADDRESS_LABEL, StaticDiscoverer, TargetGroup, providers};
 
+/// Whether a group source is a `static_configs` index.
+fn is_static_source(source: &str) -> bool {
+    !source.is_empty() && source.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Process-wide discovery settings.
 #[derive(Debug, Clone)]
 pub struct DiscoveryOptions {
@@ -76,19 +81,45 @@ impl Discovery {
     /// provider order and source), published at most once per
     /// `opts.update_interval`.
     pub fn start(cfg: &ScrapeConfig, opts: &DiscoveryOptions) -> Discovery {
+        Discovery::start_carrying(cfg, opts, Vec::new())
+    }
+
+    /// [`Discovery::start`] for a job whose previous configuration already
+    /// discovered `previous` (the last value of its old [`Discovery`]):
+    /// those groups, except the old static ones, stay in the published list
+    /// until every provider has reported once (or 30 seconds, at least six
+    /// update intervals, have passed), so a reload does not drop targets
+    /// while the new providers start.
+    pub fn start_carrying(
+        cfg: &ScrapeConfig,
+        opts: &DiscoveryOptions,
+        previous: Vec<TargetGroup>,
+    ) -> Discovery {
         let statics = static_groups(cfg);
         let mut all: Vec<Box<dyn crate::Discoverer>> =
             vec![Box::new(StaticDiscoverer::new(statics.clone()))];
         all.extend(providers(cfg, opts));
-        Discovery::with_providers(all, statics, opts.update_interval)
+        let carried: Vec<TargetGroup> = previous
+            .into_iter()
+            .filter(|g| !is_static_source(&g.source))
+            .collect();
+        Discovery::with_providers(all, statics, carried, opts.update_interval)
     }
 
-    /// Starts the given providers; the receiver's first value is `initial`.
+    /// Starts the given providers; the receiver's first value is `initial`
+    /// followed by `carried`, groups kept (unless a provider sends their
+    /// source) until every provider has reported once.
     pub fn with_providers(
         providers: Vec<Box<dyn crate::Discoverer>>,
         initial: Vec<TargetGroup>,
+        carried: Vec<TargetGroup>,
         update_interval: Duration,
     ) -> Discovery {
+        let n_providers = providers.len();
+        let initial: Vec<TargetGroup> = initial
+            .into_iter()
+            .chain(carried.iter().filter(|g| !g.targets.is_empty()).cloned())
+            .collect();
         let (out_tx, rx) = watch::channel(initial);
         let (tx, mut in_rx) = mpsc::channel::<(usize, Vec<TargetGroup>)>(16);
         let mut tasks = Vec::with_capacity(providers.len() + 1);
@@ -112,6 +143,21 @@ impl Discovery {
         drop(tx);
         tasks.push(tokio::spawn(async move {
             let mut state: BTreeMap<(usize, String), TargetGroup> = BTreeMap::new();
+            let mut carried: BTreeMap<String, TargetGroup> =
+                carried.into_iter().map(|g| (g.source.clone(), g)).collect();
+            let carry_until =
+                tokio::time::Instant::now() + (update_interval * 6).max(Duration::from_secs(30));
+            let mut reported = std::collections::HashSet::new();
+            let publish = |state: &BTreeMap<(usize, String), TargetGroup>,
+                           carried: &BTreeMap<String, TargetGroup>| {
+                let mut groups: Vec<TargetGroup> = state.values().cloned().collect();
+                for (src, g) in carried {
+                    if !state.keys().any(|(_, s)| s == src) {
+                        groups.push(g.clone());
+                    }
+                }
+                groups
+            };
             let mut dirty = false;
             let mut ticker = tokio::time::interval(update_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -119,6 +165,10 @@ impl Discovery {
                 tokio::select! {
                     msg = in_rx.recv() => match msg {
                         Some((i, groups)) => {
+                            reported.insert(i);
+                            if reported.len() == n_providers {
+                                carried.clear();
+                            }
                             for g in groups {
                                 if g.targets.is_empty() {
                                     state.remove(&(i, g.source));
@@ -130,7 +180,8 @@ impl Discovery {
                         }
                         None => {
                             if dirty {
-                                let _ = out_tx.send(state.values().cloned().collect());
+                                carried.clear();
+                                let _ = out_tx.send(publish(&state, &carried));
                             }
                             // Every provider ended: nothing will change.
                             out_tx.closed().await;
@@ -138,9 +189,13 @@ impl Discovery {
                         }
                     },
                     _ = ticker.tick() => {
+                        if !carried.is_empty() && tokio::time::Instant::now() >= carry_until {
+                            carried.clear();
+                            dirty = true;
+                        }
                         if dirty {
                             dirty = false;
-                            let groups: Vec<TargetGroup> = state.values().cloned().collect();
+                            let groups = publish(&state, &carried);
                             out_tx.send_if_modified(|cur| {
                                 if *cur == groups {
                                     false
@@ -212,6 +267,7 @@ mod tests {
                 Box::new(StaticDiscoverer::new(vec![group("s", &["z:1"])])),
             ],
             Vec::new(),
+            Vec::new(),
             Duration::from_millis(10),
         );
         let mut rx = d.subscribe();
@@ -240,5 +296,56 @@ mod tests {
         assert_eq!(groups[0].source, "0");
         assert_eq!(groups[0].targets.len(), 2);
         assert_eq!(groups[0].labels, Labels::from_pairs(&[("x", "y")]));
+    }
+
+    /// Never reports.
+    struct Silent;
+
+    impl Discoverer for Silent {
+        fn run(self: Box<Self>, _tx: mpsc::Sender<Vec<TargetGroup>>) -> BoxFuture {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn carried_groups_stay_until_every_provider_reported() {
+        let carried = vec![group("old-file:0", &["k:1"]), group("a", &["x:0"])];
+        // One provider never reports: the carried group the other did not
+        // replace stays.
+        let d = Discovery::with_providers(
+            vec![
+                Box::new(Scripted(vec![vec![group("a", &["x:1"])]])),
+                Box::new(Silent),
+            ],
+            Vec::new(),
+            carried.clone(),
+            Duration::from_millis(10),
+        );
+        let mut rx = d.subscribe();
+        assert_eq!(*rx.borrow_and_update(), carried);
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            *rx.borrow_and_update(),
+            vec![group("a", &["x:1"]), group("old-file:0", &["k:1"])]
+        );
+        // Once every provider reported, carried groups go.
+        let d = Discovery::with_providers(
+            vec![Box::new(Scripted(vec![vec![group("a", &["x:1"])]]))],
+            Vec::new(),
+            carried,
+            Duration::from_millis(10),
+        );
+        let mut rx = d.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while *rx.borrow_and_update() != vec![group("a", &["x:1"])] {
+            tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(is_static_source("12") && !is_static_source("f.json:0") && !is_static_source(""));
     }
 }

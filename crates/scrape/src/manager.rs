@@ -157,7 +157,21 @@ impl ScrapeManager {
                 }
             };
             let sync_start = Instant::now();
-            let groups = pharos_discovery::static_groups(sc);
+            // A job with discovery starts from the groups its previous
+            // pool knew, so a reload does not drop discovered targets while
+            // the new providers start.
+            let discovery = has_dynamic_discovery(sc).then(|| {
+                let previous = old
+                    .as_ref()
+                    .and_then(|p| p.discovery.as_ref())
+                    .map(|d| d.subscribe().borrow().clone())
+                    .unwrap_or_default();
+                pharos_discovery::Discovery::start_carrying(sc, &sh.opts.discovery, previous)
+            });
+            let groups = match &discovery {
+                Some(d) => d.subscribe().borrow().clone(),
+                None => pharos_discovery::static_groups(sc),
+            };
             let (targets, dropped) = build_targets(sc, &groups, &sh.metrics);
             let reusable = old.as_ref().is_some_and(|p| cache_reusable(&p.config, sc));
             let mut old_loops: HashMap<u64, LoopHandle> = HashMap::new();
@@ -203,8 +217,7 @@ impl ScrapeManager {
                 sync_task: None,
             };
             pool.apply_limits();
-            if has_dynamic_discovery(sc) {
-                let discovery = pharos_discovery::Discovery::start(sc, &sh.opts.discovery);
+            if let Some(discovery) = discovery {
                 let mut rx = discovery.subscribe();
                 rx.borrow_and_update();
                 let weak: Weak<Shared> = Arc::downgrade(&self.shared);

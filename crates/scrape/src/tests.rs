@@ -1492,3 +1492,35 @@ fn metadata_of_the_last_successful_scrape() {
     assert_eq!(target.metadata()[0].kind, "counter");
     assert_eq!(target.metadata().len(), 1);
 }
+
+#[tokio::test]
+async fn reloading_a_discovered_job_keeps_its_targets() {
+    let f = serve(Page::text("a 1\n")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.json");
+    std::fs::write(&file, format!(r#"[{{"targets":["{}"]}}]"#, f.addr)).unwrap();
+    let st = RecStorage::default();
+    let m = fast_discovery_manager(&st);
+    let yaml = |interval: &str| {
+        format!(
+            "scrape_configs:\n  - job_name: j\n    scrape_interval: {interval}\n    scrape_timeout: 80ms\n    file_sd_configs:\n      - files: ['{}']\n",
+            file.display()
+        )
+    };
+    m.apply_config(&config(&yaml("100ms")));
+    wait_for("the file's target", || m.targets().len() == 1).await;
+    // A changed job restarts its pool and discovery; the target it knew is
+    // kept from the first moment.
+    m.apply_config(&config(&yaml("150ms")));
+    assert_eq!(m.targets().len(), 1);
+    assert_eq!(m.targets()[0].scrape_interval, pharos_model::Duration(150));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(m.targets().len(), 1);
+    // Removing the file from the config drops the target once the new
+    // providers reported.
+    m.apply_config(&config(
+        "scrape_configs:\n  - job_name: j\n    scrape_interval: 150ms\n    scrape_timeout: 80ms\n    file_sd_configs:\n      - files: ['/nonexistent/x.json']\n",
+    ));
+    wait_for("no targets", || m.targets().is_empty()).await;
+    m.stop().await;
+}
