@@ -208,17 +208,54 @@ impl Alerting {
                 g.rules.len()
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP prometheus_rule_group_last_duration_seconds The duration of the last rule evaluation for the group.\n# TYPE prometheus_rule_group_last_duration_seconds gauge"
+        type Family = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&pharos_rules::Group) -> f64,
         );
-        for g in &groups {
-            let _ = writeln!(
-                out,
-                "prometheus_rule_group_last_duration_seconds{{rule_group=\"{}\"}} {}",
-                esc(&format!("{};{}", g.file, g.name)),
-                g.evaluation_seconds
-            );
+        let families: [Family; 5] = [
+            (
+                "prometheus_rule_group_last_duration_seconds",
+                "The duration of the last rule evaluation for the group.",
+                "gauge",
+                |g| g.evaluation_seconds,
+            ),
+            (
+                "prometheus_rule_group_last_evaluation_timestamp_seconds",
+                "The timestamp of the last rule group evaluation in seconds.",
+                "gauge",
+                |g| g.last_evaluation as f64 / 1000.0,
+            ),
+            (
+                "prometheus_rule_group_interval_seconds",
+                "The interval of a rule group.",
+                "gauge",
+                |g| g.interval as f64 / 1000.0,
+            ),
+            (
+                "prometheus_rule_evaluations_total",
+                "The total number of rule evaluations.",
+                "counter",
+                |g| g.rule_evaluations as f64,
+            ),
+            (
+                "prometheus_rule_evaluation_failures_total",
+                "The total number of rule evaluation failures.",
+                "counter",
+                |g| g.rule_failures as f64,
+            ),
+        ];
+        for (name, help, kind, get) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for g in &groups {
+                let _ = writeln!(
+                    out,
+                    "{name}{{rule_group=\"{}\"}} {}",
+                    esc(&format!("{};{}", g.file, g.name)),
+                    pharos_model::format_float(get(g))
+                );
+            }
         }
     }
 }

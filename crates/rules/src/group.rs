@@ -89,6 +89,10 @@ pub struct Group {
     pub evaluation_seconds: f64,
     /// Whether the `for` state still has to be restored.
     pub should_restore: bool,
+    /// Rule evaluations so far (`prometheus_rule_evaluations_total`).
+    pub rule_evaluations: u64,
+    /// Failed rule evaluations (`prometheus_rule_evaluation_failures_total`).
+    pub rule_failures: u64,
     prev_series: Vec<HashSet<Labels>>,
 }
 
@@ -130,6 +134,8 @@ impl Group {
             last_evaluation: 0,
             evaluation_seconds: 0.0,
             should_restore,
+            rule_evaluations: 0,
+            rule_failures: 0,
         }
     }
 
@@ -169,6 +175,8 @@ impl Group {
     pub fn copy_state(&mut self, old: &Group) {
         self.last_evaluation = old.last_evaluation;
         self.evaluation_seconds = old.evaluation_seconds;
+        self.rule_evaluations = old.rule_evaluations;
+        self.rule_failures = old.rule_failures;
         let mut by_id: HashMap<_, Vec<usize>> = HashMap::new();
         for (i, r) in old.rules.iter().enumerate() {
             by_id.entry(r.identity()).or_default().push(i);
@@ -214,6 +222,7 @@ impl Group {
             };
             let rule = &mut self.rules[i];
             rule.last_evaluation = ts;
+            self.rule_evaluations += 1;
             let res = rule.eval(ts, &cx);
             rule.evaluation_seconds = rule_started.elapsed().as_secs_f64();
             let samples = match res {
@@ -226,6 +235,7 @@ impl Group {
                     tracing::warn!(group = %self.name, rule = %rule.name(), err = %e, "Evaluating rule failed");
                     rule.health = crate::rule::RuleHealth::Bad;
                     rule.last_error = Some(e);
+                    self.rule_failures += 1;
                     continue;
                 }
             };

@@ -210,6 +210,7 @@ fn keep_firing_for_and_limit() {
     add(&head, &[("__name__", "m"), ("i", "2")], 240_000, 1.0);
     g.eval(240_000, &opts);
     assert_eq!(g.rules[0].health, crate::rule::RuleHealth::Bad);
+    assert_eq!((g.rule_evaluations, g.rule_failures), (5, 1));
     assert_eq!(
         g.rules[0].last_error.as_deref(),
         Some("exceeded limit of 1 with 2 alerts")
