@@ -150,8 +150,9 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
 
     let db = {
         let flags = flags.clone();
+        let storage = cfg.storage.clone();
         let ms = retention.millis();
-        tokio::task::spawn_blocking(move || crate::tsdb_glue::open_db(&flags, ms))
+        tokio::task::spawn_blocking(move || crate::tsdb_glue::open_db(&flags, ms, &storage))
             .await
             .context("opening storage")??
     };

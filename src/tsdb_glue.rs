@@ -54,9 +54,18 @@ pub fn db_options(flags: &ServerFlags, retention_ms: i64) -> anyhow::Result<DbOp
     Ok(opts)
 }
 
-/// Opens the data directory.
-pub fn open_db(flags: &ServerFlags, retention_ms: i64) -> anyhow::Result<Db> {
-    let opts = db_options(flags, retention_ms)?;
+/// Opens the data directory. `storage.tsdb.retention` of the
+/// configuration file, when set, takes precedence over the flags.
+pub fn open_db(
+    flags: &ServerFlags,
+    retention_ms: i64,
+    storage: &pharos_config::StorageConfig,
+) -> anyhow::Result<Db> {
+    let retention_ms = storage.retention_time.map_or(retention_ms, |d| d.millis());
+    let mut opts = db_options(flags, retention_ms)?;
+    if let Some(size) = storage.retention_size {
+        opts.retention_size = size;
+    }
     Db::open(&flags.tsdb_path, opts)
         .with_context(|| format!("opening storage at {}", flags.tsdb_path.display()))
 }
@@ -157,6 +166,31 @@ impl pharos_web::TsdbAdmin for DbAdmin {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn config_retention_takes_precedence() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let cli = crate::cli::Cli::parse_from([
+            "pharos".to_string(),
+            format!("--storage.tsdb.path={}", path.display()),
+            "--storage.tsdb.retention.size=1GB".to_string(),
+        ]);
+        let db = open_db(&cli.flags, 15 * 86_400_000, &Default::default()).unwrap();
+        assert_eq!(db.options().retention_size, 1 << 30);
+        assert_eq!(db.options().retention_time, 15 * 86_400_000);
+        db.close().unwrap();
+        drop(db);
+        let storage = pharos_config::StorageConfig {
+            retention_time: Some(pharos_model::Duration(3_600_000 * 240)),
+            retention_size: Some(5),
+        };
+        let db = open_db(&cli.flags, 15 * 86_400_000, &storage).unwrap();
+        assert_eq!(db.options().retention_size, 5);
+        assert_eq!(db.options().retention_time, 3_600_000 * 240);
+        assert_eq!(db.options().max_block_duration, 3_600_000 * 24);
+    }
 
     #[test]
     fn byte_sizes() {
