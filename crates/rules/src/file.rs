@@ -158,12 +158,7 @@ pub fn parse_rule_file(text: &str, file: &str) -> Result<RuleFile, Vec<RuleError
         Ok(r) => r,
         Err(e) => {
             let loc = e.location();
-            let msg = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .to_string();
+            let msg = yaml_message(&e.to_string());
             return Err(vec![match loc {
                 Some(l) => RuleError::at(file, &l, msg),
                 None => RuleError::plain(file, msg),
@@ -203,7 +198,7 @@ pub fn parse_rule_file(text: &str, file: &str) -> Result<RuleFile, Vec<RuleError
             Some(l) => l.value as usize,
             None => 0,
         };
-        let labels = label_map(&mut cx, g.labels.as_ref(), "label");
+        let labels = label_map(&mut cx, g.labels.as_ref(), "label", "");
         let mut rules = Vec::new();
         for (i, r) in g.rules.unwrap_or_default().into_iter().enumerate() {
             if let Some(rule) = rule(&mut cx, &name, i + 1, r) {
@@ -230,6 +225,23 @@ pub fn parse_rule_file(text: &str, file: &str) -> Result<RuleFile, Vec<RuleError
     }
 }
 
+/// The parser's first line without its `error: line L column C: ` prefix
+/// (the position is ours to print).
+fn yaml_message(full: &str) -> String {
+    let mut m = full.lines().next().unwrap_or("invalid YAML").trim();
+    m = m.strip_prefix("error: ").unwrap_or(m);
+    if let Some(rest) = m.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+        && rest
+            .split(':')
+            .next()
+            .is_some_and(|p| p.contains(" column "))
+    {
+        m = after;
+    }
+    m.to_string()
+}
+
 fn duration(cx: &mut Cx<'_>, v: Option<&Sp<String>>) -> Option<Option<Duration>> {
     let v = v?;
     match Duration::parse(&v.value) {
@@ -248,11 +260,12 @@ fn label_map(
     cx: &mut Cx<'_>,
     m: Option<&BTreeMap<String, Sp<String>>>,
     what: &str,
+    prefix: &str,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (k, v) in m.into_iter().flatten() {
         if !is_valid_label_name(k) {
-            cx.err(&v.referenced, format!("invalid {what} name: {k}"));
+            cx.err(&v.referenced, format!("{prefix}invalid {what} name: {k}"));
         }
         out.push((k.clone(), v.value.clone()));
     }
@@ -304,7 +317,8 @@ fn rule(cx: &mut Cx<'_>, group: &str, index: usize, r: Sp<RawRule>) -> Option<Ru
             e.value.clone()
         }
     };
-    let labels = label_map(cx, r.labels.as_ref(), "label");
+    let prefix = format!("group \"{group}\", rule {index}, \"{rule_name}\": ");
+    let labels = label_map(cx, r.labels.as_ref(), "label", &prefix);
     if let Some(l) = r.labels.as_ref().and_then(|m| m.get("__name__")) {
         err(cx, &l.referenced, "invalid label name: __name__".into());
     }
@@ -341,7 +355,7 @@ fn rule(cx: &mut Cx<'_>, group: &str, index: usize, r: Sp<RawRule>) -> Option<Ru
             .as_ref()
             .map(|a| a.value.clone())
             .unwrap_or_default();
-        let annotations = label_map(cx, r.annotations.as_ref(), "annotation");
+        let annotations = label_map(cx, r.annotations.as_ref(), "annotation", &prefix);
         let for_ = duration(cx, r.for_.as_ref())
             .flatten()
             .unwrap_or(Duration(0));
@@ -524,8 +538,17 @@ groups:
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("f.yml:7:14: "), "{e:?}");
         let e = errors("groups:\n  - name: a\n    bogus: 1\n");
-        assert!(e[0].starts_with("f.yml:3:"), "{e:?}");
-        assert!(e[0].contains("bogus"), "{e:?}");
+        assert!(
+            e[0].starts_with("f.yml:3:5: unknown field `bogus`"),
+            "{e:?}"
+        );
+        let e = errors(
+            "groups:\n  - name: a\n    rules:\n      - alert: A\n        expr: up\n        labels:\n          bad-name: x\n",
+        );
+        assert_eq!(
+            e,
+            vec!["f.yml:7:21: group \"a\", rule 1, \"A\": invalid label name: bad-name"]
+        );
         let e = errors("groups:\n  - name: a\n    interval: 5x\n");
         assert_eq!(e, vec!["f.yml:3:15: not a valid duration string: \"5x\""]);
     }
