@@ -374,6 +374,21 @@ impl Expander {
                 go_printf(&f, &rest)
             }),
         );
+        add(
+            "index",
+            Arc::new(|args: &[Value]| {
+                // Label sets are `map[string]string` in Go: a missing key
+                // indexes to "" there (not `<no value>`). Maps whose values
+                // are all strings are treated as such.
+                if let [Value::Map(m), Value::String(k)] = args
+                    && !m.contains_key(k.as_ref())
+                    && m.values().all(|v| matches!(v, Value::String(_)))
+                {
+                    return Ok(Value::from(""));
+                }
+                go_builtin("index", args)
+            }),
+        );
         add("humanize", num_fn("humanize", |v| Ok(humanize(v))));
         add(
             "humanize1024",
@@ -647,22 +662,46 @@ fn nonfinite_as_strings(f: &str, args: &[Value]) -> (String, Vec<Value>) {
     (out, args)
 }
 
-/// gotmpl's built-in `printf` (Go's `fmt.Sprintf`), reached through a tiny
-/// template because built-ins are not exported.
+/// gotmpl's built-in `printf` (Go's `fmt.Sprintf`).
 fn go_printf(f: &str, args: &[Value]) -> gotmpl::Result<Value> {
-    let mut call = String::from("{{ printf .F");
+    let mut all = vec![Value::from(f)];
+    all.extend_from_slice(args);
+    go_builtin("printf", &all)
+}
+
+/// Calls a gotmpl built-in by name, through a tiny template because the
+/// built-ins are not exported; the result keeps its type.
+fn go_builtin(name: &str, args: &[Value]) -> gotmpl::Result<Value> {
+    let mut call = format!("{{{{ {CAPTURE} ({name}");
     for i in 0..args.len() {
         call.push_str(&format!(" (index .A {i})"));
     }
-    call.push_str(" }}");
+    call.push_str(") }}");
     let mut data = BTreeMap::new();
-    data.insert("F".to_string(), Value::from(f));
     data.insert("A".to_string(), Value::from(args.to_vec()));
-    Template::new("printf")
+    let slot = Arc::new(std::sync::Mutex::new(Value::Nil));
+    let s2 = slot.clone();
+    Template::new(name)
+        .func(CAPTURE, move |a: &[Value]| {
+            let mut g = match s2.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *g = a.first().cloned().unwrap_or(Value::Nil);
+            Ok(Value::from(""))
+        })
         .parse(&call)?
-        .execute_to_string(&Value::from(data))
-        .map(Value::from)
+        .execute_to_string(&Value::from(data))?;
+    let v = match slot.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    Ok(v)
 }
+
+/// The capture function of [`go_builtin`]; it exists only in that private
+/// template, so user templates cannot call it.
+const CAPTURE: &str = "__pharos_capture";
 
 fn arity(name: &str, want: usize, got: usize) -> GoError {
     GoError::Exec(format!(

@@ -367,6 +367,9 @@ fn language_features() {
         ),
         ("{{ len .Labels }}", "2"),
         ("{{ index .Labels \"job\" }}", "db"),
+        ("[{{ index .Labels \"nope\" }}]", "[]"),
+        ("{{ (index (args 1.5 \"x\") \"arg0\") | humanize }}", "1.5"),
+        ("[{{ index (args 1) \"nope\" }}]", "[<no value>]"),
         (
             "{{ .ExternalLabels.cluster }} {{ .ExternalURL }}",
             "eu http://h:9090",
