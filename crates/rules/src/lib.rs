@@ -1,6 +1,6 @@
 //! Recording and alerting rules, as Prometheus's `rules` package runs them.
 //!
-//! - [`file`]: rule files in Prometheus's YAML format, validated like
+//! - [`mod@file`]: rule files in Prometheus's YAML format, validated like
 //!   `promtool check rules`, errors positioned `file:line:col`.
 //! - [`rule`]: one rule's evaluation; for alerting rules the alert state
 //!   machine (pending, firing, `keep_firing_for`, resolved alerts kept

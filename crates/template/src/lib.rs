@@ -18,8 +18,14 @@
 //! missing label prints as the empty string; `gotmpl` values are untyped and
 //! would print `<no value>`. [`alert_data`] therefore pre-fills the label names
 //! the template text mentions as `$labels.name` / `.Labels.name` (and the same
-//! for external labels) with `""`. `index $labels "missing"` still prints
-//! `<no value>`.
+//! for external labels) with `""`, and `index` on a map of strings yields
+//! `""` for a missing key. Left over: ranging over `$labels` also visits
+//! such pre-filled names, and `len $labels` counts them.
+//!
+//! gotmpl also prints floats the Rust way (`1000000`, `inf`); every printing
+//! action is routed through Go's `%v` formatting ([`gofmt::fmt_v`]) by a
+//! rewrite of the parsed template, and `printf` prints non-finite floats as
+//! Go does. Unknown functions and variables are parse errors, as in Go.
 
 pub mod gofmt;
 
