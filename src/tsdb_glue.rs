@@ -119,8 +119,14 @@ impl pharos_web::TsdbAdmin for DbAdmin {
     }
 
     fn wal_replay(&self) -> pharos_web::WalReplayStatus {
-        // No write-ahead log is replayed yet: nothing to report.
-        pharos_web::WalReplayStatus::default()
+        // Replay finishes inside `Db::open`, before the API is ready, so
+        // `current` always equals `max` here.
+        let r = self.0.wal().replay_stats();
+        pharos_web::WalReplayStatus {
+            min: 0,
+            max: r.segments_total,
+            current: r.segments_read,
+        }
     }
 
     fn snapshot(&self, skip_head: bool) -> Result<String, String> {

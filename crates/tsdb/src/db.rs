@@ -26,7 +26,7 @@ use pharos_storage::{
 };
 
 use crate::block::{self, Block, BlockCompaction, BlockDesc, BlockMeta};
-use crate::{Head, HeadOptions, TsdbError};
+use crate::{Head, HeadOptions, HeadWal, TsdbError, WalOptions, open_head};
 
 /// Two hours in milliseconds, the default (minimum) block range.
 pub const DEFAULT_BLOCK_DURATION: i64 = 2 * 3600 * 1000;
@@ -47,6 +47,8 @@ pub struct DbOptions {
     pub retention_size: u64,
     /// Head options; its `chunk_range` is set to `min_block_duration`.
     pub head: HeadOptions,
+    /// Write-ahead log options.
+    pub wal: WalOptions,
 }
 
 impl DbOptions {
@@ -81,6 +83,7 @@ impl Default for DbOptions {
             retention_time: retention,
             retention_size: 0,
             head: HeadOptions::default(),
+            wal: WalOptions::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ struct DbInner {
     dir: PathBuf,
     opts: DbOptions,
     head: Head,
+    wal: Arc<HeadWal>,
     blocks: RwLock<Vec<Arc<Block>>>,
     lock: File,
     compact_mtx: Mutex<()>,
@@ -209,7 +213,8 @@ impl Db {
         });
         let mut head_opts = opts.head.clone();
         head_opts.chunk_range = opts.min_block_duration;
-        let head = Head::new(head_opts);
+        // The head comes back from the write-ahead log and chunks_head/.
+        let (head, wal) = open_head(dir, head_opts, opts.wal)?;
         let min_valid = blocks
             .iter()
             .map(|b| b.meta().max_time)
@@ -228,6 +233,7 @@ impl Db {
                 dir: dir.to_path_buf(),
                 opts,
                 head,
+                wal,
                 blocks: RwLock::new(blocks),
                 lock,
                 compact_mtx: Mutex::new(()),
@@ -258,12 +264,20 @@ impl Db {
         self.inner.blocks.read().clone()
     }
 
-    /// Releases the directory lock. The `Db` must not be used afterwards.
+    /// The write-ahead log of the head.
+    pub fn wal(&self) -> &Arc<HeadWal> {
+        &self.inner.wal
+    }
+
+    /// Closes the write-ahead log and releases the directory lock. The
+    /// `Db` must not be used afterwards.
     pub fn close(&self) -> Result<(), TsdbError> {
+        let r = self.inner.wal.close();
         self.inner
             .lock
             .unlock()
-            .map_err(|e| io_err(&self.inner.dir.join("lock"), e))
+            .map_err(|e| io_err(&self.inner.dir.join("lock"), e))?;
+        r
     }
 
     /// Runs one round of maintenance: cuts the head into blocks while it
@@ -311,6 +325,8 @@ impl Db {
             }
             self.inner.head_min_valid.fetch_max(maxt, Ordering::SeqCst);
             head.truncate(maxt);
+            // The WAL keeps only what the head still holds.
+            self.inner.wal.checkpoint(head, maxt)?;
             let mut d = self.inner.head_deletes.write();
             if d.iter().any(|x| x.maxt < maxt) {
                 *d = Arc::new(d.iter().filter(|x| x.maxt >= maxt).cloned().collect());
@@ -617,6 +633,7 @@ impl Db {
     /// Appends the database's metrics in the Prometheus text format.
     pub fn write_metrics(&self, out: &mut String) {
         self.inner.head.write_metrics(out);
+        self.inner.wal.write_metrics(out);
         let c = &self.inner.counters;
         let blocks = self.blocks();
         let lowest = blocks
