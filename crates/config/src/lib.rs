@@ -43,9 +43,7 @@ use pharos_model::relabel::RelabelConfig;
 use pharos_model::{Duration, Labels};
 
 pub use http::{Authorization, BasicAuth, HeaderValues, HttpClientConfig, TlsConfig, TlsVersion};
-pub use load::alerting::{
-    AlertingConfig, AlertmanagerAuth, AlertmanagerConfig, resolve_rule_and_alerting_paths,
-};
+pub use load::alerting::{AlertingConfig, AlertmanagerConfig, resolve_rule_and_alerting_paths};
 pub use load::{load_file, load_str, resolve_sd_paths};
 pub use sd::{
     DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesRole, KubernetesSdConfig,

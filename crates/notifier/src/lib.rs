@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
-use pharos_config::{AlertingConfig, AlertmanagerAuth, AlertmanagerConfig};
+use pharos_config::{AlertingConfig, AlertmanagerConfig};
+use pharos_discovery::client::HttpClient;
 use pharos_model::relabel::{RelabelConfig, process, process_builder};
 use pharos_model::{Labels, LabelsBuilder};
 
@@ -205,6 +206,21 @@ pub struct AlertmanagerSet {
     pub active: Vec<AlertmanagerTarget>,
     /// Targets the relabel rules dropped.
     pub dropped: Vec<AlertmanagerTarget>,
+    client: SetClient,
+}
+
+/// The set's HTTP client from its `http_config`, or why it could not be
+/// built (a bad CA file, say); sends to the set then fail with that reason.
+#[derive(Clone)]
+struct SetClient(Result<HttpClient, String>);
+
+impl std::fmt::Debug for SetClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok(_) => f.write_str("SetClient(ok)"),
+            Err(e) => write!(f, "SetClient(error: {e})"),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -223,7 +239,6 @@ pub struct Notifier {
     sets: RwLock<Vec<AlertmanagerSet>>,
     per_am: Mutex<BTreeMap<String, Arc<Counters>>>,
     dropped: AtomicU64,
-    client: reqwest::Client,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -264,7 +279,6 @@ impl Notifier {
             sets: RwLock::new(Vec::new()),
             per_am: Mutex::new(BTreeMap::new()),
             dropped: AtomicU64::new(0),
-            client: reqwest::Client::new(),
         }
     }
 
@@ -291,10 +305,18 @@ impl Notifier {
                     })
                     .collect();
                 let (active, dropped) = alertmanagers_from_groups(c, &groups);
+                let client = HttpClient::new(
+                    concat!("pharos/", env!("CARGO_PKG_VERSION")),
+                    &c.http_client,
+                );
+                if let Err(e) = &client {
+                    tracing::error!(err = %e, "Alertmanager HTTP client configuration is invalid");
+                }
                 AlertmanagerSet {
                     config: c.clone(),
                     active,
                     dropped,
+                    client: SetClient(client),
                 }
             })
             .collect();
@@ -413,11 +435,10 @@ impl Notifier {
                     .or_default()
                     .clone();
                 let fut = post(
-                    self.client.clone(),
+                    set.client.0.clone(),
                     am.url.clone(),
                     body.clone(),
                     set.config.timeout.to_std(),
-                    set.config.auth.clone(),
                 );
                 let n = alerts.len() as u64;
                 tasks.push(async move {
@@ -515,27 +536,23 @@ impl Notifier {
 }
 
 async fn post(
-    client: reqwest::Client,
+    client: Result<HttpClient, String>,
     url: String,
     body: String,
     timeout: std::time::Duration,
-    auth: Option<AlertmanagerAuth>,
 ) -> Result<(), NotifierError> {
-    let mut req = client
+    let failed = |msg: String| NotifierError::Request {
+        url: url.clone(),
+        msg,
+    };
+    let client = client.map_err(failed)?;
+    let req = client
+        .http
         .post(&url)
         .timeout(timeout)
         .header("Content-Type", "application/json")
-        .header("User-Agent", concat!("pharos/", env!("CARGO_PKG_VERSION")))
         .body(body);
-    match auth {
-        Some(AlertmanagerAuth::Basic { username, password }) => {
-            req = req.basic_auth(username, Some(password));
-        }
-        Some(AlertmanagerAuth::Header { kind, credentials }) => {
-            req = req.header("Authorization", format!("{kind} {credentials}"));
-        }
-        None => {}
-    }
+    let req = client.decorate(req).map_err(failed)?;
     let resp = req.send().await.map_err(|e| NotifierError::Request {
         url: url.clone(),
         msg: e.to_string(),

@@ -166,3 +166,44 @@ async fn delivers_batches_and_counts_errors() {
         "prometheus_notifications_errors_total{{alertmanager=\"http://{addr}/bad/api/v2/alerts\"}} 70"
     )));
 }
+
+#[tokio::test]
+async fn http_config_auth_and_headers_are_sent() {
+    use axum::Router;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let s2 = seen.clone();
+    let app = Router::new().route(
+        "/api/v2/alerts",
+        post(move |h: HeaderMap| {
+            let s = s2.clone();
+            async move {
+                let get = |k: &str| {
+                    h.get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                s.lock().push((get("authorization"), get("x-team")));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let cfg = load_str(
+        &format!(
+            "alerting:\n  alertmanagers:\n    - basic_auth: {{username: u, password: p}}\n      http_headers:\n        X-Team:\n          values: [sre]\n      static_configs: [{{targets: ['{addr}']}}]\n"
+        ),
+        "p.yml",
+    )
+    .unwrap();
+    let n = Notifier::new(10);
+    n.apply_config(Labels::empty(), &cfg.alerting);
+    assert!(n.send_all(&[alert("A")]).await);
+    let got = seen.lock().clone();
+    // base64("u:p") = "dTpw"
+    assert_eq!(got, vec![("Basic dTpw".to_string(), "sre".to_string())]);
+}

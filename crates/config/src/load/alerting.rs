@@ -4,6 +4,7 @@
 //! A child of the loader so it shares its positioned-error context and its
 //! static-config, relabel and discovery converters.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use pharos_model::Duration;
@@ -13,7 +14,9 @@ use serde_saphyr::Location;
 
 use super::{Cx, Result};
 use crate::raw::{Opt, RawRelabelConfig, RawStaticConfig, Sp, Unsupported};
-use crate::{Config, DnsSdConfig, FileSdConfig, HttpSdConfig, StaticConfig, sd};
+use crate::{
+    Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, StaticConfig, http, sd,
+};
 
 /// The `alerting` section.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -22,25 +25,6 @@ pub struct AlertingConfig {
     pub alert_relabel_configs: Vec<RelabelConfig>,
     /// The Alertmanager sets alerts are sent to.
     pub alertmanagers: Vec<AlertmanagerConfig>,
-}
-
-/// Credentials sent to an Alertmanager.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AlertmanagerAuth {
-    /// `basic_auth`.
-    Basic {
-        /// User name.
-        username: String,
-        /// Password (from `password` or the contents of `password_file`).
-        password: String,
-    },
-    /// `authorization`: an `Authorization: <type> <credentials>` header.
-    Header {
-        /// The scheme, `Bearer` by default.
-        kind: String,
-        /// The credentials.
-        credentials: String,
-    },
 }
 
 /// One entry of `alerting.alertmanagers`.
@@ -66,8 +50,8 @@ pub struct AlertmanagerConfig {
     pub relabel_configs: Vec<RelabelConfig>,
     /// Relabeling of alerts sent to this set only.
     pub alert_relabel_configs: Vec<RelabelConfig>,
-    /// Credentials, if any.
-    pub auth: Option<AlertmanagerAuth>,
+    /// `http_config` settings: auth, TLS, proxy, redirects, headers.
+    pub http_client: HttpClientConfig,
 }
 
 impl Default for AlertmanagerConfig {
@@ -84,7 +68,7 @@ impl Default for AlertmanagerConfig {
             dns_sd_configs: Vec::new(),
             relabel_configs: Vec::new(),
             alert_relabel_configs: Vec::new(),
-            auth: None,
+            http_client: HttpClientConfig::default(),
         }
     }
 }
@@ -97,28 +81,6 @@ pub(crate) struct RawAlerting {
     alert_relabel_configs: Option<Vec<Sp<Option<RawRelabelConfig>>>>,
     #[serde(default)]
     alertmanagers: Option<Vec<Sp<Option<RawAlertmanager>>>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBasicAuth {
-    #[serde(default)]
-    username: Opt<String>,
-    #[serde(default)]
-    password: Opt<String>,
-    #[serde(default)]
-    password_file: Opt<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuthorization {
-    #[serde(default, rename = "type")]
-    kind: Opt<String>,
-    #[serde(default)]
-    credentials: Opt<String>,
-    #[serde(default)]
-    credentials_file: Opt<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,31 +107,31 @@ struct RawAlertmanager {
     #[serde(default)]
     alert_relabel_configs: Option<Vec<Sp<Option<RawRelabelConfig>>>>,
     #[serde(default)]
-    basic_auth: Opt<RawBasicAuth>,
+    basic_auth: Opt<http::RawBasicAuth>,
     #[serde(default)]
-    authorization: Opt<RawAuthorization>,
+    authorization: Opt<http::RawAuthorization>,
+    #[serde(default)]
+    bearer_token: Opt<String>,
+    #[serde(default)]
+    bearer_token_file: Opt<String>,
+    #[serde(default)]
+    tls_config: Opt<http::RawTls>,
     #[serde(default)]
     follow_redirects: Opt<bool>,
     #[serde(default)]
     enable_http2: Opt<bool>,
     #[serde(default)]
-    tls_config: Unsupported,
+    proxy_url: Opt<String>,
     #[serde(default)]
-    oauth2: Unsupported,
+    no_proxy: Opt<String>,
     #[serde(default)]
-    proxy_url: Unsupported,
-    #[serde(default)]
-    no_proxy: Unsupported,
-    #[serde(default)]
-    proxy_from_environment: Unsupported,
+    proxy_from_environment: Opt<bool>,
     #[serde(default)]
     proxy_connect_header: Unsupported,
     #[serde(default)]
-    http_headers: Unsupported,
+    http_headers: Opt<BTreeMap<String, http::RawHeader>>,
     #[serde(default)]
-    bearer_token: Unsupported,
-    #[serde(default)]
-    bearer_token_file: Unsupported,
+    oauth2: Unsupported,
     #[serde(default)]
     sigv4: Unsupported,
     #[serde(default)]
@@ -205,15 +167,6 @@ impl Cx<'_> {
 
     fn alertmanager(&self, r: &RawAlertmanager, at: &Location) -> Result<AlertmanagerConfig> {
         for (key, v) in [
-            ("tls_config", &r.tls_config),
-            ("oauth2", &r.oauth2),
-            ("proxy_url", &r.proxy_url),
-            ("no_proxy", &r.no_proxy),
-            ("proxy_from_environment", &r.proxy_from_environment),
-            ("proxy_connect_header", &r.proxy_connect_header),
-            ("http_headers", &r.http_headers),
-            ("bearer_token", &r.bearer_token),
-            ("bearer_token_file", &r.bearer_token_file),
             ("sigv4", &r.sigv4),
             ("kubernetes_sd_configs", &r.kubernetes_sd_configs),
             ("consul_sd_configs", &r.consul_sd_configs),
@@ -221,7 +174,6 @@ impl Cx<'_> {
         ] {
             self.unsupported(key, v)?;
         }
-        self.only_bool("follow_redirects", &r.follow_redirects, true)?;
         let mut out = AlertmanagerConfig::default();
         if let Some(s) = &r.scheme {
             if s.value != "http" && s.value != "https" {
@@ -284,75 +236,27 @@ impl Cx<'_> {
             sd::dns_sd,
         )
         .map_err(positioned)?;
-        out.auth = match (&r.basic_auth, &r.authorization) {
-            (Some(_), Some(a)) => {
-                return Err(self.err(
-                    &a.referenced,
-                    "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
-                ));
-            }
-            (Some(b), None) => Some(self.basic_auth(&b.value, &b.referenced)?),
-            (None, Some(a)) => Some(self.authorization(&a.value, &a.referenced)?),
-            (None, None) => None,
-        };
-        // HTTP/2 on or off changes nothing Alertmanager sees: accepted.
-        let _ = (&r.enable_http2, at);
+        out.http_client = http::http_client(
+            &http::RawHttpClientRef {
+                basic_auth: &r.basic_auth,
+                authorization: &r.authorization,
+                bearer_token: &r.bearer_token,
+                bearer_token_file: &r.bearer_token_file,
+                tls_config: &r.tls_config,
+                follow_redirects: &r.follow_redirects,
+                enable_http2: &r.enable_http2,
+                proxy_url: &r.proxy_url,
+                no_proxy: &r.no_proxy,
+                proxy_from_environment: &r.proxy_from_environment,
+                proxy_connect_header: &r.proxy_connect_header,
+                http_headers: &r.http_headers,
+                oauth2: &r.oauth2,
+            },
+            at,
+        )
+        .map_err(positioned)?;
         Ok(out)
     }
-
-    fn basic_auth(&self, b: &RawBasicAuth, at: &Location) -> Result<AlertmanagerAuth> {
-        let username = b
-            .username
-            .as_ref()
-            .map(|u| u.value.clone())
-            .unwrap_or_default();
-        let password = match (&b.password, &b.password_file) {
-            (Some(_), Some(f)) => {
-                return Err(self.err(
-                    &f.referenced,
-                    "at most one of basic_auth password & password_file must be configured",
-                ));
-            }
-            (Some(p), None) => p.value.clone(),
-            (None, Some(f)) => read_secret(&f.value).map_err(|e| self.err(&f.referenced, e))?,
-            (None, None) => String::new(),
-        };
-        if username.is_empty() {
-            return Err(self.err(at, "basic_auth username must be set"));
-        }
-        Ok(AlertmanagerAuth::Basic { username, password })
-    }
-
-    fn authorization(&self, a: &RawAuthorization, at: &Location) -> Result<AlertmanagerAuth> {
-        let kind = a
-            .kind
-            .as_ref()
-            .map_or_else(|| "Bearer".to_string(), |k| k.value.clone());
-        if kind.eq_ignore_ascii_case("basic") {
-            return Err(self.err(
-                at,
-                "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
-            ));
-        }
-        let credentials = match (&a.credentials, &a.credentials_file) {
-            (Some(_), Some(f)) => {
-                return Err(self.err(
-                    &f.referenced,
-                    "at most one of authorization credentials & credentials_file must be configured",
-                ));
-            }
-            (Some(c), None) => c.value.clone(),
-            (None, Some(f)) => read_secret(&f.value).map_err(|e| self.err(&f.referenced, e))?,
-            (None, None) => String::new(),
-        };
-        Ok(AlertmanagerAuth::Header { kind, credentials })
-    }
-}
-
-fn read_secret(path: &str) -> std::result::Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-        .map_err(|e| format!("unable to read secret file {path:?}: {e}"))
 }
 
 /// Makes relative `rule_files` patterns and Alertmanager `file_sd_configs`
@@ -396,14 +300,19 @@ mod tests {
         assert_eq!(am.static_configs[0].targets, vec!["am1:9093", "am2:9093"]);
         assert_eq!(am.path_prefix, "/am");
         assert_eq!(am.timeout, Duration(5000));
-        assert_eq!(
-            am.auth,
-            Some(AlertmanagerAuth::Basic {
-                username: "u".into(),
-                password: "p".into()
-            })
-        );
+        let ba = am.http_client.basic_auth.as_ref().unwrap();
+        assert_eq!((ba.username.as_str(), ba.password.as_str()), ("u", "p"));
         assert_eq!(a.alertmanagers[1].scheme, "https");
+        let c2 = load_str(
+            "alerting:\n  alertmanagers:\n    - scheme: https\n      tls_config:\n        insecure_skip_verify: true\n      authorization:\n        credentials: secret\n      http_headers:\n        X-Team:\n          values: [a]\n      follow_redirects: false\n      static_configs: [{targets: ['am:9093']}]\n",
+            "p.yml",
+        )
+        .unwrap();
+        let h = &c2.alerting.alertmanagers[0].http_client;
+        assert!(h.tls_config.insecure_skip_verify);
+        assert!(!h.follow_redirects);
+        assert_eq!(h.authorization.as_ref().unwrap().credentials, "secret");
+        assert!(h.http_headers.contains_key("X-Team"));
         assert_eq!(a.alertmanagers[1].timeout, Duration(10_000));
         let mut c = c;
         resolve_rule_and_alerting_paths(&mut c, Path::new("/etc/prom"));
@@ -424,13 +333,17 @@ mod tests {
         .to_string();
         assert!(e.starts_with("p.yml:3:20:"), "{e}");
         assert!(e.contains("api version"), "{e}");
+        let e = load_str("alerting:\n  alertmanagers:\n    - sigv4: {}\n", "p.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sigv4 is not supported yet"), "{e}");
         let e = load_str(
-            "alerting:\n  alertmanagers:\n    - tls_config: {}\n",
+            "alerting:\n  alertmanagers:\n    - basic_auth: {username: u}\n      bearer_token: t\n",
             "p.yml",
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("tls_config is not supported yet"), "{e}");
+        assert!(e.contains("at most one of basic_auth"), "{e}");
         let e = load_str("alerting:\n  alertmanagers:\n    - scheme: ftp\n", "p.yml")
             .unwrap_err()
             .to_string();
