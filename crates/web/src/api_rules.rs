@@ -314,6 +314,13 @@ async fn rules(State(s): State<RulesState>, Query(q): Query<Vec<(String, String)
             ));
         }
     };
+    let mut matcher_sets = Vec::new();
+    for m in get_all("match") {
+        match pharos_promql::parse_selector(m) {
+            Ok(set) => matcher_sets.push(set),
+            Err(e) => return bad_data(&format!("invalid parameter \"match[]\": {e}")),
+        }
+    }
     let names = get_all("rule_name");
     let groups_f = get_all("rule_group");
     let files_f = get_all("file");
@@ -344,10 +351,23 @@ async fn rules(State(s): State<RulesState>, Query(q): Query<Vec<(String, String)
                 None => true,
             })
             .filter(|r| names.is_empty() || names.contains(&r.name.as_str()))
+            .filter(|r| {
+                matcher_sets.is_empty()
+                    || matcher_sets.iter().any(|set| {
+                        set.iter().all(|m| {
+                            let v = r
+                                .labels
+                                .iter()
+                                .find(|(k, _)| *k == m.name)
+                                .map_or("", |(_, v)| v.as_str());
+                            m.matches(v)
+                        })
+                    })
+            })
             .map(|r| rule_json(r, exclude_alerts))
             .collect();
         // Prometheus drops groups left empty by a filter.
-        if rules.is_empty() && (kind.is_some() || !names.is_empty()) {
+        if rules.is_empty() && (kind.is_some() || !names.is_empty() || !matcher_sets.is_empty()) {
             continue;
         }
         out.push(json!({
@@ -498,6 +518,12 @@ mod tests {
         assert_eq!(v["data"]["groups"][0]["rules"].as_array().unwrap().len(), 1);
         let (_, v) = get_json("/api/v1/rules?type=alert&exclude_alerts=true").await;
         assert!(v["data"]["groups"][0]["rules"][0].get("alerts").is_none());
+        let (_, v) = get_json("/api/v1/rules?match[]=%7Bseverity%3D%22page%22%7D").await;
+        let rules = v["data"]["groups"][0]["rules"].as_array().unwrap().clone();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0]["name"], "Down");
+        let (s, _) = get_json("/api/v1/rules?match[]=%7B").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
         let (_, v) = get_json("/api/v1/rules?rule_name[]=nope").await;
         assert_eq!(v["data"]["groups"].as_array().unwrap().len(), 0);
         let (_, v) = get_json("/api/v1/rules?rule_group[]=api&file[]=/etc/r.yml").await;
