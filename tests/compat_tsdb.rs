@@ -5,7 +5,8 @@
 //!   does on a copy of the same directory;
 //! - blocks pharos cut from its head are accepted by `promtool tsdb list`
 //!   and `analyze`, and Prometheus started on a copy of pharos's data dir
-//!   answers the same range queries as pharos.
+//!   (blocks, WAL, chunks_head) answers the same range queries as pharos,
+//!   over the blocks and the head replayed from the WAL.
 //!
 //! Skipped outside CI when the binaries are absent; failing under CI.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -291,6 +292,10 @@ fn prometheus_serves_a_pharos_dir() {
             .status();
         let _ = c.wait();
     }
+    let stopped = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let list = Command::new("promtool")
         .args(["tsdb", "list"])
         .arg(&data)
@@ -328,7 +333,9 @@ fn prometheus_serves_a_pharos_dir() {
     copy_dir(&data, &theirs);
     let (_p, prom) = start_prometheus(&theirs, dir.path());
     let (_x, pharos) = start_pharos(&data, None, &[]);
-    let (s, e) = (mint as f64 / 1000.0, (maxt - 1) as f64 / 1000.0);
+    // Blocks and the head (replayed from pharos's WAL by both servers).
+    assert!(stopped > maxt);
+    let (s, e) = (mint as f64 / 1000.0, stopped as f64 / 1000.0);
     for q in [
         "up",
         "scrape_samples_scraped",
