@@ -2,9 +2,10 @@
 //! series, one commit per scrape), then reopens it and reports samples per
 //! second of replay.
 //!
-//! `cargo run --release -p pharos-tsdb --example wal_replay -- [SERIES] [SCRAPES] [DIR]`
+//! `cargo run --release -p pharos-tsdb --example wal_replay -- [SERIES] [SCRAPES] [DIR [replay-only]]`
 //! (defaults: 100000 series, 60 scrapes, a temporary directory). With DIR
-//! the data is kept, so Prometheus can be started on a copy of it.
+//! the data is kept, so Prometheus can be started on a copy of it; with
+//! `replay-only` too, an existing DIR written earlier is only replayed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
@@ -42,7 +43,8 @@ fn main() {
         .collect();
     let t0 = 1_700_000_000_000i64;
     let write = Instant::now();
-    {
+    let replay_only = args.get(4).is_some_and(|a| a == "replay-only");
+    if !replay_only {
         let (head, hw) = open_head(&dir, HeadOptions::default(), WalOptions::default()).unwrap();
         let mut refs = vec![0u64; labels.len()];
         for step in 0..scrapes {

@@ -130,6 +130,9 @@ impl Head {
                 new.push(s.clone());
             }
         });
+        // Ascending references append at the end of every postings list
+        // instead of inserting in the middle.
+        new.sort_unstable_by_key(|s| s.sref);
         {
             let mut p = inner.postings.write();
             for s in &new {

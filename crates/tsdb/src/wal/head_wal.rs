@@ -26,6 +26,8 @@ use crate::record::{self, Record};
 /// Samples per samples record written: keeps records well under a page
 /// multiple and bounded in size for huge commits.
 const SAMPLES_PER_RECORD: usize = 10_000;
+/// Samples per batch handed to an applier thread.
+const SHARD_BATCH: usize = 1 << 17;
 /// Raw record bytes per batch handed to a decoder thread.
 const DECODE_BATCH_BYTES: usize = 1 << 20;
 
@@ -437,7 +439,12 @@ fn replay_segments(
         for rx in apply_rxs {
             appliers.push(sc.spawn(move || {
                 let mut st = ApplyStats::default();
-                for batch in rx {
+                for mut batch in rx {
+                    // Group each series' samples (a stable sort keeps their
+                    // order; the batch is made of runs already sorted by
+                    // reference, one per commit, so this is a cheap merge):
+                    // one lookup and one lock per series per batch.
+                    batch.sort_by_key(|s| s.0);
                     head.replay_samples(&batch, &mut st);
                 }
                 st
@@ -448,7 +455,9 @@ fn replay_segments(
         let mut aliases: HashMap<u64, u64> = HashMap::new();
         let mut waiting: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
         let mut next = 0u64;
-        let mut shards: Vec<Vec<(u64, i64, f64)>> = vec![Vec::new(); n];
+        let mut shards: Vec<Vec<(u64, i64, f64)>> = (0..n)
+            .map(|_| Vec::with_capacity(SHARD_BATCH * 2))
+            .collect();
         let mut local = ReplayStats::default();
         for b in dec_rx.iter() {
             waiting.insert(b.seq, b);
@@ -479,9 +488,17 @@ fn replay_segments(
                         }
                         Ok(Record::Samples(v)) => {
                             local.samples += v.len() as u64;
-                            for s in v {
-                                let r = aliases.get(&s.series_ref).copied().unwrap_or(s.series_ref);
-                                shards[(r % n as u64) as usize].push((r, s.t, s.v));
+                            if aliases.is_empty() {
+                                for s in v {
+                                    let r = s.series_ref;
+                                    shards[(r % n as u64) as usize].push((r, s.t, s.v));
+                                }
+                            } else {
+                                for s in v {
+                                    let r =
+                                        aliases.get(&s.series_ref).copied().unwrap_or(s.series_ref);
+                                    shards[(r % n as u64) as usize].push((r, s.t, s.v));
+                                }
                             }
                         }
                         Ok(Record::Tombstones(v)) => local.tombstones += v.len() as u64,
@@ -493,8 +510,9 @@ fn replay_segments(
                     }
                 }
                 for (i, sh) in shards.iter_mut().enumerate() {
-                    if sh.len() >= 4096 {
-                        let _ = apply_txs[i].send(std::mem::take(sh));
+                    if sh.len() >= SHARD_BATCH {
+                        let full = std::mem::replace(sh, Vec::with_capacity(SHARD_BATCH * 2));
+                        let _ = apply_txs[i].send(full);
                     }
                 }
                 let mut g = stats.lock();
