@@ -1,11 +1,24 @@
 //! The pharos time-series database.
 //!
-//! So far this is the in-memory part: the [`Head`], which implements the
-//! storage traits ([`pharos_storage::Appendable`] and
-//! [`pharos_storage::Queryable`]), and Prometheus's XOR chunk encoding
-//! ([`chunkenc`], byte-compatible, specified in `docs/format/chunks.md`).
-//! The write-ahead log, memory-mapped head chunks, persistent blocks and
-//! retention come next; the head is shaped so they slot in.
+//! A data directory in Prometheus's own format, so one directory moves
+//! between Prometheus and pharos in both directions: the in-memory [`Head`]
+//! (made durable by the write-ahead log in [`wal`] and the head chunk files
+//! in `chunks_head/`), persistent [`block`]s (`meta.json`, `index` v2,
+//! `chunks/`, `tombstones`), and the [`Db`] that ties them together: it
+//! serves the head and every overlapping block as one merged
+//! [`pharos_storage::Queryable`], cuts the head into blocks, compacts blocks
+//! level by level and applies retention, as Prometheus does. Every on-disk
+//! format is specified in our own words under `docs/format/`; Prometheus's
+//! XOR chunk encoding lives in [`chunkenc`].
+//!
+//! **Why Prometheus's formats and not our own.** The compatibility contract
+//! is the data directory itself: a team switches by pointing pharos at what
+//! Prometheus wrote (and back). Block files are immutable once written, so
+//! readers memory-map them and decode lazily with bounds-checked decoders
+//! that report corruption instead of panicking; a block that fails to open
+//! is logged, counted and skipped while the rest is served. Queries hold
+//! `Arc`s of the blocks they read, so compaction and retention never delete
+//! files under a running query.
 //!
 //! # Design
 //!
