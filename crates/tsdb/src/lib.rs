@@ -55,11 +55,21 @@
 //! 10 M samples per CPU-second on one core (`benches/head.rs`).
 //!
 //! **Chunks.** A series appends to one open XOR chunk and keeps a list of
-//! closed ones (each with its min/max time, bytes in an `Arc<[u8]>` so
-//! queriers share them without copying). A chunk is cut at 120 samples, as in
-//! Prometheus, and also when a sample crosses a chunk-range boundary (2h
-//! aligned), so chunks never straddle future block boundaries. Closed chunks
-//! are what the next step will memory-map to disk.
+//! closed ones (each with its min/max time; bytes shared with queriers
+//! without copying). A chunk is cut at 120 samples, as in Prometheus, and
+//! also when a sample crosses a chunk-range boundary (2h aligned), so chunks
+//! never straddle future block boundaries. With a data directory, closed
+//! chunks are written in batches to `chunks_head/` (Prometheus's head chunk
+//! format) and replaced by views into a read-only memory map of the file, so
+//! the heap holds only each series' open chunk (`docs/format/head_chunks.md`).
+//!
+//! **Write-ahead log.** [`open_head`] builds a head from `wal/` (checkpoint,
+//! then segments) and `chunks_head/`, repairing a torn or corrupt tail by
+//! truncating at the last good record, and attaches a [`CommitLog`] that
+//! writes every commit to the WAL, in Prometheus's format, before it becomes
+//! visible: a sample a query saw survives kill -9. Replay decodes records on
+//! every core and applies samples sharded by series, so each series sees its
+//! samples in log order (`docs/format/wal.md`).
 //!
 //! **Appending.** An appender validates each sample against the series'
 //! newest committed sample (and its own earlier sample of that series):
