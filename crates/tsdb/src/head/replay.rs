@@ -77,6 +77,17 @@ impl Head {
         Some(s.sref)
     }
 
+    /// References of the indexed series matching every matcher (for
+    /// example, to log deletions as WAL tombstones).
+    pub fn series_refs(&self, matchers: &[pharos_model::Matcher]) -> Vec<u64> {
+        self.inner.postings.read().postings_for_matchers(matchers)
+    }
+
+    /// The labels of the series with reference `sref`, if it is in the head.
+    pub fn series_labels(&self, sref: u64) -> Option<Labels> {
+        self.inner.series.get_by_ref(sref).map(|s| s.labels.clone())
+    }
+
     /// Whether a series with this reference is in the head.
     pub(crate) fn has_series(&self, sref: u64) -> bool {
         self.inner.series.get_by_ref(sref).is_some()

@@ -21,7 +21,7 @@ use super::{SegmentReader, Wal, WalOptions, list_segments};
 use crate::TsdbError;
 use crate::head::{ApplyStats, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord};
 use crate::head_chunks::{ChunkDiskMapper, LoadedChunk};
-use crate::record::{self, Record};
+use crate::record::{self, Record, TombstoneRecord};
 
 /// Samples per samples record written: keeps records well under a page
 /// multiple and bounded in size for huge commits.
@@ -58,7 +58,8 @@ pub struct ReplayStats {
     pub mmapped_chunks: u64,
     /// WAL samples skipped because a loaded chunk already holds them.
     pub samples_in_mmapped_chunks: u64,
-    /// Tombstones read (not applied: the head keeps no deletions).
+    /// Tombstones read (handed out by [`HeadWal::replayed_tombstones`]:
+    /// the head itself keeps no deletions).
     pub tombstones: u64,
     /// Records that did not decode, or of types we skip.
     pub records_skipped: u64,
@@ -92,6 +93,7 @@ pub struct HeadWal {
     wal: OnceLock<Wal>,
     chunks: OnceLock<Arc<ChunkDiskMapper>>,
     replay: Mutex<ReplayStats>,
+    tombstones: Mutex<Vec<TombstoneRecord>>,
     corruptions: AtomicU64,
     checkpoints: AtomicU64,
     checkpoints_failed: AtomicU64,
@@ -139,6 +141,28 @@ impl HeadWal {
     /// The WAL writer (`None` only while the head is being opened).
     pub fn wal(&self) -> Option<&Wal> {
         self.wal.get()
+    }
+
+    /// Logs deleted intervals (a tombstones record), so that a deletion in
+    /// the head survives a restart; see [`HeadWal::replayed_tombstones`].
+    pub fn log_tombstones(&self, tombstones: &[TombstoneRecord]) -> Result<(), TsdbError> {
+        if tombstones.is_empty() {
+            return Ok(());
+        }
+        let Some(wal) = self.wal.get() else {
+            return Err(TsdbError::Wal("WAL is not open".into()));
+        };
+        let mut b = Vec::with_capacity(1 + tombstones.len() * 16);
+        record::encode_tombstones(tombstones, &mut b);
+        wal.log(&[&b])
+            .map_err(|e| io_err("writing tombstones to", &self.dir, e))
+    }
+
+    /// The tombstones read by the replay (series references as the head
+    /// now knows them), for the owner of the head to re-apply: the head
+    /// itself keeps no deletions.
+    pub fn replayed_tombstones(&self) -> Vec<TombstoneRecord> {
+        self.tombstones.lock().clone()
     }
 
     /// Figures of the replay done when the head was opened.
@@ -387,6 +411,7 @@ fn replay_segments(
     segs: &[(u32, PathBuf)],
     stats: &Mutex<ReplayStats>,
     mmapped: &mut HashMap<u64, Vec<LoadedChunk>>,
+    tombstones: &Mutex<Vec<TombstoneRecord>>,
 ) -> Result<(Option<Damage>, ApplyStats), io::Error> {
     let n = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -501,7 +526,15 @@ fn replay_segments(
                                 }
                             }
                         }
-                        Ok(Record::Tombstones(v)) => local.tombstones += v.len() as u64,
+                        Ok(Record::Tombstones(v)) => {
+                            local.tombstones += v.len() as u64;
+                            let mut t = tombstones.lock();
+                            for mut x in v {
+                                x.series_ref =
+                                    aliases.get(&x.series_ref).copied().unwrap_or(x.series_ref);
+                                t.push(x);
+                            }
+                        }
                         Ok(Record::Other(_)) => local.records_skipped += 1,
                         Err(e) => {
                             local.records_skipped += 1;
@@ -584,6 +617,7 @@ pub fn open_head(
         wal: OnceLock::new(),
         chunks: OnceLock::new(),
         replay: Mutex::new(ReplayStats::default()),
+        tombstones: Mutex::new(Vec::new()),
         corruptions: AtomicU64::new(0),
         checkpoints: AtomicU64::new(0),
         checkpoints_failed: AtomicU64::new(0),
@@ -639,7 +673,7 @@ pub fn open_head(
         hw.replay.lock().checkpoint = Some(idx);
         start_from = idx.saturating_add(1);
         let csegs = list_segments(&cdir).map_err(|e| io_err("listing", &cdir, e))?;
-        let (damage, st) = replay_segments(&head, &csegs, &hw.replay, &mut mmapped)
+        let (damage, st) = replay_segments(&head, &csegs, &hw.replay, &mut mmapped, &hw.tombstones)
             .map_err(|e| io_err("reading", &cdir, e))?;
         total.merge(&st);
         if let Some(d) = damage {
@@ -667,7 +701,7 @@ pub fn open_head(
         }
     }
     hw.replay.lock().segments_total = segs.len() as u64;
-    let (damage, st) = replay_segments(&head, &segs, &hw.replay, &mut mmapped)
+    let (damage, st) = replay_segments(&head, &segs, &hw.replay, &mut mmapped, &hw.tombstones)
         .map_err(|e| io_err("reading", &wal_dir, e))?;
     total.merge(&st);
     let mut next_index = segs.last().map_or(start_from, |s| s.0.saturating_add(1));

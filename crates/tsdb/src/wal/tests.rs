@@ -493,3 +493,38 @@ fn closed_chunks_are_mmapped_and_reloaded() {
     assert!(rs.mmapped_chunks < 160);
     assert!(dump(&head3) == want);
 }
+
+#[test]
+fn tombstones_are_logged_replayed_and_checkpointed() {
+    use crate::record::TombstoneRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_size: PAGE_SIZE,
+        compress: false,
+    };
+    let (head, hw) = open_head(dir.path(), HeadOptions::default(), opts).unwrap();
+    ingest(&head, 10, 0, 100);
+    let m = pharos_model::Matcher::new(pharos_model::MatchOp::Equal, "i", "3").unwrap();
+    let refs = head.series_refs(&[m]);
+    assert_eq!(refs.len(), 1);
+    assert_eq!(head.series_labels(refs[0]).unwrap(), lbl(3));
+    let t = TombstoneRecord {
+        series_ref: refs[0],
+        mint: 10_000,
+        maxt: 20_000,
+    };
+    hw.log_tombstones(&[t]).unwrap();
+    ingest(&head, 10, 100_000, 100);
+    drop(head);
+    drop(hw);
+    let (head2, hw2) = open_head(dir.path(), HeadOptions::default(), opts).unwrap();
+    assert_eq!(hw2.replayed_tombstones(), vec![t]);
+    // A checkpoint keeps the tombstone of a live series.
+    ingest(&head2, 10, 200_000, 1000);
+    hw2.checkpoint(&head2, 15_000).unwrap();
+    drop(head2);
+    drop(hw2);
+    let (_h, hw3) = open_head(dir.path(), HeadOptions::default(), opts).unwrap();
+    assert!(hw3.replay_stats().checkpoint.is_some());
+    assert_eq!(hw3.replayed_tombstones(), vec![t]);
+}
