@@ -442,6 +442,14 @@ const CASES: &[Case] = &[
         since: (2, 45),
     },
     Case {
+        name: "scrape_config_disable_compression.good",
+        main: "scrape_configs:\n  - job_name: plain\n    enable_compression: false\n    static_configs:\n      - targets: ['127.0.0.1:9997']\n",
+        aux: &[],
+        valid: true,
+        needle: "",
+        since: (2, 49),
+    },
+    Case {
         name: "scrape_config_files_combined.good",
         main: "scrape_config_files:\n  - one.yml\n  - two.yml\nscrape_configs:\n  - job_name: main\n",
         aux: &[("one.yml", JOB_A), ("two.yml", JOB_B)],

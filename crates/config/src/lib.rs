@@ -225,6 +225,8 @@ pub struct ScrapeConfig {
     /// How targets are reached: auth, TLS, redirects, HTTP/2, proxy,
     /// extra headers.
     pub http_client: HttpClientConfig,
+    /// Ask targets for gzip-compressed pages. Default true.
+    pub enable_compression: bool,
     /// Rules applied to each target's labels before scraping.
     pub relabel_configs: Vec<RelabelConfig>,
     /// Rules applied to each scraped series before storing.
@@ -267,6 +269,7 @@ impl ScrapeConfig {
             target_limit: global.target_limit,
             keep_dropped_targets: global.keep_dropped_targets,
             http_client: HttpClientConfig::default(),
+            enable_compression: true,
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
             sample_limit: global.sample_limit,

@@ -520,7 +520,6 @@ impl Cx<'_> {
                 vultr_sd_configs,
             ]
         );
-        self.only_bool("enable_compression", &r.enable_compression, true)?;
         self.only_bool(
             "track_timestamps_staleness",
             &r.track_timestamps_staleness,
@@ -663,6 +662,7 @@ impl Cx<'_> {
             &mut out.label_value_length_limit,
             &r.label_value_length_limit,
         );
+        out.enable_compression = value_or(&r.enable_compression, true);
         inherit(&mut out.target_limit, &r.target_limit);
         inherit(&mut out.keep_dropped_targets, &r.keep_dropped_targets);
         Ok(out)

@@ -620,12 +620,6 @@ fn a_url_target_is_fine_when_relabeling_may_fix_it() {
 fn unsupported_scrape_keys_are_reported() {
     let job = |body: &str| format!("scrape_configs:\n  - job_name: a\n{body}");
     bad(
-        &job("    enable_compression: false\n"),
-        3,
-        25,
-        "enable_compression: false is not supported yet",
-    );
-    bad(
         &job("    track_timestamps_staleness: true\n"),
         3,
         33,
@@ -1526,4 +1520,12 @@ fn storage_tsdb_retention() {
         5,
         "exemplars is not supported yet",
     );
+}
+
+#[test]
+fn enable_compression_can_be_turned_off() {
+    let c =
+        load("scrape_configs:\n  - job_name: a\n    enable_compression: false\n  - job_name: b\n");
+    assert!(!c.scrape_configs[0].enable_compression);
+    assert!(c.scrape_configs[1].enable_compression);
 }

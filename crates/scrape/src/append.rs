@@ -48,6 +48,9 @@ pub(crate) struct PoolSettings {
     pub extra_metrics: bool,
     /// The `Accept` header of the job's scrape requests.
     pub accept_header: String,
+    /// The `Accept-Encoding` header: `gzip`, or `identity` when the job
+    /// sets `enable_compression: false`.
+    pub accept_encoding: &'static str,
     /// The format assumed when the content type is missing or unknown
     /// (`fallback_scrape_protocol`); without one, the text format.
     pub fallback_format: Option<Format>,

@@ -30,13 +30,22 @@ pub(crate) async fn fetch(
     client: &ScrapeClient,
     url: &str,
     accept: &str,
+    accept_encoding: &str,
     timeout: Duration,
     body_size_limit: u64,
     size_hint: usize,
 ) -> Result<Fetched, ScrapeError> {
     match tokio::time::timeout(
         timeout,
-        fetch_inner(client, url, accept, timeout, body_size_limit, size_hint),
+        fetch_inner(
+            client,
+            url,
+            accept,
+            accept_encoding,
+            timeout,
+            body_size_limit,
+            size_hint,
+        ),
     )
     .await
     {
@@ -52,6 +61,7 @@ async fn fetch_inner(
     client: &ScrapeClient,
     url: &str,
     accept: &str,
+    accept_encoding: &str,
     timeout: Duration,
     body_size_limit: u64,
     size_hint: usize,
@@ -69,7 +79,7 @@ async fn fetch_inner(
         })?;
     let mut resp = request
         .header(ACCEPT, accept)
-        .header(ACCEPT_ENCODING, "gzip")
+        .header(ACCEPT_ENCODING, accept_encoding)
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
             pharos_model::format_float(timeout.as_secs_f64()),

@@ -101,6 +101,11 @@ pub(crate) fn settings(cfg: &ScrapeConfig, extra_metrics: bool) -> PoolSettings 
         metric_relabel_configs: cfg.metric_relabel_configs.clone(),
         extra_metrics,
         accept_header: accept_header(&cfg.scrape_protocols),
+        accept_encoding: if cfg.enable_compression {
+            "gzip"
+        } else {
+            "identity"
+        },
         fallback_format: cfg
             .fallback_scrape_protocol
             .as_deref()

@@ -210,6 +210,7 @@ impl ScrapeLoop {
                     &self.client,
                     &self.target.url,
                     &self.settings.accept_header,
+                    self.settings.accept_encoding,
                     timeout,
                     self.settings.body_size_limit,
                     size_hint,

@@ -844,6 +844,7 @@ fn settings() -> crate::append::PoolSettings {
         metric_relabel_configs: Vec::new(),
         extra_metrics: false,
         accept_header: String::new(),
+        accept_encoding: "gzip",
         fallback_format: None,
     }
 }
@@ -1522,5 +1523,21 @@ async fn reloading_a_discovered_job_keeps_its_targets() {
         "scrape_configs:\n  - job_name: j\n    scrape_interval: 150ms\n    scrape_timeout: 80ms\n    file_sd_configs:\n      - files: ['/nonexistent/x.json']\n",
     ));
     wait_for("no targets", || m.targets().is_empty()).await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn enable_compression_false_asks_for_identity() {
+    let f = serve(Page::text("a 1\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}{}",
+        job("plain", &[f.addr], "    enable_compression: false\n"),
+        ""
+    )));
+    wait_for("a scrape", || f.headers.lock().is_some()).await;
+    let h = f.headers.lock().clone().unwrap();
+    assert_eq!(h.get("accept-encoding").unwrap(), "identity");
     m.stop().await;
 }
