@@ -1,7 +1,11 @@
 //! Measures the head's heap bytes per series for 100 k node_exporter-like
 //! series with a counting global allocator, after 1, 120 and 240 scrapes.
 //!
-//! Run: `cargo run --release -p pharos-tsdb --example heap_per_series`.
+//! Run: `cargo run --release -p pharos-tsdb --example heap_per_series [DIR]`.
+//! With DIR the head is opened with `open_head` on that data directory: the
+//! WAL is written and closed chunks move to memory-mapped `chunks_head/`
+//! files (written out before each measurement), so the heap holds only the
+//! open chunks.
 //!
 //! Counted: every byte requested from the allocator after the baseline, which
 //! is taken before any label set exists, so the label buffers (shared between
@@ -23,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use common::{INTERVAL, SERIES_PER_TARGET, TARGETS, target_series, value};
 use pharos_model::Labels;
 use pharos_storage::Appendable;
-use pharos_tsdb::{Head, HeadOptions};
+use pharos_tsdb::{Head, HeadOptions, WalOptions, open_head};
 
 struct Counting;
 
@@ -84,7 +88,19 @@ fn main() {
     let label_bytes = LIVE.load(Relaxed) - base;
     let avg_encoded: f64 = labels.iter().map(|l| l.encoded_len()).sum::<usize>() as f64 / n as f64;
 
-    let head = Head::new(HeadOptions::default());
+    let dir = std::env::args().nth(1);
+    let (head, _wal) = match &dir {
+        Some(d) => {
+            let (h, w) = open_head(
+                std::path::Path::new(d),
+                HeadOptions::default(),
+                WalOptions::default(),
+            )
+            .unwrap();
+            (h, Some(w))
+        }
+        None => (Head::new(HeadOptions::default()), None),
+    };
     let scrape = |k: i64, refs: &mut [u64]| {
         for t in 0..TARGETS {
             let mut app = head.appender();
@@ -120,11 +136,17 @@ fn main() {
         "RSS B/series"
     );
     let mut k = 0;
-    for target in [1i64, 120, 240] {
+    let steps: &[i64] = if dir.is_some() {
+        &[1, 120, 240, 480]
+    } else {
+        &[1, 120, 240]
+    };
+    for &target in steps {
         while k < target {
             scrape(k, &mut refs);
             k += 1;
         }
+        head.write_closed_chunks();
         let heap = LIVE.load(Relaxed) - base;
         let chunk = head.chunk_bytes();
         let rss = rss_bytes().unwrap_or(0).saturating_sub(rss_base);
