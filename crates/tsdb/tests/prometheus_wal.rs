@@ -37,6 +37,18 @@ fn canonical_bits(v: f64) -> u64 {
 
 #[test]
 fn we_replay_what_prometheus_wrote() {
+    compare("1s", 6, true);
+}
+
+/// Fast scrapes and a clean shutdown: Prometheus cuts chunks and writes
+/// them to its `chunks_head/`, which we load (and skip the WAL samples they
+/// hold) as Prometheus does.
+#[test]
+fn we_load_prometheus_head_chunks() {
+    compare("50ms", 20, false);
+}
+
+fn compare(interval: &str, secs: u64, kill: bool) {
     if !installed("prometheus") || !installed("promtool") {
         eprintln!("prometheus/promtool not installed: skipping");
         return;
@@ -52,7 +64,7 @@ fn we_replay_what_prometheus_wrote() {
     std::fs::write(
         &cfg,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
         ),
     )
     .unwrap();
@@ -66,10 +78,18 @@ fn we_replay_what_prometheus_wrote() {
         .unwrap();
     // Let it scrape a few times.
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(6) {
+    while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    child.kill().unwrap();
+    if kill {
+        child.kill().unwrap();
+    } else {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+    }
     child.wait().unwrap();
 
     let out = Command::new("promtool")
@@ -101,6 +121,13 @@ fn we_replay_what_prometheus_wrote() {
 
     let (head, hw) = open_head(&data, HeadOptions::default(), WalOptions::default()).unwrap();
     let rs = hw.replay_stats();
+    eprintln!("replay of Prometheus's data: {rs:?}");
+    if !kill {
+        assert!(
+            rs.mmapped_chunks > 0,
+            "no head chunk of Prometheus's was loaded"
+        );
+    }
     let q = head.querier(i64::MIN, i64::MAX).unwrap();
     let m = Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap();
     let mut set = q.select(true, None, &[m]);
