@@ -56,8 +56,15 @@ pub(crate) struct PoolSettings {
     pub fallback_format: Option<Format>,
 }
 
-/// The parser for a response's content type.
-pub(crate) fn pick_format(content_type: Option<&str>, fallback: Option<Format>) -> Format {
+/// The parser for a response's content type, with Prometheus 3's rule: a
+/// blank or unsupported `Content-Type` fails the scrape unless the job sets
+/// `fallback_scrape_protocol`. An empty body never fails (there is nothing
+/// to misparse, and staleness handling still has to run).
+pub(crate) fn pick_format(
+    content_type: Option<&str>,
+    fallback: Option<Format>,
+    body_is_empty: bool,
+) -> Result<Format, ScrapeError> {
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(str::trim)
@@ -65,9 +72,20 @@ pub(crate) fn pick_format(content_type: Option<&str>, fallback: Option<Format>) 
     if media.eq_ignore_ascii_case("application/openmetrics-text")
         || media.eq_ignore_ascii_case("text/plain")
     {
-        return format_for_content_type(content_type);
+        return Ok(format_for_content_type(content_type));
     }
-    fallback.unwrap_or_else(|| format_for_content_type(content_type))
+    if let Some(f) = fallback {
+        return Ok(f);
+    }
+    if body_is_empty {
+        return Ok(Format::PrometheusText);
+    }
+    Err(ScrapeError::Parse(match content_type.map(str::trim) {
+        None | Some("") => "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target".to_string(),
+        Some(ct) => format!(
+            "received unsupported Content-Type {ct:?} and no fallback_scrape_protocol specified for target"
+        ),
+    }))
 }
 
 /// Everything a scrape's processing reads besides the cache.
@@ -334,7 +352,11 @@ pub(crate) fn append_body(
     let mut limited = 0usize;
     let max_time = pharos_model::sample::now_millis() + MAX_AHEAD_MS;
     let mut b = LabelsBuilder::new();
-    let mut parser = Parser::new(body, pick_format(content_type, s.fallback_format));
+    let format = match pick_format(content_type, s.fallback_format, body.is_empty()) {
+        Ok(f) => f,
+        Err(e) => return (counts, Err(e)),
+    };
+    let mut parser = Parser::new(body, format);
     // `# TYPE`/`# HELP`/`# UNIT` of the page, kept if the scrape succeeds.
     let mut meta: std::collections::BTreeMap<&str, PageMetadata<'_>> =
         std::collections::BTreeMap::new();

@@ -41,8 +41,6 @@
 //!   label limit, parse error) marks *every* series of the previous scrape
 //!   stale, and forgets the cache entries it created, whose references the
 //!   rollback may have invalidated;
-//! * a missing or unknown `Content-Type` is parsed as the text format
-//!   (unless `fallback_scrape_protocol` says otherwise) instead of failing;
 //! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
 //!   native histograms and exemplars are not supported (metric metadata
 //!   from `# TYPE`/`# HELP`/`# UNIT` is kept per target, from its last

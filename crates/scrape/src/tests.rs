@@ -579,6 +579,51 @@ async fn openmetrics_content_type() {
 }
 
 #[tokio::test]
+async fn content_type_rules_of_prometheus_3() {
+    // Blank Content-Type: the scrape fails, as in Prometheus 3.
+    let mut blank = Page::text("a 1\n");
+    blank.content_type = None;
+    let f_blank = serve(blank).await;
+    // Unsupported Content-Type without a fallback: fails, naming the type.
+    let mut json = Page::text("b 1\n");
+    json.content_type = Some("application/json".into());
+    let f_json = serve(json).await;
+    // The same with `fallback_scrape_protocol`: parsed as text.
+    let mut json_fb = Page::text("c 1\n");
+    json_fb.content_type = Some("application/json".into());
+    let f_fb = serve(json_fb).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}{}{}",
+        job("blank", &[f_blank.addr], ""),
+        job("json", &[f_json.addr], ""),
+        job("fb", &[f_fb.addr], "    fallback_scrape_protocol: PrometheusText0.0.4\n"),
+    )));
+    wait_for("three scrapes", || st.values("up").len() >= 3).await;
+    let by_pool = |p: &str| {
+        m.targets()
+            .into_iter()
+            .find(|t| t.scrape_pool == p)
+            .map(|t| t.last_error)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        by_pool("blank"),
+        "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target"
+    );
+    assert_eq!(
+        by_pool("json"),
+        "received unsupported Content-Type \"application/json\" and no fallback_scrape_protocol specified for target"
+    );
+    assert_eq!(by_pool("fb"), "");
+    assert!(st.series("a").is_empty() && st.series("b").is_empty());
+    let c = st.values("c");
+    assert!(!c.is_empty() && c.iter().all(|v| *v == 1.0), "{c:?}");
+    m.stop().await;
+}
+
+#[tokio::test]
 async fn honor_timestamps_false_uses_scrape_time() {
     let f = serve(Page::text("old 1 1000\n")).await;
     let st = RecStorage::default();
@@ -853,7 +898,7 @@ fn page(body: &str) -> Result<Fetched, ScrapeError> {
     Ok(Fetched {
         body: body.as_bytes().to_vec(),
         gzip: false,
-        content_type: None,
+        content_type: Some("text/plain; version=0.0.4".to_string()),
     })
 }
 
