@@ -30,8 +30,14 @@ pub struct ServerFlags {
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
 
-    /// How often the configuration file is checked for changes when the
-    /// `auto-reload-config` feature is enabled.
+    /// Reload the configuration file whenever it changes (checked every
+    /// `--config.auto-reload-interval`); the same as
+    /// `--enable-feature=auto-reload-config`.
+    #[arg(long = "config.auto-reload")]
+    pub auto_reload: bool,
+
+    /// How often the configuration file is checked for changes when
+    /// `--config.auto-reload` (or the `auto-reload-config` feature) is on.
     #[arg(long = "config.auto-reload-interval", default_value = "30s")]
     pub auto_reload_interval: String,
 
@@ -195,54 +201,6 @@ pub enum TestCommand {
     },
 }
 
-/// `pharos tsdb ...`
-#[derive(Debug, Subcommand)]
-pub enum TsdbCommand {
-    /// List the blocks of a data directory.
-    List {
-        /// Print human readable values.
-        #[arg(short = 'r', long = "human-readable")]
-        human_readable: bool,
-        /// Database path.
-        #[arg(default_value = "data/")]
-        db_path: PathBuf,
-    },
-    /// Analyze churn, label pair cardinality of a block.
-    Analyze {
-        /// Database path.
-        #[arg(default_value = "data/")]
-        db_path: PathBuf,
-        /// Block to analyze (default is the last block).
-        block_id: Option<String>,
-        /// How many items to show in each list.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    /// Create blocks of data for new recording rules or from a file.
-    #[command(name = "create-blocks-from")]
-    CreateBlocksFrom {
-        /// The input format.
-        #[command(subcommand)]
-        source: BackfillSource,
-    },
-}
-
-/// `pharos tsdb create-blocks-from ...`
-#[derive(Debug, Subcommand)]
-pub enum BackfillSource {
-    /// Import samples from an OpenMetrics input and produce TSDB blocks.
-    Openmetrics {
-        /// OpenMetrics file to read samples from.
-        input: PathBuf,
-        /// Output directory for generated blocks.
-        #[arg(default_value = "data/")]
-        output: PathBuf,
-        /// Maximum duration created blocks may span.
-        #[arg(long = "max-block-duration", default_value = "2h")]
-        max_block_duration: String,
-    },
-}
-
 /// `pharos query ...`, after `promtool query`.
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
@@ -324,4 +282,52 @@ pub enum QueryFormat {
     Promql,
     /// The API's result as JSON.
     Json,
+}
+
+/// `pharos tsdb ...`
+#[derive(Debug, Subcommand)]
+pub enum TsdbCommand {
+    /// List the blocks of a data directory.
+    List {
+        /// Print human readable values.
+        #[arg(short = 'r', long = "human-readable")]
+        human_readable: bool,
+        /// Database path.
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+    },
+    /// Analyze churn, label pair cardinality of a block.
+    Analyze {
+        /// Database path.
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+        /// Block to analyze (default is the last block).
+        block_id: Option<String>,
+        /// How many items to show in each list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Create blocks of data for new recording rules or from a file.
+    #[command(name = "create-blocks-from")]
+    CreateBlocksFrom {
+        /// The input format.
+        #[command(subcommand)]
+        source: BackfillSource,
+    },
+}
+
+/// `pharos tsdb create-blocks-from ...`
+#[derive(Debug, Subcommand)]
+pub enum BackfillSource {
+    /// Import samples from an OpenMetrics input and produce TSDB blocks.
+    Openmetrics {
+        /// OpenMetrics file to read samples from.
+        input: PathBuf,
+        /// Output directory for generated blocks.
+        #[arg(default_value = "data/")]
+        output: PathBuf,
+        /// Maximum duration created blocks may span.
+        #[arg(long = "max-block-duration", default_value = "2h")]
+        max_block_duration: String,
+    },
 }

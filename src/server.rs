@@ -254,7 +254,10 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     scrape.apply_config(&cfg);
     crate::lifecycle::record_reload(Ok(()));
     let auto_reload = match &flags.config_file {
-        Some(p) if crate::lifecycle::auto_reload_enabled(&flags.enable_feature) => {
+        Some(p)
+            if flags.auto_reload
+                || crate::lifecycle::auto_reload_enabled(&flags.enable_feature) =>
+        {
             let every = parse_duration("config.auto-reload-interval", &flags.auto_reload_interval)?;
             Some(tokio::spawn(crate::lifecycle::auto_reload(
                 p.clone(),

@@ -166,6 +166,23 @@ fn auto_reload_picks_up_edits() {
 }
 
 #[test]
+fn config_auto_reload_flag_picks_up_edits() {
+    let p = Pharos::start(
+        Some("scrape_configs: []\n"),
+        &["--config.auto-reload", "--config.auto-reload-interval=1s"],
+    );
+    std::fs::write(
+        p.dir.path().join("prometheus.yml"),
+        "scrape_configs:\n  - job_name: edited\n    static_configs:\n      - targets: ['127.0.0.1:1']\n",
+    )
+    .unwrap();
+    wait("the edited config to load", Duration::from_secs(20), || {
+        let (_, pools) = p.api("/api/v1/scrape_pools");
+        pools["data"]["scrapePools"] == serde_json::json!(["edited"])
+    });
+}
+
+#[test]
 fn builtin_config_scrapes_the_host_collector() {
     let p = Pharos::start(None, &[]);
     let (s, page) = p.get("/metrics/node");
