@@ -17,9 +17,11 @@ work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/data"
-echo "== pharos (open_head: replay on $(nproc) cores)"
-"$ex" "$series" "$scrapes" "$work/data" | tee "$work/pharos.out"
+echo "== pharos (open_head: replay on $(nproc) cores, in a fresh process as at a restart)"
+"$ex" "$series" "$scrapes" "$work/data" | sed -n 1p
 cp -r "$work/data" "$work/prom"
+sync
+"$ex" "$series" "$scrapes" "$work/data" replay-only | tee "$work/pharos.out"
 rm -rf "$work/prom/lock"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'global:\n  scrape_interval: 1h\n' > "$work/prometheus.yml"

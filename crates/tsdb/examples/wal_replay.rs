@@ -69,12 +69,20 @@ fn main() {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum();
-    println!(
-        "wrote {samples} samples of {series} series in {:.2?} ({:.1} MiB of WAL, {:.2} bytes/sample)",
-        write.elapsed(),
-        wal_bytes as f64 / (1 << 20) as f64,
-        wal_bytes as f64 / samples as f64
-    );
+    if replay_only {
+        println!(
+            "WAL of {:.1} MiB ({:.2} bytes/sample)",
+            wal_bytes as f64 / (1 << 20) as f64,
+            wal_bytes as f64 / samples as f64
+        );
+    } else {
+        println!(
+            "wrote {samples} samples of {series} series in {:.2?} ({:.1} MiB of WAL, {:.2} bytes/sample)",
+            write.elapsed(),
+            wal_bytes as f64 / (1 << 20) as f64,
+            wal_bytes as f64 / samples as f64
+        );
+    }
     let start = Instant::now();
     let (head, hw) = open_head(&dir, HeadOptions::default(), WalOptions::default()).unwrap();
     let took = start.elapsed();
