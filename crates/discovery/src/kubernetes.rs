@@ -25,8 +25,11 @@
 //! `KUBERNETES_SERVICE_HOST`/`_PORT` environment, the service account token
 //! and CA under `/var/run/secrets/kubernetes.io/serviceaccount/`).
 //!
-//! Not implemented: `attach_metadata.namespace`, the Endpoints role's extra
-//! targets for pod ports no endpoint covers, the newest pod owner labels
+//! The endpoints and endpointslice roles, like Prometheus, also give a
+//! target for each container port of a backing pod that no endpoint port
+//! covers (pod and container labels only).
+//!
+//! Not implemented: `attach_metadata.namespace`, the newest pod owner labels
 //! (`pod_deployment_name`, `pod_job_name`, `pod_cronjob_name`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -822,16 +825,16 @@ fn service_group(svc: &Value) -> TargetGroup {
 }
 
 /// Adds the labels of the pod a target reference points at, and of the
-/// container exposing `port` when one does.
-fn target_ref_labels(
+/// container exposing `port` when one does; returns that pod.
+fn target_ref_labels<'a>(
     t: &mut LabelsBuilder,
     target_ref: &Value,
     port: &str,
-    store: &Store,
+    store: &'a Store,
     attach_node: bool,
-) {
+) -> Option<&'a Value> {
     if target_ref.is_null() {
-        return;
+        return None;
     }
     t.set(
         &format!("{META}endpoint_address_target_kind"),
@@ -842,15 +845,13 @@ fn target_ref_labels(
         s(target_ref, &["name"]),
     );
     if target_ref["kind"] != "Pod" {
-        return;
+        return None;
     }
-    let Some(pod) = store.get(
+    let pod = store.get(
         Kind::Pod,
         s(target_ref, &["namespace"]),
         s(target_ref, &["name"]),
-    ) else {
-        return;
-    };
+    )?;
     pod_labels(t, pod, store, attach_node);
     for (c, init) in containers(pod) {
         for p in c["ports"].as_array().into_iter().flatten() {
@@ -876,6 +877,64 @@ fn target_ref_labels(
             }
         }
     }
+    Some(pod)
+}
+
+/// The pods an endpoints object (or slice) points at, in first-seen order,
+/// each with the endpoint port numbers that already gave it a target.
+#[derive(Default)]
+struct SeenPods<'a> {
+    pods: Vec<(&'a Value, Vec<u64>)>,
+}
+
+impl<'a> SeenPods<'a> {
+    fn note(&mut self, pod: &'a Value, port: u64) {
+        let k = key(pod);
+        match self.pods.iter_mut().find(|(p, _)| key(p) == k) {
+            Some((_, ports)) => ports.push(port),
+            None => self.pods.push((pod, vec![port])),
+        }
+    }
+
+    /// Like Prometheus: one target per container port (init containers
+    /// included) of a seen pod that no endpoint port covered, with the pod
+    /// and container labels but no endpoint labels. Pods without an IP
+    /// (starting or evicted) give none.
+    fn uncovered_targets(&self, store: &Store, attach_node: bool) -> Vec<pharos_model::Labels> {
+        let mut out = Vec::new();
+        for (pod, covered) in &self.pods {
+            let ip = s(pod, &["status", "podIP"]);
+            if ip.is_empty() {
+                continue;
+            }
+            for (c, init) in containers(pod) {
+                for p in c["ports"].as_array().into_iter().flatten() {
+                    let n = p["containerPort"].as_u64().unwrap_or(0);
+                    if covered.contains(&n) {
+                        continue;
+                    }
+                    let num = n.to_string();
+                    let mut t = LabelsBuilder::new();
+                    t.set(ADDRESS_LABEL, &join_host_port(ip, &num));
+                    t.set(&format!("{META}pod_container_name"), s(c, &["name"]));
+                    t.set(&format!("{META}pod_container_image"), s(c, &["image"]));
+                    t.set(&format!("{META}pod_container_port_name"), s(p, &["name"]));
+                    t.set(&format!("{META}pod_container_port_number"), &num);
+                    t.set(
+                        &format!("{META}pod_container_port_protocol"),
+                        p["protocol"].as_str().unwrap_or("TCP"),
+                    );
+                    t.set(
+                        &format!("{META}pod_container_init"),
+                        if init { "true" } else { "false" },
+                    );
+                    pod_labels(&mut t, pod, store, attach_node);
+                    out.push(t.build());
+                }
+            }
+        }
+        out
+    }
 }
 
 fn endpoints_group(ep: &Value, store: &Store, attach_node: bool) -> TargetGroup {
@@ -889,6 +948,7 @@ fn endpoints_group(ep: &Value, store: &Store, attach_node: bool) -> TargetGroup 
         service_labels(&mut g, svc);
     }
     let mut targets = Vec::new();
+    let mut seen = SeenPods::default();
     for subset in ep["subsets"].as_array().into_iter().flatten() {
         for (field, ready) in [("addresses", "true"), ("notReadyAddresses", "false")] {
             for addr in subset[field].as_array().into_iter().flatten() {
@@ -908,12 +968,17 @@ fn endpoints_group(ep: &Value, store: &Store, attach_node: bool) -> TargetGroup 
                     if let Some(n) = addr["nodeName"].as_str() {
                         t.set(&format!("{META}endpoint_node_name"), n);
                     }
-                    target_ref_labels(&mut t, &addr["targetRef"], &num, store, attach_node);
+                    if let Some(pod) =
+                        target_ref_labels(&mut t, &addr["targetRef"], &num, store, attach_node)
+                    {
+                        seen.note(pod, p["port"].as_u64().unwrap_or(0));
+                    }
                     targets.push(t.build());
                 }
             }
         }
     }
+    targets.extend(seen.uncovered_targets(store, attach_node));
     TargetGroup {
         source: format!("endpoints/{ns}/{name}"),
         targets,
@@ -942,6 +1007,7 @@ fn endpointslice_group(es: &Value, store: &Store, attach_node: bool) -> TargetGr
         Some(false) => "false",
         None => "",
     };
+    let mut seen = SeenPods::default();
     for e in es["endpoints"].as_array().into_iter().flatten() {
         let Some(addr) = e["addresses"].as_array().and_then(|a| a.first()) else {
             continue;
@@ -987,7 +1053,11 @@ fn endpointslice_group(es: &Value, store: &Store, attach_node: bool) -> TargetGr
                     s(&e["targetRef"], &["name"]),
                 );
                 let mut r = LabelsBuilder::new();
-                target_ref_labels(&mut r, &e["targetRef"], &num, store, attach_node);
+                if let Some(pod) =
+                    target_ref_labels(&mut r, &e["targetRef"], &num, store, attach_node)
+                {
+                    seen.note(pod, p["port"].as_u64().unwrap_or(0));
+                }
                 for l in r.build().iter() {
                     if !l.name.starts_with(&format!("{META}endpoint_address_")) {
                         t.set(l.name, l.value);
@@ -997,6 +1067,7 @@ fn endpointslice_group(es: &Value, store: &Store, attach_node: bool) -> TargetGr
             targets.push(t.build());
         }
     }
+    targets.extend(seen.uncovered_targets(store, attach_node));
     TargetGroup {
         source: format!("endpointslice/{ns}/{name}"),
         targets,

@@ -332,7 +332,7 @@ async fn endpoints_role_joins_services_and_pods() {
         get(&g.labels, "__meta_kubernetes_service_label_tier"),
         "front"
     );
-    assert_eq!(g.targets.len(), 2);
+    assert_eq!(g.targets.len(), 3);
     let t = &g.targets[0];
     assert_eq!(get(t, "__address__"), "10.1.0.5:9090");
     assert_eq!(get(t, "__meta_kubernetes_endpoint_ready"), "true");
@@ -357,6 +357,32 @@ async fn endpoints_role_joins_services_and_pods() {
     assert_eq!(get(t, "__address__"), "10.1.0.9:9090");
     assert_eq!(get(t, "__meta_kubernetes_endpoint_ready"), "false");
     assert_eq!(get(t, "__meta_kubernetes_endpoint_hostname"), "web-9");
+    // web-1's container port 8080 is behind no endpoint port: Prometheus
+    // adds it as a target with the pod and container labels only.
+    let t = &g.targets[2];
+    assert_eq!(get(t, "__address__"), "10.1.0.5:8080");
+    assert_eq!(get(t, "__meta_kubernetes_pod_name"), "web-1");
+    assert_eq!(get(t, "__meta_kubernetes_pod_label_app"), "web");
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_name"), "app");
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_image"), "web:1");
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_port_name"), "http");
+    assert_eq!(
+        get(t, "__meta_kubernetes_pod_container_port_number"),
+        "8080"
+    );
+    assert_eq!(
+        get(t, "__meta_kubernetes_pod_container_port_protocol"),
+        "TCP"
+    );
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_init"), "false");
+    for absent in [
+        "__meta_kubernetes_endpoint_port_name",
+        "__meta_kubernetes_endpoint_ready",
+        "__meta_kubernetes_endpoint_address_target_kind",
+        "__meta_kubernetes_endpoint_node_name",
+    ] {
+        assert_eq!(get(t, absent), "<absent>", "{absent}");
+    }
 }
 
 #[tokio::test]
@@ -405,12 +431,26 @@ async fn node_service_ingress_and_endpointslice_roles() {
                 "labels": {"kubernetes.io/service-name": "db"}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": ["10.2.0.7"], "conditions": {"ready": true, "serving": true, "terminating": false},
-                "nodeName": "node-1", "zone": "z1"}],
+                "nodeName": "node-1", "zone": "z1",
+                "targetRef": {"kind": "Pod", "name": "db-0", "namespace": "prod"}}],
             "ports": [{"name": "pg", "port": 5432, "protocol": "TCP", "appProtocol": "postgresql"}]
         })],
         "4",
     );
-    api.list("/api/v1/pods", vec![], "5");
+    api.list(
+        "/api/v1/pods",
+        vec![json!({
+            "metadata": {"name": "db-0", "namespace": "prod"},
+            "spec": {"containers": [
+                {"name": "pg", "image": "postgres:16", "ports": [{"name": "pg", "containerPort": 5432}]},
+                {"name": "exporter", "image": "pg-exporter:1",
+                    "ports": [{"name": "metrics", "containerPort": 9187, "protocol": "TCP"}]}],
+                "initContainers": [{"name": "setup", "image": "busybox",
+                    "ports": [{"name": "debug", "containerPort": 7000, "protocol": "UDP"}]}]},
+            "status": {"podIP": "10.2.0.7"}
+        })],
+        "5",
+    );
     let base = serve(&api).await;
 
     let mut st = BTreeMap::new();
@@ -528,6 +568,31 @@ async fn node_service_ingress_and_endpointslice_roles() {
     assert_eq!(
         get(t, "__meta_kubernetes_endpointslice_endpoint_zone"),
         "z1"
+    );
+    assert_eq!(get(t, "__meta_kubernetes_pod_name"), "db-0");
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_name"), "pg");
+    // The exporter's port and the init container's port are behind no
+    // slice port: extra targets without endpointslice labels.
+    assert_eq!(g.targets.len(), 3, "{:?}", g.targets);
+    let t = &g.targets[1];
+    assert_eq!(get(t, "__address__"), "10.2.0.7:9187");
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_name"), "exporter");
+    assert_eq!(
+        get(t, "__meta_kubernetes_pod_container_port_name"),
+        "metrics"
+    );
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_init"), "false");
+    assert_eq!(get(t, "__meta_kubernetes_endpointslice_port"), "<absent>");
+    assert_eq!(
+        get(t, "__meta_kubernetes_endpointslice_address_target_kind"),
+        "<absent>"
+    );
+    let t = &g.targets[2];
+    assert_eq!(get(t, "__address__"), "10.2.0.7:7000");
+    assert_eq!(get(t, "__meta_kubernetes_pod_container_init"), "true");
+    assert_eq!(
+        get(t, "__meta_kubernetes_pod_container_port_protocol"),
+        "UDP"
     );
 }
 
