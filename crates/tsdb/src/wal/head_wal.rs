@@ -63,6 +63,9 @@ pub struct ReplayStats {
     pub tombstones: u64,
     /// Records that did not decode, or of types we skip.
     pub records_skipped: u64,
+    /// Of those, records that did not decode (including zstd-compressed
+    /// records of Prometheus 3.x, which we do not read).
+    pub records_undecodable: u64,
     /// Corruptions repaired (truncated) during this open.
     pub corruptions: u64,
     /// Bytes dropped by repair.
@@ -537,8 +540,12 @@ fn replay_segments(
                         }
                         Ok(Record::Other(_)) => local.records_skipped += 1,
                         Err(e) => {
+                            // Warn once per replay, count every one.
+                            if local.records_undecodable == 0 {
+                                tracing::warn!(error = %e, "skipping a WAL record that does not decode (further ones are only counted)");
+                            }
+                            local.records_undecodable += 1;
                             local.records_skipped += 1;
-                            tracing::warn!(error = %e, "skipping a WAL record that does not decode");
                         }
                     }
                 }
@@ -554,6 +561,7 @@ fn replay_segments(
                 g.samples = local.samples;
                 g.tombstones = local.tombstones;
                 g.records_skipped = local.records_skipped;
+                g.records_undecodable = local.records_undecodable;
                 g.mmapped_chunks = local.mmapped_chunks;
                 g.segments_read = segments_read.load(Relaxed);
             }

@@ -528,3 +528,30 @@ fn tombstones_are_logged_replayed_and_checkpointed() {
     assert!(hw3.replay_stats().checkpoint.is_some());
     assert_eq!(hw3.replayed_tombstones(), vec![t]);
 }
+
+#[test]
+fn zstd_records_are_skipped_not_corruptions() {
+    let payload = b"zstd bytes we cannot read";
+    let mut seg = vec![FULL | ZSTD_FLAG];
+    seg.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    seg.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+    seg.extend_from_slice(payload);
+    let mut rec = Vec::new();
+    record::encode_samples(
+        &[SampleRecord {
+            series_ref: 1,
+            t: 5,
+            v: 1.0,
+        }],
+        &mut rec,
+    );
+    seg.push(FULL);
+    seg.extend_from_slice(&(rec.len() as u16).to_be_bytes());
+    seg.extend_from_slice(&crc32c::crc32c(&rec).to_be_bytes());
+    seg.extend_from_slice(&rec);
+    let mut r = SegmentReader::new(&seg);
+    assert!(record::decode(r.next().unwrap()).is_err());
+    assert_eq!(r.next().unwrap(), rec.as_slice());
+    assert!(r.next().is_none());
+    assert!(r.corruption().is_none());
+}
