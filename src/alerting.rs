@@ -175,7 +175,7 @@ impl Alerting {
             outage_tolerance: self.flags.outage_tolerance,
             for_grace_period: self.flags.for_grace_period,
             default_interval: cfg.global.evaluation_interval.millis(),
-            default_query_offset: 0,
+            default_query_offset: cfg.global.rule_query_offset.millis(),
         };
         self.rules.update(opts, groups).await;
         Ok(())

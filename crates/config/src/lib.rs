@@ -160,6 +160,9 @@ pub struct GlobalConfig {
     pub target_limit: u64,
     /// Default for [`ScrapeConfig::keep_dropped_targets`]; 0 = all.
     pub keep_dropped_targets: u64,
+    /// `rule_query_offset`: how far back rule groups without their own
+    /// `query_offset` evaluate (Prometheus 3). Default 0.
+    pub rule_query_offset: Duration,
 }
 
 impl Default for GlobalConfig {
@@ -178,6 +181,7 @@ impl Default for GlobalConfig {
             label_value_length_limit: 0,
             target_limit: 0,
             keep_dropped_targets: 0,
+            rule_query_offset: Duration(0),
         }
     }
 }

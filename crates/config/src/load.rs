@@ -421,17 +421,10 @@ impl Cx<'_> {
         )?;
         self.only_bool("extra_scrape_metrics", &g.extra_scrape_metrics, false)?;
         self.validation_scheme(&g.metric_name_validation_scheme)?;
-        if let Some(d) = self.duration(&g.rule_query_offset)?
-            && d.0 != 0
-            && let Some(s) = &g.rule_query_offset
-        {
-            return Err(self.err(
-                &s.referenced,
-                "rule_query_offset is not supported yet (only 0s is accepted)",
-            ));
-        }
-
         let mut out = GlobalConfig::default();
+        if let Some(d) = self.duration(&g.rule_query_offset)? {
+            out.rule_query_offset = d;
+        }
         if let Some(pairs) = &g.external_labels {
             let pairs = self.label_pairs(&pairs.value, |v| expand_env(v, env))?;
             out.external_labels = Labels::from_pairs(&pairs);

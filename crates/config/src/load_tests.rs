@@ -289,6 +289,15 @@ fn accepted_default_valued_switches() {
          scrape_configs:\n  - job_name: a\n    enable_compression: true\n    follow_redirects: true\n    enable_http2: true\n    track_timestamps_staleness: false\n    keep_dropped_targets: 0\n",
     );
     assert_eq!(c.scrape_configs.len(), 1);
+    assert_eq!(c.global.rule_query_offset, Duration(0));
+}
+
+#[test]
+fn global_rule_query_offset() {
+    let c = load("global:\n  rule_query_offset: 1m30s\n");
+    assert_eq!(c.global.rule_query_offset, Duration(90_000));
+    assert_eq!(load("global: {}\n").global.rule_query_offset, Duration(0));
+    bad("global:\n  rule_query_offset: soon\n", 2, 22, "");
 }
 
 #[test]
@@ -429,12 +438,6 @@ fn global_errors() {
         2,
         34,
         "metric_name_validation_scheme: \"utf8\" is not supported yet",
-    );
-    bad(
-        "global:\n  rule_query_offset: 1m\n",
-        2,
-        22,
-        "rule_query_offset is not supported yet",
     );
 }
 

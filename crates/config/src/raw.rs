@@ -142,9 +142,9 @@ pub(crate) struct RawGlobal {
     #[serde(default)]
     pub label_value_length_limit: Opt<u64>,
 
-    // Accepted only at the value pharos always behaves as.
     #[serde(default)]
     pub rule_query_offset: Opt<String>,
+    // Accepted only at the value pharos always behaves as.
     #[serde(default)]
     pub target_limit: Opt<u64>,
     #[serde(default)]

@@ -219,6 +219,37 @@ fn keep_firing_for_and_limit() {
 }
 
 #[test]
+fn default_query_offset_applies_to_groups_without_their_own() {
+    let (head, _s, mut opts) = setup();
+    opts.default_query_offset = 30_000;
+    let file = parse_rule_file(
+        "groups:\n  - name: inherit\n    rules:\n      - record: a\n        expr: x\n\
+         \x20 - name: own\n    query_offset: 0s\n    rules:\n      - record: b\n        expr: x\n",
+        "r.yml",
+    )
+    .unwrap();
+    let mut inherit = Group::new(&file.groups[0], &opts, false);
+    let mut own = Group::new(&file.groups[1], &opts, false);
+    assert_eq!(inherit.query_offset, 30_000);
+    assert_eq!(own.query_offset, 0);
+    // x is 1 at 60s and 2 from 90s on; evaluating at 100s with a 30s
+    // offset reads x at 70s (1) and records the result at 70s.
+    add(&head, &[("__name__", "x")], 60_000, 1.0);
+    add(&head, &[("__name__", "x")], 90_000, 2.0);
+    inherit.eval(100_000, &opts);
+    own.eval(100_000, &opts);
+    let a = query(&head, "a", 70_000);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].value, 1.0);
+    assert!(
+        query(&head, "a", 69_999).is_empty(),
+        "recorded at t - offset"
+    );
+    assert_eq!(query(&head, "b", 100_000)[0].value, 2.0);
+    assert!(query(&head, "b", 99_999).is_empty(), "recorded at t");
+}
+
+#[test]
 fn eval_timestamps_are_slotted() {
     let (_h, _s, opts) = setup();
     let def = &parse_rule_file(
