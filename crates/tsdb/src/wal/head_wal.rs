@@ -343,7 +343,19 @@ struct RawBatch {
 
 struct DecodedBatch {
     seq: u64,
-    records: Vec<Result<Record, record::RecordError>>,
+    records: Vec<Decoded>,
+}
+
+/// A decoded record; samples come already split by applier shard (done by
+/// the parallel decoders, so the ordered dispatch only concatenates).
+enum Decoded {
+    Record(Result<Record, record::RecordError>),
+    Samples {
+        /// Samples per shard, `(ref, t, v)`, in log order.
+        parts: Vec<Vec<(u64, i64, f64)>>,
+        /// Number of samples.
+        total: usize,
+    },
 }
 
 /// Where reading a segment stopped early.
@@ -447,7 +459,25 @@ fn replay_segments(
                     let mut start = 0;
                     let mut records = Vec::with_capacity(b.ends.len());
                     for &end in &b.ends {
-                        records.push(record::decode(&b.data[start..end]));
+                        let d = match record::decode(&b.data[start..end]) {
+                            Ok(Record::Samples(v)) => {
+                                let mut parts: Vec<Vec<(u64, i64, f64)>> =
+                                    vec![Vec::with_capacity(v.len() / n + 1); n];
+                                for s in &v {
+                                    parts[(s.series_ref % n as u64) as usize].push((
+                                        s.series_ref,
+                                        s.t,
+                                        s.v,
+                                    ));
+                                }
+                                Decoded::Samples {
+                                    parts,
+                                    total: v.len(),
+                                }
+                            }
+                            other => Decoded::Record(other),
+                        };
+                        records.push(d);
                         start = end;
                     }
                     if dec_tx
@@ -493,6 +523,25 @@ fn replay_segments(
                 next += 1;
                 for r in b.records {
                     local.records += 1;
+                    let r = match r {
+                        Decoded::Samples { parts, total } => {
+                            local.samples += total as u64;
+                            if aliases.is_empty() {
+                                for (i, p) in parts.iter().enumerate() {
+                                    shards[i].extend_from_slice(p);
+                                }
+                            } else {
+                                for p in parts {
+                                    for (r, t, v) in p {
+                                        let r = aliases.get(&r).copied().unwrap_or(r);
+                                        shards[(r % n as u64) as usize].push((r, t, v));
+                                    }
+                                }
+                            }
+                            continue;
+                        }
+                        Decoded::Record(r) => r,
+                    };
                     match r {
                         Ok(Record::Series(v)) => {
                             local.series += v.len() as u64;
@@ -514,20 +563,8 @@ fn replay_segments(
                                 }
                             }
                         }
-                        Ok(Record::Samples(v)) => {
-                            local.samples += v.len() as u64;
-                            if aliases.is_empty() {
-                                for s in v {
-                                    let r = s.series_ref;
-                                    shards[(r % n as u64) as usize].push((r, s.t, s.v));
-                                }
-                            } else {
-                                for s in v {
-                                    let r =
-                                        aliases.get(&s.series_ref).copied().unwrap_or(s.series_ref);
-                                    shards[(r % n as u64) as usize].push((r, s.t, s.v));
-                                }
-                            }
+                        Ok(Record::Samples(_)) => {
+                            panic!("BUG: samples records are split by the decoders")
                         }
                         Ok(Record::Tombstones(v)) => {
                             local.tombstones += v.len() as u64;
