@@ -262,7 +262,7 @@ async fn query_exemplars(AxState(state): AxState<State>, req: Request) -> Respon
         if has_selector(&e) {
             Ok(ApiOk::data("[]".into()))
         } else {
-            Ok(ApiOk::data("null".into()))
+            Ok(ApiOk::data(String::new()))
         }
     }
     .await;

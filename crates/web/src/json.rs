@@ -172,11 +172,15 @@ pub fn write_query_data(out: &mut String, value: &Value) {
 
 /// A success envelope around already-serialised `data`:
 /// `{"status":"success","data":<data>[,"warnings":[..]][,"infos":[..]]}`.
-/// Empty warning and info lists are left out, as Prometheus does.
+/// Empty warning and info lists are left out, as Prometheus does; so is an
+/// empty `data` (Prometheus omits a nil `data`).
 pub fn success_envelope(data: &str, warnings: &[String], infos: &[String]) -> String {
     let mut out = String::with_capacity(data.len() + 64);
-    out.push_str("{\"status\":\"success\",\"data\":");
-    out.push_str(data);
+    out.push_str("{\"status\":\"success\"");
+    if !data.is_empty() {
+        out.push_str(",\"data\":");
+        out.push_str(data);
+    }
     write_string_list(&mut out, "warnings", warnings);
     write_string_list(&mut out, "infos", infos);
     out.push('}');

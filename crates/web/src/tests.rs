@@ -1238,6 +1238,8 @@ async fn exemplars_are_empty() {
         ))
         .await;
     assert_eq!(d, json!([]));
+    let r = h.get("/api/v1/query_exemplars?query=1%2B1").await;
+    assert_eq!(r.body, "{\"status\":\"success\"}");
     h.expect_error(
         h.get("/api/v1/query_exemplars?query=up&start=10&end=5")
             .await,
