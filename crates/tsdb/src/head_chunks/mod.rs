@@ -405,14 +405,18 @@ impl ChunkDiskMapper {
         Ok(())
     }
 
-    /// Deletes files all of whose chunks end before `mint` (never the one
-    /// being written). Mappings held by running queries stay valid.
+    /// Deletes the oldest files all of whose chunks end before `mint`,
+    /// stopping at the first file that must stay (and never the one being
+    /// written), so the numbering keeps no gap. Mappings held by running
+    /// queries stay valid.
     pub(crate) fn truncate(&self, mint: i64) -> io::Result<u64> {
         let current = self.writer.lock().as_ref().map(|w| w.mapped.seq);
         let mut files = self.files.write();
+        // Only a prefix of the sequence: Prometheus refuses a directory
+        // with gaps in the file numbers.
         let old: Vec<u32> = files
             .iter()
-            .filter(|(s, f)| Some(**s) != current && f.maxt.load(Relaxed) < mint)
+            .take_while(|(s, f)| Some(**s) != current && f.maxt.load(Relaxed) < mint)
             .map(|(s, _)| *s)
             .collect();
         for s in &old {
