@@ -1383,6 +1383,7 @@ fn kubernetes_sd_configs_load() {
         kubeconfig_file: /home/k/.kube/config
         attach_metadata: {node: true}
       - role: node
+        attach_metadata: {namespace: true}
 ",
     );
     let k = &c.scrape_configs[0].kubernetes_sd_configs;
@@ -1419,6 +1420,8 @@ fn kubernetes_sd_configs_load() {
         Some("/home/k/.kube/config")
     );
     assert!(k[1].attach_metadata_node);
+    assert!(!k[1].attach_metadata_namespace);
+    assert!(k[2].attach_metadata_namespace && !k[2].attach_metadata_node);
     assert_eq!(k[2].role, KubernetesRole::Node);
     assert!(k[2].api_server.is_none() && k[2].kubeconfig_file.is_none());
 }

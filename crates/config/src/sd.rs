@@ -150,6 +150,9 @@ pub struct KubernetesSdConfig {
     pub selectors: Vec<KubernetesSelector>,
     /// Add the node's labels to pod targets (`attach_metadata.node`).
     pub attach_metadata_node: bool,
+    /// Add the namespace's labels and annotations to the groups of the
+    /// namespaced roles (`attach_metadata.namespace`).
+    pub attach_metadata_namespace: bool,
     /// How to reach the API server when `api_server` is given.
     pub http_client: crate::HttpClientConfig,
 }
@@ -224,7 +227,7 @@ pub(crate) struct RawAttachMetadata {
     #[serde(default)]
     pub node: Option<bool>,
     #[serde(default)]
-    pub namespace: crate::raw::Unsupported,
+    pub namespace: Option<bool>,
 }
 
 fn k8s_role(v: &Sp<String>) -> Check<KubernetesRole> {
@@ -284,16 +287,6 @@ pub(crate) fn kubernetes_sd(r: &RawKubernetesSd, at: &Location) -> Check<Kuberne
                 format!("invalid api_server URL {:?}", a.value),
             ));
         }
-    }
-    if let Some(n) = r
-        .attach_metadata
-        .as_ref()
-        .and_then(|a| a.value.namespace.as_ref())
-    {
-        return Err((
-            n.referenced,
-            "attach_metadata.namespace is not supported yet".to_string(),
-        ));
     }
     let own_namespace = r
         .namespaces
@@ -385,6 +378,11 @@ pub(crate) fn kubernetes_sd(r: &RawKubernetesSd, at: &Location) -> Check<Kuberne
             .attach_metadata
             .as_ref()
             .and_then(|a| a.value.node)
+            .unwrap_or(false),
+        attach_metadata_namespace: r
+            .attach_metadata
+            .as_ref()
+            .and_then(|a| a.value.namespace)
             .unwrap_or(false),
         http_client,
     })

@@ -29,8 +29,14 @@
 //! target for each container port of a backing pod that no endpoint port
 //! covers (pod and container labels only).
 //!
-//! Not implemented: `attach_metadata.namespace`, the newest pod owner labels
-//! (`pod_deployment_name`, `pod_job_name`, `pod_cronjob_name`).
+//! `attach_metadata.namespace` also watches the cluster's namespaces and
+//! adds each group's namespace labels and annotations
+//! (`__meta_kubernetes_namespace_label_*`, ...) to the roles that have a
+//! namespace (all but node).
+//!
+//! Not implemented: the newest pod owner labels (`attach_metadata`
+//! `deployment`/`job`/`cronjob`: `pod_deployment_name`, `pod_job_name`,
+//! `pod_cronjob_name`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -57,6 +63,7 @@ enum Kind {
     Endpoints,
     EndpointSlice,
     Ingress,
+    Namespace,
 }
 
 impl Kind {
@@ -68,21 +75,31 @@ impl Kind {
             Kind::Endpoints => ("/api/v1", "endpoints"),
             Kind::EndpointSlice => ("/apis/discovery.k8s.io/v1", "endpointslices"),
             Kind::Ingress => ("/apis/networking.k8s.io/v1", "ingresses"),
+            Kind::Namespace => ("/api/v1", "namespaces"),
         };
         match ns {
-            Some(ns) if self != Kind::Node => format!("{prefix}/namespaces/{ns}/{plural}"),
+            Some(ns) if self.namespaced() => format!("{prefix}/namespaces/{ns}/{plural}"),
             _ => format!("{prefix}/{plural}"),
         }
     }
 
-    fn role(self) -> KubernetesRole {
+    /// Whether objects of this kind live in a namespace (and are watched
+    /// per configured namespace).
+    fn namespaced(self) -> bool {
+        !matches!(self, Kind::Node | Kind::Namespace)
+    }
+
+    /// The role whose selectors apply to this kind; namespaces are never
+    /// filtered (as in Prometheus).
+    fn role(self) -> Option<KubernetesRole> {
         match self {
-            Kind::Node => KubernetesRole::Node,
-            Kind::Pod => KubernetesRole::Pod,
-            Kind::Service => KubernetesRole::Service,
-            Kind::Endpoints => KubernetesRole::Endpoints,
-            Kind::EndpointSlice => KubernetesRole::EndpointSlice,
-            Kind::Ingress => KubernetesRole::Ingress,
+            Kind::Node => Some(KubernetesRole::Node),
+            Kind::Pod => Some(KubernetesRole::Pod),
+            Kind::Service => Some(KubernetesRole::Service),
+            Kind::Endpoints => Some(KubernetesRole::Endpoints),
+            Kind::EndpointSlice => Some(KubernetesRole::EndpointSlice),
+            Kind::Ingress => Some(KubernetesRole::Ingress),
+            Kind::Namespace => None,
         }
     }
 }
@@ -104,6 +121,9 @@ fn kinds(cfg: &KubernetesSdConfig) -> Vec<Kind> {
         )
     {
         v.push(Kind::Node);
+    }
+    if cfg.attach_metadata_namespace && cfg.role != KubernetesRole::Node {
+        v.push(Kind::Namespace);
     }
     v
 }
@@ -349,7 +369,12 @@ impl KubernetesDiscoverer {
 
     fn selector_query(&self, kind: Kind) -> String {
         let mut q = String::new();
-        if let Some(s) = self.cfg.selectors.iter().find(|s| s.role == kind.role()) {
+        if let Some(s) = self
+            .cfg
+            .selectors
+            .iter()
+            .find(|s| Some(s.role) == kind.role())
+        {
             if !s.label.is_empty() {
                 q.push_str(&format!("&labelSelector={}", urlencode(&s.label)));
             }
@@ -1136,9 +1161,25 @@ fn matches_host(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// Renders every group of `role` from the store, by source.
-fn render(role: KubernetesRole, store: &Store, attach_node: bool) -> BTreeMap<String, TargetGroup> {
-    let groups: Vec<TargetGroup> = match role {
+/// Adds `__meta_kubernetes_namespace_label_*`, `_labelpresent_*`,
+/// `_annotation_*` and `_annotationpresent_*` of the group's namespace
+/// (`attach_metadata.namespace`) to its labels, when the namespace is known.
+fn attach_namespace(g: &mut TargetGroup, store: &Store) {
+    let Some(ns) = g.labels.get(&format!("{META}namespace")) else {
+        return;
+    };
+    let Some(obj) = store.get(Kind::Namespace, "", ns) else {
+        return;
+    };
+    let mut b = LabelsBuilder::from(&g.labels);
+    meta_labels(&mut b, "namespace", obj);
+    g.labels = b.build();
+}
+
+/// Renders every group of the configured role from the store, by source.
+fn render(cfg: &KubernetesSdConfig, store: &Store) -> BTreeMap<String, TargetGroup> {
+    let attach_node = cfg.attach_metadata_node;
+    let mut groups: Vec<TargetGroup> = match cfg.role {
         KubernetesRole::Node => store.all(Kind::Node).map(node_group).collect(),
         KubernetesRole::Pod => store
             .all(Kind::Pod)
@@ -1155,6 +1196,11 @@ fn render(role: KubernetesRole, store: &Store, attach_node: bool) -> BTreeMap<St
             .collect(),
         KubernetesRole::Ingress => store.all(Kind::Ingress).map(ingress_group).collect(),
     };
+    if cfg.attach_metadata_namespace {
+        for g in &mut groups {
+            attach_namespace(g, store);
+        }
+    }
     groups
         .into_iter()
         .filter(|g| !g.targets.is_empty())
@@ -1177,10 +1223,10 @@ impl Discoverer for KubernetesDiscoverer {
             let mut watchers = Vec::new();
             let mut pending_lists = 0usize;
             for kind in &kinds {
-                let nss = if *kind == Kind::Node {
-                    vec![None]
-                } else {
+                let nss = if kind.namespaced() {
                     self.namespaces()
+                } else {
+                    vec![None]
                 };
                 for ns in nss {
                     pending_lists += 1;
@@ -1208,7 +1254,7 @@ impl Discoverer for KubernetesDiscoverer {
                 if !initial_sent && pending_lists > 0 {
                     continue;
                 }
-                let now = render(self.cfg.role, &store, self.cfg.attach_metadata_node);
+                let now = render(&self.cfg, &store);
                 let mut update: Vec<TargetGroup> = now
                     .iter()
                     .filter(|(k, g)| sent.get(*k) != Some(*g))

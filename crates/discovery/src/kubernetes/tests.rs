@@ -597,6 +597,121 @@ async fn node_service_ingress_and_endpointslice_roles() {
 }
 
 #[tokio::test]
+async fn attach_metadata_namespace_adds_namespace_labels() {
+    let api = Api::default();
+    let ns = |team: &str| {
+        json!({"metadata": {"name": "default",
+            "labels": {"team": team, "kubernetes.io/metadata.name": "default"},
+            "annotations": {"owner": "ops@example.org"}}})
+    };
+    api.list(
+        "/api/v1/namespaces",
+        vec![ns("a"), json!({"metadata": {"name": "other"}})],
+        "1",
+    );
+    api.watch("/api/v1/namespaces", &[("MODIFIED", ns("b"))]);
+    api.list("/api/v1/namespaces", vec![ns("b")], "2");
+    api.list("/api/v1/pods", vec![pod("web-1", "10.1.0.5", "web")], "3");
+    api.list(
+        "/api/v1/services",
+        vec![json!({"metadata": {"name": "db", "namespace": "prod"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.5", "ports": [{"port": 5432}]}})],
+        "4",
+    );
+    let base = serve(&api).await;
+    let mut rx = start(&sd(&format!(
+        "      - role: pod\n        api_server: {base}\n        attach_metadata: {{namespace: true}}\n        selectors: [{{role: pod, label: app=web}}]\n"
+    )));
+    let mut st = BTreeMap::new();
+    until(&mut rx, &mut st, |s| s.len() == 1).await;
+    let g = &st["pod/default/web-1"];
+    assert_eq!(get(&g.labels, "__meta_kubernetes_namespace"), "default");
+    assert_eq!(
+        get(&g.labels, "__meta_kubernetes_namespace_label_team"),
+        "a"
+    );
+    assert_eq!(
+        get(
+            &g.labels,
+            "__meta_kubernetes_namespace_labelpresent_kubernetes_io_metadata_name"
+        ),
+        "true"
+    );
+    assert_eq!(
+        get(&g.labels, "__meta_kubernetes_namespace_annotation_owner"),
+        "ops@example.org"
+    );
+    assert_eq!(
+        get(
+            &g.labels,
+            "__meta_kubernetes_namespace_annotationpresent_owner"
+        ),
+        "true"
+    );
+    // A changed namespace re-labels the pod's group.
+    until(&mut rx, &mut st, |s| {
+        s.get("pod/default/web-1")
+            .is_some_and(|g| g.labels.get("__meta_kubernetes_namespace_label_team") == Some("b"))
+    })
+    .await;
+    // Namespaces are listed unfiltered, pods with their selector.
+    let seen = api.seen.lock().clone();
+    let ns_list = seen
+        .iter()
+        .find(|s| s.0.starts_with("/api/v1/namespaces?"))
+        .unwrap();
+    assert!(!ns_list.0.contains("Selector"), "{ns_list:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.0.starts_with("/api/v1/pods?") && s.0.contains("labelSelector=app%3Dweb")),
+        "{seen:?}"
+    );
+
+    // Service role: a namespace that is not known adds nothing.
+    let mut rx = start(&sd(&format!(
+        "      - role: service\n        api_server: {base}\n        attach_metadata: {{namespace: true}}\n"
+    )));
+    let mut st = BTreeMap::new();
+    until(&mut rx, &mut st, |s| s.len() == 1).await;
+    let g = &st["svc/prod/db"];
+    assert_eq!(get(&g.labels, "__meta_kubernetes_namespace"), "prod");
+    assert!(
+        !g.labels
+            .iter()
+            .any(|l| l.name.starts_with("__meta_kubernetes_namespace_")),
+        "{:?}",
+        g.labels
+    );
+
+    // Without attach_metadata.namespace, no namespace watch and no labels
+    // (a fresh server, as the discoverers above keep watching this one).
+    let api2 = Api::default();
+    for path in ["/api/v1/namespaces", "/api/v1/pods"] {
+        let items = api.scripts.lock()[path].lists.clone();
+        api2.list(path, items[0]["items"].as_array().unwrap().clone(), "1");
+    }
+    let base2 = serve(&api2).await;
+    let mut rx = start(&sd(&format!(
+        "      - role: pod\n        api_server: {base2}\n"
+    )));
+    let mut st = BTreeMap::new();
+    until(&mut rx, &mut st, |s| s.len() == 1).await;
+    assert_eq!(
+        get(
+            &st["pod/default/web-1"].labels,
+            "__meta_kubernetes_namespace_label_team"
+        ),
+        "<absent>"
+    );
+    let seen = api2.seen.lock().clone();
+    assert!(seen.iter().any(|s| s.0.starts_with("/api/v1/pods")));
+    assert!(
+        seen.iter().all(|s| !s.0.starts_with("/api/v1/namespaces")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn kubeconfig_file_gives_server_and_token() {
     let api = Api::default();
     api.list("/api/v1/nodes", vec![], "1");
