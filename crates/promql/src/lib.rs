@@ -40,6 +40,13 @@
 //!   read and while walking steps, so a timed-out or abandoned query frees
 //!   its thread promptly.
 //!
+//! Parse errors: promql-parser reports no positions, so its messages are
+//! reworded as Prometheus writes them and given Prometheus's `line:col:`
+//! prefix where the position follows from the message and the text (end of
+//! input, an unbalanced `)`, errors naming a function); the others keep
+//! promql-parser's wording (for example `invalid promql query` where
+//! Prometheus says `unexpected identifier "bar"`).
+//!
 //! Not supported: native histograms (the storage has none), the
 //! experimental `info()` function, duration arithmetic and
 //! `anchored`/`smoothed` selectors (not parsed by promql-parser 0.11).
