@@ -126,13 +126,31 @@ fn acknowledged_samples_survive_kill_9() {
         assert_eq!(lost, 0, "round {round}: {lost} acknowledged samples lost");
         // Ingest for a random while, then kill -9 right after a query saw
         // the data.
-        thread::sleep(Duration::from_millis(rnd(300, 2000)));
+        thread::sleep(Duration::from_millis(rnd(500, 3000)));
         seen = samples(&p.addr);
         let n: usize = seen.values().map(BTreeSet::len).sum();
         p.child.kill().unwrap();
         p.child.wait().unwrap();
         eprintln!("round {round}: killed with {n} samples acknowledged");
         assert!(round == 0 || n > 0);
+    }
+    // Enough was ingested (over 120 scrapes) for chunks to be cut and
+    // written to chunks_head/, so restarts also went through head chunks.
+    let chunk_bytes: u64 = std::fs::read_dir(data.join("chunks_head"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let per_series = seen.values().map(BTreeSet::len).max().unwrap_or(0);
+    eprintln!("chunks_head bytes: {chunk_bytes}, samples per series: {per_series}");
+    if per_series > 130 {
+        assert!(
+            chunk_bytes > 8,
+            "chunks were cut but none reached chunks_head/"
+        );
     }
     let p = start(&data, &cfg);
     let now = samples(&p.addr);

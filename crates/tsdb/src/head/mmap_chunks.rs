@@ -7,7 +7,7 @@ use super::{Head, HeadInner};
 use crate::head_chunks::{ChunkBytes, ChunkDiskMapper, ChunkToWrite, LoadedChunk};
 
 /// Series with freshly closed chunks gathered before one batch write.
-const MMAP_BATCH: usize = 512;
+const MMAP_BATCH: usize = 128;
 
 impl HeadInner {
     /// Notes series that closed chunks; writes them out once enough are
