@@ -87,14 +87,15 @@ fn main() {
     let (head, hw) = open_head(&dir, HeadOptions::default(), WalOptions::default()).unwrap();
     let took = start.elapsed();
     let rs = hw.replay_stats();
-    assert_eq!(rs.samples_applied, samples);
+    assert_eq!(rs.samples_applied + rs.samples_in_mmapped_chunks, samples);
     assert_eq!(head.stats().num_series, series);
     println!(
-        "replayed {} samples, {} series in {:.3?}: {:.2} M samples/s ({} decode threads)",
+        "replayed {} samples, {} series in {:.3?}: {:.2} M samples/s ({} decode threads, {} chunks from chunks_head/)",
         rs.samples,
         rs.series,
         took,
         rs.samples as f64 / took.as_secs_f64() / 1e6,
-        rs.decode_threads
+        rs.decode_threads,
+        rs.mmapped_chunks
     );
 }

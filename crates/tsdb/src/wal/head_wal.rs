@@ -27,7 +27,7 @@ use crate::record::{self, Record, TombstoneRecord};
 /// multiple and bounded in size for huge commits.
 const SAMPLES_PER_RECORD: usize = 10_000;
 /// Samples per batch handed to an applier thread.
-const SHARD_BATCH: usize = 1 << 17;
+const SHARD_BATCH: usize = 1 << 19;
 /// Raw record bytes per batch handed to a decoder thread.
 const DECODE_BATCH_BYTES: usize = 1 << 20;
 
@@ -339,6 +339,9 @@ struct RawBatch {
     seq: u64,
     data: Vec<u8>,
     ends: Vec<usize>,
+    /// Per record: still snappy-compressed (decompressed by the decoders,
+    /// in parallel).
+    snappy: Vec<bool>,
 }
 
 struct DecodedBatch {
@@ -379,13 +382,15 @@ fn read_segments(
         seq,
         data: Vec::with_capacity(DECODE_BATCH_BYTES),
         ends: Vec::new(),
+        snappy: Vec::new(),
     };
     for (idx, path) in segs {
         let data = fs::read(path)?;
         let mut r = SegmentReader::new(&data);
-        while let Some(rec) = r.next() {
+        while let Some((snappy, rec)) = r.next_raw() {
             batch.data.extend_from_slice(rec);
             batch.ends.push(batch.data.len());
+            batch.snappy.push(snappy);
             if batch.data.len() >= DECODE_BATCH_BYTES {
                 seq += 1;
                 let full = std::mem::replace(
@@ -394,6 +399,7 @@ fn read_segments(
                         seq,
                         data: Vec::with_capacity(DECODE_BATCH_BYTES),
                         ends: Vec::new(),
+                        snappy: Vec::new(),
                     },
                 );
                 if tx.send(full).is_err() {
@@ -439,7 +445,7 @@ fn replay_segments(
     let mut apply_txs: Vec<SyncSender<Vec<(u64, i64, f64)>>> = Vec::with_capacity(n);
     let mut apply_rxs: Vec<Receiver<Vec<(u64, i64, f64)>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let (t, r) = sync_channel(4);
+        let (t, r) = sync_channel(1);
         apply_txs.push(t);
         apply_rxs.push(r);
     }
@@ -458,8 +464,22 @@ fn replay_segments(
                     let Ok(b) = job else { break };
                     let mut start = 0;
                     let mut records = Vec::with_capacity(b.ends.len());
-                    for &end in &b.ends {
-                        let d = match record::decode(&b.data[start..end]) {
+                    let mut buf = Vec::new();
+                    for (k, &end) in b.ends.iter().enumerate() {
+                        let raw = &b.data[start..end];
+                        let rec: Result<&[u8], String> = if b.snappy.get(k) == Some(&true) {
+                            super::reader::decompress(raw, &mut buf).map(|()| buf.as_slice())
+                        } else {
+                            Ok(raw)
+                        };
+                        let decoded = match rec {
+                            Ok(r) => record::decode(r),
+                            Err(_) => Err(record::RecordError {
+                                pos: 0,
+                                msg: "snappy payload does not decompress",
+                            }),
+                        };
+                        let d = match decoded {
                             Ok(Record::Samples(v)) => {
                                 let mut parts: Vec<Vec<(u64, i64, f64)>> =
                                     vec![Vec::with_capacity(v.len() / n + 1); n];

@@ -52,7 +52,7 @@ impl<'a> SegmentReader<'a> {
         self.good
     }
 
-    fn fail(&mut self, msg: String) -> Option<&[u8]> {
+    fn fail<T>(&mut self, msg: String) -> Option<T> {
         self.corruption = Some(Corruption {
             good_until: self.good,
             msg,
@@ -64,6 +64,46 @@ impl<'a> SegmentReader<'a> {
     /// The next record, or `None` at the end or at the first corruption.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<&[u8]> {
+        match self.read_record()? {
+            Kind::Plain => {
+                self.good = self.pos;
+                Some(&self.rec)
+            }
+            Kind::Zstd => {
+                // Intact but unreadable here: handed out as an empty record,
+                // which does not decode and is skipped (not a corruption).
+                self.good = self.pos;
+                self.out.clear();
+                Some(&self.out)
+            }
+            Kind::Snappy => {
+                if let Err(msg) = decompress(&self.rec, &mut self.out) {
+                    return self.fail(msg);
+                }
+                self.good = self.pos;
+                Some(&self.out)
+            }
+        }
+    }
+
+    /// Like [`SegmentReader::next`] but leaves snappy records compressed
+    /// (the flag says so), so that callers can decompress on other threads
+    /// with [`decompress`]. A zstd record is handed out empty.
+    pub fn next_raw(&mut self) -> Option<(bool, &[u8])> {
+        let kind = self.read_record()?;
+        self.good = self.pos;
+        match kind {
+            Kind::Plain => Some((false, &self.rec)),
+            Kind::Snappy => Some((true, &self.rec)),
+            Kind::Zstd => {
+                self.rec.clear();
+                Some((false, &self.rec))
+            }
+        }
+    }
+
+    /// Reassembles the next record's fragments into `self.rec`.
+    fn read_record(&mut self) -> Option<Kind> {
         if self.corruption.is_some() {
             return None;
         }
@@ -146,28 +186,33 @@ impl<'a> SegmentReader<'a> {
                 break;
             }
         }
-        if zstd {
-            // Intact but unreadable here: handed out as an empty record,
-            // which does not decode and is skipped (not a corruption).
-            self.good = self.pos;
-            self.out.clear();
-            return Some(&self.out);
-        }
-        if compressed {
-            let n = match snap::raw::decompress_len(&self.rec) {
-                Ok(n) if n <= super::MAX_RECORD => n,
-                Ok(n) => return self.fail(format!("compressed record claims {n} bytes")),
-                Err(e) => return self.fail(format!("bad snappy record: {e}")),
-            };
-            self.out.resize(n, 0);
-            if let Err(e) = snap::raw::Decoder::new().decompress(&self.rec, &mut self.out) {
-                return self.fail(format!("bad snappy record: {e}"));
-            }
-            self.good = self.pos;
-            Some(&self.out)
+        Some(if zstd {
+            Kind::Zstd
+        } else if compressed {
+            Kind::Snappy
         } else {
-            self.good = self.pos;
-            Some(&self.rec)
-        }
+            Kind::Plain
+        })
     }
+}
+
+/// How a record's bytes are stored.
+enum Kind {
+    Plain,
+    Snappy,
+    Zstd,
+}
+
+/// Decompresses a raw snappy record into `out`.
+pub fn decompress(rec: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let n = match snap::raw::decompress_len(rec) {
+        Ok(n) if n <= super::MAX_RECORD => n,
+        Ok(n) => return Err(format!("compressed record claims {n} bytes")),
+        Err(e) => return Err(format!("bad snappy record: {e}")),
+    };
+    out.resize(n, 0);
+    snap::raw::Decoder::new()
+        .decompress(rec, out)
+        .map(|_| ())
+        .map_err(|e| format!("bad snappy record: {e}"))
 }
