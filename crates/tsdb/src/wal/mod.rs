@@ -34,7 +34,7 @@ use parking_lot::Mutex;
 
 pub use checkpoint::{CheckpointStats, checkpoint_dir_name, last_checkpoint};
 pub use head_wal::{HeadWal, ReplayStats, open_head};
-pub use reader::{Corruption, SegmentReader};
+pub use reader::{Corruption, SegmentReader, decompress};
 
 /// Page size: fragments never cross a page boundary.
 pub const PAGE_SIZE: usize = 32 * 1024;
