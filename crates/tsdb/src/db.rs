@@ -1,9 +1,10 @@
 //! The database: a data directory of persistent blocks plus the in-memory
 //! head, served as one merged view.
 //!
-//! [`Db`] owns the directory (a `lock` file keeps a second process off it,
-//! with `flock` as Prometheus uses, so pharos and Prometheus also exclude
-//! each other), opens every block found there (including blocks written by
+//! [`Db`] owns the directory (an `flock` on its `lock` file keeps a second
+//! pharos off it; Prometheus's source takes the same `flock` on Linux, but
+//! the Debian 2.42 build we test against was observed to hold no lock, so a
+//! Prometheus started on a directory pharos is using is not stopped), opens every block found there (including blocks written by
 //! Prometheus), cuts the head into a block once it spans more than 1.5
 //! block ranges, merges blocks level by level with Prometheus's planner
 //! (2h, 6h, 18h... up to the maximum block duration) and applies retention
@@ -185,6 +186,7 @@ impl Db {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
+        // `flock`, as Prometheus's own lock on this file is on Linux.
         if let Err(e) = lock.try_lock() {
             return Err(TsdbError::DirLocked(format!(
                 "{} is in use by another process (pharos or Prometheus): {e}",
