@@ -2,7 +2,9 @@
 //! package `prometheus`, with `promtool`), in both directions:
 //! - a data dir backfilled by `promtool tsdb create-blocks-from openmetrics`
 //!   is opened by pharos, which answers range queries exactly as Prometheus
-//!   does on a copy of the same directory;
+//!   does on a copy of the same directory, and Prometheus answers the same
+//!   on the blocks `pharos tsdb create-blocks-from openmetrics` wrote from
+//!   the same file;
 //! - blocks pharos cut from its head are accepted by `promtool tsdb list`
 //!   and `analyze`, and Prometheus started on a copy of pharos's data dir
 //!   (blocks, WAL, chunks_head) answers the same range queries as pharos,
@@ -219,9 +221,34 @@ fn pharos_serves_a_prometheus_backfilled_dir() {
     );
     let ours = dir.path().join("ours");
     copy_dir(&data, &ours);
+    // The same file backfilled by pharos's own tool, served by Prometheus.
+    let backfilled = dir.path().join("pharos-backfill");
+    let out = Command::new(env!("CARGO_BIN_EXE_pharos"))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(dir.path().join("data.om"))
+        .arg(&backfilled)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = Command::new("promtool")
+        .args(["tsdb", "list"])
+        .arg(&backfilled)
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).contains("NUM SAMPLES"));
 
     let (_p, prom) = start_prometheus(&data, dir.path());
     let (_x, pharos) = start_pharos(&ours, None, &[]);
+    let (_q, prom_on_ours) = start_prometheus(&backfilled, dir.path());
     // Evaluation times off the 15 s sample grid: Prometheus 2.42's range
     // windows include their left edge, 3.x's (and pharos's) do not.
     let (s, e) = (start as f64 + 7.0, end as f64 - 1.0);
@@ -237,6 +264,8 @@ fn pharos_serves_a_prometheus_backfilled_dir() {
         let b = range(&pharos, q, s, e, 60.0);
         assert!(!a.is_empty(), "{q}: prometheus returned nothing");
         same(&a, &b, q);
+        let c = range(&prom_on_ours, q, s, e, 60.0);
+        same(&a, &c, q);
     }
 }
 

@@ -88,3 +88,89 @@ fn status_tsdb_snapshot_delete_and_clean() {
     );
     assert_eq!(s, 204, "{b}");
 }
+
+/// A data dir with one damaged block: pharos starts, counts the block as
+/// corrupt, and serves the others.
+#[test]
+fn corrupted_block_is_set_aside_and_the_rest_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut om = String::from("# TYPE m gauge\n");
+    for i in 0..(3 * 480) {
+        om.push_str(&format!("m{{k=\"v\"}} {i} {}\n", 1_700_000_000 + i * 15));
+    }
+    om.push_str("# EOF\n");
+    std::fs::write(dir.path().join("in.om"), om).unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pharos"))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(dir.path().join("in.om"))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut blocks: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").exists())
+        .collect();
+    blocks.sort();
+    assert!(blocks.len() >= 3, "{blocks:?}");
+    // Damage the chunks of the first block: its index still opens, the
+    // segment header does not.
+    std::fs::write(blocks[0].join("chunks/000001"), b"garbage").unwrap();
+
+    let addr = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pharos"))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err()
+        || common::http_get(&addr, "/-/ready").0 != 200
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "pharos never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = common::http_get(&addr, "/metrics");
+    assert!(
+        metrics.contains("pharos_tsdb_corrupt_blocks 1"),
+        "{metrics}"
+    );
+    // (The healthy blocks may already have been merged by compaction.)
+    assert!(
+        !metrics.contains("prometheus_tsdb_blocks_loaded 0"),
+        "{metrics}"
+    );
+    let q = common::urlencode("count_over_time(m[1d])");
+    let (s, b) = common::http_get(&addr, &format!("/api/v1/query?query={q}&time=1700100000"));
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let n: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Every sample but those of the damaged block.
+    assert!(n > 0.0 && n < (3 * 480) as f64, "{b}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
