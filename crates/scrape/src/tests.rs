@@ -598,7 +598,11 @@ async fn content_type_rules_of_prometheus_3() {
         "scrape_configs:\n{}{}{}",
         job("blank", &[f_blank.addr], ""),
         job("json", &[f_json.addr], ""),
-        job("fb", &[f_fb.addr], "    fallback_scrape_protocol: PrometheusText0.0.4\n"),
+        job(
+            "fb",
+            &[f_fb.addr],
+            "    fallback_scrape_protocol: PrometheusText0.0.4\n"
+        ),
     )));
     wait_for("three scrapes", || st.values("up").len() >= 3).await;
     let by_pool = |p: &str| {
