@@ -112,7 +112,29 @@ struct DbInner {
     /// Deletions of head data (the head has no tombstones of its own):
     /// applied to every head query and to blocks cut from the head.
     head_deletes: RwLock<Arc<Vec<HeadDelete>>>,
+    /// Open queriers and their time ranges: the head is not truncated
+    /// under a query that started before the block holding the truncated
+    /// data was added (Prometheus's "wait for pending readers").
+    readers: Mutex<std::collections::BTreeMap<u64, (i64, i64)>>,
+    readers_done: parking_lot::Condvar,
+    next_reader: AtomicU64,
 }
+
+/// Registration of an open querier; unregisters on drop.
+struct ReaderGuard {
+    db: Arc<DbInner>,
+    id: u64,
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.db.readers.lock().remove(&self.id);
+        self.db.readers_done.notify_all();
+    }
+}
+
+/// How long a head truncation waits for older queries before going ahead.
+const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Samples of series matching `matchers` within `[mint, maxt]` are deleted.
 #[derive(Debug, Clone)]
@@ -242,6 +264,9 @@ impl Db {
                 head_min_valid: AtomicI64::new(min_valid),
                 counters,
                 head_deletes: RwLock::new(Arc::new(Vec::new())),
+                readers: Mutex::new(std::collections::BTreeMap::new()),
+                readers_done: parking_lot::Condvar::new(),
+                next_reader: AtomicU64::new(0),
             }),
         })
     }
@@ -326,6 +351,7 @@ impl Db {
                     .fetch_add(1, Ordering::Relaxed);
             }
             self.inner.head_min_valid.fetch_max(maxt, Ordering::SeqCst);
+            self.wait_for_readers_before(maxt);
             head.truncate(maxt);
             // The WAL keeps only what the head still holds.
             self.inner.wal.checkpoint(head, maxt)?;
@@ -460,6 +486,33 @@ impl Db {
             }
         });
         Ok(doomed.len())
+    }
+
+    /// Waits until every querier registered now whose range starts before
+    /// `t` is dropped (at most [`READER_WAIT`]). Queriers registered later
+    /// see the block just added, so they need no waiting.
+    fn wait_for_readers_before(&self, t: i64) {
+        let deadline = std::time::Instant::now() + READER_WAIT;
+        let mut g = self.inner.readers.lock();
+        let pending: Vec<u64> = g
+            .iter()
+            .filter(|(_, (mint, _))| *mint < t)
+            .map(|(id, _)| *id)
+            .collect();
+        while pending.iter().any(|id| g.contains_key(id)) {
+            if self
+                .inner
+                .readers_done
+                .wait_until(&mut g, deadline)
+                .timed_out()
+            {
+                tracing::warn!(
+                    queries = pending.iter().filter(|id| g.contains_key(id)).count(),
+                    "truncating the head while older queries still run"
+                );
+                return;
+            }
+        }
     }
 
     /// A querier over the head with deletions applied.
@@ -835,8 +888,16 @@ impl Appendable for Db {
 
 impl Queryable for Db {
     fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier>, StorageError> {
-        // The head querier first: a head compaction adds its block before
-        // truncating the head, so taking the block list afterwards sees it.
+        // Register first: a head compaction adds its block, then waits for
+        // queriers registered before that moment before truncating the
+        // head, so this querier either sees the new block or keeps the
+        // head's data until it is dropped.
+        let id = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        self.inner.readers.lock().insert(id, (mint, maxt));
+        let guard = Arc::new(ReaderGuard {
+            db: self.inner.clone(),
+            id,
+        });
         let hq = self.head_querier(mint, maxt)?;
         let mut qs: Vec<Box<dyn Querier>> = self
             .inner
@@ -847,10 +908,56 @@ impl Queryable for Db {
             .map(|b| Box::new(b.querier(mint, maxt)) as Box<dyn Querier>)
             .collect();
         qs.push(hq);
-        if qs.len() == 1 {
-            return Ok(qs.remove(0));
-        }
-        Ok(Box::new(MergeQuerier::new(qs)))
+        let inner: Box<dyn Querier> = if qs.len() == 1 {
+            qs.remove(0)
+        } else {
+            Box::new(MergeQuerier::new(qs))
+        };
+        Ok(Box::new(GuardedQuerier { inner, guard }))
+    }
+}
+
+/// A querier (and the series sets it returns) holding a reader
+/// registration.
+struct GuardedQuerier {
+    inner: Box<dyn Querier>,
+    guard: Arc<ReaderGuard>,
+}
+
+impl Querier for GuardedQuerier {
+    fn select(
+        &self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn SeriesSet> {
+        Box::new(GuardedSeriesSet {
+            inner: self.inner.select(sorted, hints, matchers),
+            _guard: self.guard.clone(),
+        })
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        self.inner.label_values(name, matchers)
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        self.inner.label_names(matchers)
+    }
+}
+
+struct GuardedSeriesSet {
+    inner: Box<dyn SeriesSet>,
+    _guard: Arc<ReaderGuard>,
+}
+
+impl SeriesSet for GuardedSeriesSet {
+    fn next(&mut self) -> Option<Series> {
+        self.inner.next()
+    }
+
+    fn err(&self) -> Option<StorageError> {
+        self.inner.err()
     }
 }
 

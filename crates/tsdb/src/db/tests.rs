@@ -189,6 +189,9 @@ fn deleting_head_data_survives_head_cutting() {
     let mut it = ss.next().unwrap().samples;
     assert_eq!(it.seek(60_000).unwrap().t, H / 2);
     assert_eq!(it.next().unwrap().t, H / 2 + 60_000);
+    // An open series set holds back head truncation (see
+    // head_truncation_waits_for_older_queries): release it.
+    drop((it, ss));
     // A series wholly deleted disappears.
     db.delete_series(0, 10 * H, &[Matcher::equal("i", "4")])
         .unwrap();
@@ -232,4 +235,35 @@ fn size_retention_keeps_newest_blocks() {
     db.write_metrics(&mut m);
     let want = format!("prometheus_tsdb_size_retentions_total {}", n - 2);
     assert!(m.contains(&want), "{m}");
+}
+
+#[test]
+fn head_truncation_waits_for_older_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    append_range(&db, 0, 3 * H, 60_000);
+    // A query started before the head is cut...
+    let q = db.querier(0, 10 * H).unwrap();
+    let mut ss = q.select(true, None, &[Matcher::equal("i", "1")]);
+    drop(q);
+    let d2 = db.clone();
+    let compaction = std::thread::spawn(move || d2.compact().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // ...still reads every head sample while compaction waits for it.
+    assert!(!compaction.is_finished());
+    let s = ss.next().unwrap();
+    let mut it = s.samples;
+    let mut n = 0;
+    while it.next().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 180);
+    drop(ss);
+    compaction.join().unwrap();
+    assert!(!db.blocks().is_empty());
+    let got = collect(
+        &*db.querier(0, 10 * H).unwrap(),
+        &[Matcher::equal("i", "1")],
+    );
+    assert_eq!(got[0].1.len(), 180);
 }
