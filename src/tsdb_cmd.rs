@@ -261,7 +261,7 @@ pub fn create_blocks_from_openmetrics(
             .or_default()
             .push(Sample { t, v: s.value });
         n += 1;
-        if n % 65536 == 0 {
+        if n.is_multiple_of(65536) {
             bar.set_position((bytes.len() - parser_remaining(&bytes, s.series)) as u64);
         }
     }
