@@ -214,7 +214,8 @@ fn check_config_subcommand() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("bad.yml:4:21:") && err.contains("scrape timeout greater than scrape interval"),
+        err.contains("bad.yml:4:21:")
+            && err.contains("scrape timeout greater than scrape interval"),
         "{err}"
     );
 }
