@@ -58,6 +58,17 @@ fn query(addr: &str, q: &str) -> serde_json::Value {
     api(addr, &format!("/api/v1/query?query={}", urlencode(q)))["data"]["result"].clone()
 }
 
+/// The query result, or `None` while the server is not ready (Prometheus
+/// answers 503 until its storage has started).
+fn try_query(addr: &str, q: &str) -> Option<serde_json::Value> {
+    let (s, b) = http_get(addr, &format!("/api/v1/query?query={}", urlencode(q)));
+    if s != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&b).ok()?;
+    Some(v["data"]["result"].clone())
+}
+
 fn series_set(addr: &str, sel: &str) -> BTreeSet<String> {
     let v = api(addr, &format!("/api/v1/series?match[]={}", urlencode(sel)));
     v["data"]
@@ -121,6 +132,8 @@ fn same_series_and_staleness_as_prometheus() {
     for addr in [prom_addr.as_str(), pharos.addr.as_str()] {
         wait("both targets up", Duration::from_secs(60), || {
             std::net::TcpStream::connect(addr).is_ok()
+                && try_query(addr, "sum(up{job=\"synth\"})")
+                    .is_some_and(|r| scalar(&r) == Some(2.0))
                 && scalar(&query(addr, "sum(up{job=\"synth\"})")) == Some(2.0)
         });
     }
