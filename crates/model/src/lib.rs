@@ -8,12 +8,16 @@
 //! no async; it depends only on `regex`, `thiserror` and a hash function.
 
 pub mod duration;
+pub mod histogram;
 pub mod labels;
 pub mod matcher;
 pub mod relabel;
 pub mod sample;
 
 pub use duration::Duration;
+pub use histogram::{
+    CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span,
+};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{Sample, Timestamp, format_float, is_stale_nan, stale_nan};

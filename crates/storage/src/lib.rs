@@ -18,7 +18,7 @@
 //! Everything handed out is owned (`'static`), so it can cross those
 //! boundaries freely: implementations hold `Arc`s to what they read.
 
-use pharos_model::{Labels, Matcher, Sample, Timestamp};
+use pharos_model::{FloatHistogram, HistogramValue, Labels, Matcher, Sample, Timestamp};
 
 /// An opaque reference to a series inside one storage, returned by
 /// [`Appender::append`] so that callers can skip the label lookup next time.
@@ -95,6 +95,22 @@ pub trait Appender {
         t: Timestamp,
         v: f64,
     ) -> Result<SeriesRef, AppendError>;
+
+    /// Adds a native histogram sample (integer or float counts), with the
+    /// same contract as [`Appender::append`]. Storages without histogram
+    /// support answer [`StorageError::Unsupported`].
+    fn append_histogram(
+        &mut self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        t: Timestamp,
+        h: HistogramValue,
+    ) -> Result<SeriesRef, AppendError> {
+        let _ = (series_ref, labels, t, h);
+        Err(AppendError::Storage(StorageError::Unsupported(
+            "native histograms are not supported by this storage".into(),
+        )))
+    }
 
     /// Makes every accepted sample durable (as far as the storage offers) and
     /// visible. On error nothing of this transaction is kept.
@@ -178,6 +194,19 @@ pub trait SampleIter: Send {
     /// called repeatedly with growing `ts`; never moves backwards (if the
     /// current sample already satisfies `t >= ts` it is returned again).
     fn seek(&mut self, ts: Timestamp) -> Option<Sample>;
+
+    /// The native histogram of the sample last returned by
+    /// [`SampleIter::next`] or [`SampleIter::seek`], when that sample is a
+    /// histogram sample; `None` for float samples. Integer histograms are
+    /// handed out converted to float counts.
+    ///
+    /// For a histogram sample the returned [`Sample`]'s `v` is the
+    /// histogram's `sum`, so a stale histogram (sum = the stale marker) is
+    /// recognised by [`pharos_model::is_stale_nan`] like a stale float.
+    /// Float-only consumers must check this method and skip such samples.
+    fn histogram(&self) -> Option<&FloatHistogram> {
+        None
+    }
 
     /// The error that ended iteration early, if any.
     fn err(&self) -> Option<StorageError> {

@@ -1,0 +1,119 @@
+//! Native histograms: the sample values Prometheus calls `Histogram`
+//! (integer counts, what a scrape produces) and `FloatHistogram` (float
+//! counts, what PromQL computes with and what rules record).
+//!
+//! A native histogram has sparse buckets on an exponential grid: with
+//! schema `s` (−4..=8) bucket `i` of the positive side covers
+//! `(base^(i-1), base^i]` where `base = 2^(2^-s)`; the negative side mirrors
+//! it, and a zero bucket holds observations with `|x| <= zero_threshold`.
+//! Schema −53 ([`CUSTOM_BUCKETS_SCHEMA`]) is the exception: the positive
+//! buckets are the classic explicit boundaries listed in `custom_values`
+//! (bucket `i` covers `(custom_values[i-1], custom_values[i]]`, the last one
+//! reaching +Inf), with no zero bucket and no negative side.
+//!
+//! Only populated buckets are stored: `spans` say which bucket indices are
+//! present (each span skips `offset` indices after the previous one, then
+//! covers `length` consecutive ones; the first span's offset is the first
+//! index itself), and the bucket vectors hold the counts of exactly those
+//! buckets in order. In [`Histogram`] the counts are delta-encoded (each
+//! value is the difference to the previous bucket's count, the first is
+//! absolute), as in Prometheus's protobuf and chunks; in [`FloatHistogram`]
+//! they are absolute.
+//!
+//! The layout mirrors Prometheus's `model/histogram` field by field so that
+//! the WAL, chunk and API encodings map one to one.
+
+/// The schema number of histograms with custom (explicit) bucket bounds.
+pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
+/// One run of populated buckets: skip `offset` bucket indices after the end
+/// of the previous span (or start at index `offset` for the first span),
+/// then `length` consecutive buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    /// Gap to the previous span (index of the first bucket for span 0).
+    pub offset: i32,
+    /// Number of consecutive buckets.
+    pub length: u32,
+}
+
+/// What the producer knows about counter resets at this sample, as stored
+/// in chunk headers and returned by the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CounterResetHint {
+    /// Nothing known; the reader must compare with the previous sample.
+    #[default]
+    Unknown = 0,
+    /// A counter reset happened right before this sample.
+    CounterReset = 1,
+    /// Definitely no counter reset since the previous sample.
+    NotCounterReset = 2,
+    /// The histogram is a gauge: counts go up and down, resets mean nothing.
+    Gauge = 3,
+}
+
+/// A native histogram with integer counts (delta-encoded buckets).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histogram {
+    /// Counter-reset knowledge for this sample.
+    pub counter_reset_hint: CounterResetHint,
+    /// Resolution: −4..=8 exponential, or [`CUSTOM_BUCKETS_SCHEMA`].
+    pub schema: i32,
+    /// Width of the zero bucket (observations with `|x| <= zero_threshold`).
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: u64,
+    /// Total number of observations.
+    pub count: u64,
+    /// Sum of all observations (the stale marker NaN marks a stale sample).
+    pub sum: f64,
+    /// Populated positive buckets.
+    pub positive_spans: Vec<Span>,
+    /// Populated negative buckets.
+    pub negative_spans: Vec<Span>,
+    /// Positive bucket counts, delta-encoded.
+    pub positive_buckets: Vec<i64>,
+    /// Negative bucket counts, delta-encoded.
+    pub negative_buckets: Vec<i64>,
+    /// Upper bounds of the custom buckets (schema −53 only), ascending.
+    pub custom_values: Vec<f64>,
+}
+
+/// A native histogram with float counts (absolute buckets): what PromQL
+/// computes with, and what recording rules and `rate()` produce.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FloatHistogram {
+    /// Counter-reset knowledge for this sample.
+    pub counter_reset_hint: CounterResetHint,
+    /// Resolution: −4..=8 exponential, or [`CUSTOM_BUCKETS_SCHEMA`].
+    pub schema: i32,
+    /// Width of the zero bucket.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: f64,
+    /// Total number of observations.
+    pub count: f64,
+    /// Sum of all observations (the stale marker NaN marks a stale sample).
+    pub sum: f64,
+    /// Populated positive buckets.
+    pub positive_spans: Vec<Span>,
+    /// Populated negative buckets.
+    pub negative_spans: Vec<Span>,
+    /// Positive bucket counts, absolute.
+    pub positive_buckets: Vec<f64>,
+    /// Negative bucket counts, absolute.
+    pub negative_buckets: Vec<f64>,
+    /// Upper bounds of the custom buckets (schema −53 only), ascending.
+    pub custom_values: Vec<f64>,
+}
+
+/// A histogram sample value as appended to storage: integer counts (from a
+/// scrape or a WAL written by Prometheus) or float counts (from rules, test
+/// scripts, or float-histogram chunks).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistogramValue {
+    /// Integer counts.
+    Int(Histogram),
+    /// Float counts.
+    Float(FloatHistogram),
+}
