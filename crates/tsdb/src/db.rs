@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
-use pharos_model::{Labels, Matcher, Sample, Timestamp};
+use pharos_model::{FloatHistogram, Labels, Matcher, Sample, Timestamp};
 use pharos_storage::{
     Appendable, Appender, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
     StorageError,
@@ -1079,6 +1079,11 @@ impl SampleIter for DeletingSampleIter {
         }
     }
 
+    fn histogram(&self) -> Option<&FloatHistogram> {
+        // `cur` is always the inner iterator's current sample.
+        self.inner.histogram()
+    }
+
     fn err(&self) -> Option<StorageError> {
         self.inner.err()
     }
@@ -1170,6 +1175,7 @@ impl SeriesSet for MergeSeriesSet {
                 heads: vec![None; n],
                 init: false,
                 cur: None,
+                cur_idx: 0,
             })
         };
         Some(Series {
@@ -1188,14 +1194,19 @@ struct MergeSampleIter {
     heads: Vec<Option<Sample>>,
     init: bool,
     cur: Option<Sample>,
+    /// Which iterator `cur` came from (its histogram is that one's).
+    cur_idx: usize,
 }
 
 impl MergeSampleIter {
     fn pick(&mut self) -> Option<Sample> {
         let mut best: Option<Sample> = None;
-        for s in self.heads.iter().flatten() {
-            if best.is_none_or(|b| s.t < b.t) {
+        for (i, s) in self.heads.iter().enumerate() {
+            if let Some(s) = s
+                && best.is_none_or(|b| s.t < b.t)
+            {
                 best = Some(*s);
+                self.cur_idx = i;
             }
         }
         self.cur = best;
@@ -1236,6 +1247,11 @@ impl SampleIter for MergeSampleIter {
             }
         }
         self.pick()
+    }
+
+    fn histogram(&self) -> Option<&FloatHistogram> {
+        self.cur?;
+        self.iters.get(self.cur_idx)?.histogram()
     }
 
     fn err(&self) -> Option<StorageError> {

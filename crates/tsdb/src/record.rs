@@ -2,14 +2,21 @@
 //!
 //! A record is the payload the WAL stores (before fragmenting and optional
 //! compression); its first byte is the record type. We write series (1),
-//! samples (2) and tombstones (3) records and read those back; other types
-//! Prometheus writes (exemplars, histograms, metadata, ...) are recognised
-//! and skipped by [`decode`] so a Prometheus WAL replays with what we
-//! support. The byte layouts are in `docs/format/wal.md`.
+//! samples (2), tombstones (3) and native histogram samples (7: integer
+//! counts, 8: float counts, 9 and 10: the same with custom buckets) records
+//! and read those back; other types Prometheus writes (exemplars, metadata,
+//! the 3.x "V2" samples records...) are recognised and skipped by
+//! [`decode`] so a Prometheus WAL replays with what we support. Prometheus
+//! 2.42 writes types 1-4, 6 and 7 (8 exists there but only 2.44+ has float
+//! histograms in the head); 9 and 10 come from 3.x. The byte layouts are in
+//! `docs/format/wal.md`.
 //!
 //! Decoding never panics: every read is bounds-checked and a bad record is
 //! a [`RecordError`] naming the byte position.
 
+use pharos_model::histogram::{
+    CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span,
+};
 use pharos_model::{Label, Labels, Timestamp};
 
 use crate::head::{SampleRecord, SeriesRecord};
@@ -20,6 +27,28 @@ pub const SERIES: u8 = 1;
 pub const SAMPLES: u8 = 2;
 /// Record type byte: tombstones (deleted intervals).
 pub const TOMBSTONES: u8 = 3;
+/// Record type byte: native histogram samples with integer counts
+/// (exponential schemas).
+pub const HISTOGRAM_SAMPLES: u8 = 7;
+/// Record type byte: native histogram samples with float counts
+/// (exponential schemas).
+pub const FLOAT_HISTOGRAM_SAMPLES: u8 = 8;
+/// Record type byte: integer histogram samples with custom buckets
+/// (schema −53).
+pub const CUSTOM_BUCKETS_HISTOGRAM_SAMPLES: u8 = 9;
+/// Record type byte: float histogram samples with custom buckets.
+pub const CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES: u8 = 10;
+
+/// One native histogram sample of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramRecord {
+    /// The series' reference.
+    pub series_ref: u64,
+    /// Timestamp, ms.
+    pub t: Timestamp,
+    /// The histogram (integer or float counts).
+    pub h: HistogramValue,
+}
 
 /// A deleted time interval of one series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +70,10 @@ pub enum Record {
     Samples(Vec<SampleRecord>),
     /// Deleted intervals.
     Tombstones(Vec<TombstoneRecord>),
+    /// Native histogram samples, from any of the four histogram record
+    /// types (integer counts from 7 and 9, float counts from 8 and 10).
+    /// Samples whose schema we do not know are dropped, as Prometheus does.
+    Histograms(Vec<HistogramRecord>),
     /// A record type we do not interpret (its type byte), skipped on replay.
     Other(u8),
 }
@@ -116,6 +149,122 @@ pub fn encode_tombstones(tombstones: &[TombstoneRecord], out: &mut Vec<u8>) {
     }
 }
 
+/// The record type a histogram sample is written under: 7 or 8 by count
+/// type, 9 or 10 when it uses custom buckets.
+pub fn histogram_record_type(h: &HistogramValue) -> u8 {
+    match h {
+        HistogramValue::Int(h) if h.schema == CUSTOM_BUCKETS_SCHEMA => {
+            CUSTOM_BUCKETS_HISTOGRAM_SAMPLES
+        }
+        HistogramValue::Int(_) => HISTOGRAM_SAMPLES,
+        HistogramValue::Float(h) if h.schema == CUSTOM_BUCKETS_SCHEMA => {
+            CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES
+        }
+        HistogramValue::Float(_) => FLOAT_HISTOGRAM_SAMPLES,
+    }
+}
+
+fn put_spans(out: &mut Vec<u8>, spans: &[Span]) {
+    put_uvarint(out, spans.len() as u64);
+    for s in spans {
+        put_varint(out, i64::from(s.offset));
+        put_uvarint(out, u64::from(s.length));
+    }
+}
+
+fn put_f64(out: &mut Vec<u8>, v: f64) {
+    out.extend_from_slice(&v.to_bits().to_be_bytes());
+}
+
+fn put_custom_values(out: &mut Vec<u8>, schema: i32, values: &[f64]) {
+    if schema == CUSTOM_BUCKETS_SCHEMA {
+        put_uvarint(out, values.len() as u64);
+        for &v in values {
+            put_f64(out, v);
+        }
+    }
+}
+
+fn put_histogram(out: &mut Vec<u8>, h: &Histogram) {
+    out.push(h.counter_reset_hint as u8);
+    put_varint(out, i64::from(h.schema));
+    put_f64(out, h.zero_threshold);
+    put_uvarint(out, h.zero_count);
+    put_uvarint(out, h.count);
+    put_f64(out, h.sum);
+    put_spans(out, &h.positive_spans);
+    put_spans(out, &h.negative_spans);
+    put_uvarint(out, h.positive_buckets.len() as u64);
+    for &b in &h.positive_buckets {
+        put_varint(out, b);
+    }
+    put_uvarint(out, h.negative_buckets.len() as u64);
+    for &b in &h.negative_buckets {
+        put_varint(out, b);
+    }
+    put_custom_values(out, h.schema, &h.custom_values);
+}
+
+fn put_float_histogram(out: &mut Vec<u8>, h: &FloatHistogram) {
+    out.push(h.counter_reset_hint as u8);
+    put_varint(out, i64::from(h.schema));
+    put_f64(out, h.zero_threshold);
+    put_f64(out, h.zero_count);
+    put_f64(out, h.count);
+    put_f64(out, h.sum);
+    put_spans(out, &h.positive_spans);
+    put_spans(out, &h.negative_spans);
+    put_uvarint(out, h.positive_buckets.len() as u64);
+    for &b in &h.positive_buckets {
+        put_f64(out, b);
+    }
+    put_uvarint(out, h.negative_buckets.len() as u64);
+    for &b in &h.negative_buckets {
+        put_f64(out, b);
+    }
+    put_custom_values(out, h.schema, &h.custom_values);
+}
+
+/// Appends one record of type `typ` (one of the four histogram types)
+/// holding those of `hs` whose [`histogram_record_type`] is `typ`, laid out
+/// like a samples record: the first such sample's reference and time in
+/// full, then per sample the signed deltas to them and the histogram.
+/// Appends nothing when no sample has that type.
+pub fn encode_histograms(hs: &[HistogramRecord], typ: u8, out: &mut Vec<u8>) {
+    let mut it = hs.iter().filter(|h| histogram_record_type(&h.h) == typ);
+    let Some(first) = it.next() else {
+        return;
+    };
+    out.push(typ);
+    out.extend_from_slice(&first.series_ref.to_be_bytes());
+    out.extend_from_slice(&first.t.to_be_bytes());
+    for h in std::iter::once(first).chain(it) {
+        put_varint(
+            out,
+            (h.series_ref as i64).wrapping_sub(first.series_ref as i64),
+        );
+        put_varint(out, h.t.wrapping_sub(first.t));
+        match &h.h {
+            HistogramValue::Int(x) => put_histogram(out, x),
+            HistogramValue::Float(x) => put_float_histogram(out, x),
+        }
+    }
+}
+
+/// Every histogram record type, in the order a commit writes them.
+pub const HISTOGRAM_RECORD_TYPES: [u8; 4] = [
+    HISTOGRAM_SAMPLES,
+    FLOAT_HISTOGRAM_SAMPLES,
+    CUSTOM_BUCKETS_HISTOGRAM_SAMPLES,
+    CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES,
+];
+
+/// Whether a schema is one Prometheus knows: exponential −4..=8 or custom
+/// buckets. Histograms with other schemas are dropped on decode.
+fn known_schema(schema: i32) -> bool {
+    (-4..=8).contains(&schema) || schema == CUSTOM_BUCKETS_SCHEMA
+}
+
 /// A bounds-checked reader over a record.
 struct Dec<'a> {
     b: &'a [u8],
@@ -168,6 +317,128 @@ impl<'a> Dec<'a> {
     fn varint(&mut self) -> Result<i64, RecordError> {
         let u = self.uvarint()?;
         Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    fn byte(&mut self) -> Result<u8, RecordError> {
+        match self.b.get(self.pos) {
+            Some(&c) => {
+                self.pos += 1;
+                Ok(c)
+            }
+            None => self.err("truncated record"),
+        }
+    }
+
+    fn f64(&mut self) -> Result<f64, RecordError> {
+        self.be64().map(f64::from_bits)
+    }
+
+    /// A count of items each taking at least `min_bytes`, checked against
+    /// the bytes left so a bad count cannot allocate without bound.
+    fn count(&mut self, min_bytes: usize) -> Result<usize, RecordError> {
+        let n = self.uvarint()?;
+        let left = (self.b.len() - self.pos.min(self.b.len())) / min_bytes.max(1);
+        match usize::try_from(n) {
+            Ok(n) if n <= left => Ok(n),
+            _ => self.err("item count exceeds the record"),
+        }
+    }
+
+    fn i32(&mut self) -> Result<i32, RecordError> {
+        let v = self.varint()?;
+        match i32::try_from(v) {
+            Ok(v) => Ok(v),
+            Err(_) => self.err("value overflows 32 bits"),
+        }
+    }
+
+    fn spans(&mut self) -> Result<Vec<Span>, RecordError> {
+        let n = self.count(2)?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let offset = self.i32()?;
+            let length = self.uvarint()?;
+            let Ok(length) = u32::try_from(length) else {
+                return self.err("span length overflows 32 bits");
+            };
+            v.push(Span { offset, length });
+        }
+        Ok(v)
+    }
+
+    fn hint(&mut self) -> Result<CounterResetHint, RecordError> {
+        Ok(match self.byte()? {
+            1 => CounterResetHint::CounterReset,
+            2 => CounterResetHint::NotCounterReset,
+            3 => CounterResetHint::Gauge,
+            _ => CounterResetHint::Unknown,
+        })
+    }
+
+    fn custom_values(&mut self, schema: i32) -> Result<Vec<f64>, RecordError> {
+        if schema != CUSTOM_BUCKETS_SCHEMA {
+            return Ok(Vec::new());
+        }
+        let n = self.count(8)?;
+        (0..n).map(|_| self.f64()).collect()
+    }
+
+    fn histogram(&mut self) -> Result<Histogram, RecordError> {
+        let counter_reset_hint = self.hint()?;
+        let schema = self.i32()?;
+        let zero_threshold = self.f64()?;
+        let zero_count = self.uvarint()?;
+        let count = self.uvarint()?;
+        let sum = self.f64()?;
+        let positive_spans = self.spans()?;
+        let negative_spans = self.spans()?;
+        let n = self.count(1)?;
+        let positive_buckets = (0..n).map(|_| self.varint()).collect::<Result<_, _>>()?;
+        let n = self.count(1)?;
+        let negative_buckets = (0..n).map(|_| self.varint()).collect::<Result<_, _>>()?;
+        let custom_values = self.custom_values(schema)?;
+        Ok(Histogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        })
+    }
+
+    fn float_histogram(&mut self) -> Result<FloatHistogram, RecordError> {
+        let counter_reset_hint = self.hint()?;
+        let schema = self.i32()?;
+        let zero_threshold = self.f64()?;
+        let zero_count = self.f64()?;
+        let count = self.f64()?;
+        let sum = self.f64()?;
+        let positive_spans = self.spans()?;
+        let negative_spans = self.spans()?;
+        let n = self.count(8)?;
+        let positive_buckets = (0..n).map(|_| self.f64()).collect::<Result<_, _>>()?;
+        let n = self.count(8)?;
+        let negative_buckets = (0..n).map(|_| self.f64()).collect::<Result<_, _>>()?;
+        let custom_values = self.custom_values(schema)?;
+        Ok(FloatHistogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        })
     }
 
     fn str(&mut self) -> Result<&'a str, RecordError> {
@@ -260,6 +531,41 @@ pub fn decode(rec: &[u8]) -> Result<Record, RecordError> {
             }
             Ok(Record::Tombstones(out))
         }
+        HISTOGRAM_SAMPLES
+        | FLOAT_HISTOGRAM_SAMPLES
+        | CUSTOM_BUCKETS_HISTOGRAM_SAMPLES
+        | CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES => {
+            let mut out = Vec::new();
+            if d.done() {
+                return Ok(Record::Histograms(out));
+            }
+            let base_ref = d.be64()?;
+            let base_t = d.be64()? as i64;
+            let float =
+                typ == FLOAT_HISTOGRAM_SAMPLES || typ == CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES;
+            while !d.done() {
+                let dref = d.varint()?;
+                let dt = d.varint()?;
+                let h = if float {
+                    HistogramValue::Float(d.float_histogram()?)
+                } else {
+                    HistogramValue::Int(d.histogram()?)
+                };
+                let schema = match &h {
+                    HistogramValue::Int(h) => h.schema,
+                    HistogramValue::Float(h) => h.schema,
+                };
+                if !known_schema(schema) {
+                    continue;
+                }
+                out.push(HistogramRecord {
+                    series_ref: (base_ref as i64).wrapping_add(dref) as u64,
+                    t: base_t.wrapping_add(dt),
+                    h,
+                });
+            }
+            Ok(Record::Histograms(out))
+        }
         other => Ok(Record::Other(other)),
     }
 }
@@ -319,11 +625,198 @@ mod tests {
 
     #[test]
     fn unknown_types_are_skipped_and_bad_ones_fail() {
-        assert_eq!(decode(&[7, 1, 2]).unwrap(), Record::Other(7));
+        assert_eq!(decode(&[4, 1, 2]).unwrap(), Record::Other(4));
+        assert_eq!(decode(&[11, 1, 2]).unwrap(), Record::Other(11));
+        assert!(decode(&[7, 1, 2]).is_err());
         assert!(decode(&[]).is_err());
         assert!(decode(&[2, 0, 0]).is_err());
         assert!(decode(&[1, 0, 0, 0, 0, 0, 0, 0, 1, 200]).is_err());
         assert!(decode(&[3, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]).is_err());
+    }
+
+    #[test]
+    fn histogram_layout_matches_prometheus() {
+        // Bytes as record.go's EncodeHistogram writes them, by hand.
+        let h = Histogram {
+            counter_reset_hint: CounterResetHint::NotCounterReset,
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count: 2,
+            count: 12,
+            sum: 18.4,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            negative_spans: vec![Span {
+                offset: -1,
+                length: 1,
+            }],
+            positive_buckets: vec![1, -1],
+            negative_buckets: vec![3],
+            custom_values: vec![],
+        };
+        let recs = [HistogramRecord {
+            series_ref: 9,
+            t: 500,
+            h: HistogramValue::Int(h.clone()),
+        }];
+        let mut b = Vec::new();
+        encode_histograms(&recs, HISTOGRAM_SAMPLES, &mut b);
+        let mut want = vec![7u8];
+        want.extend_from_slice(&9u64.to_be_bytes());
+        want.extend_from_slice(&500i64.to_be_bytes());
+        want.extend_from_slice(&[0, 0, 2, 2]); // dref, dt, hint, zig-zag(1)
+        want.extend_from_slice(&0.001f64.to_bits().to_be_bytes());
+        want.extend_from_slice(&[2, 12]);
+        want.extend_from_slice(&18.4f64.to_bits().to_be_bytes());
+        want.extend_from_slice(&[1, 0, 2]); // positive spans
+        want.extend_from_slice(&[1, 1, 1]); // negative spans: zig-zag(-1) = 1
+        want.extend_from_slice(&[2, 2, 1]); // positive deltas 1, -1
+        want.extend_from_slice(&[1, 6]); // negative deltas 3
+        assert_eq!(b, want);
+        assert_eq!(decode(&b).unwrap(), Record::Histograms(recs.to_vec()));
+        // Wrong type: nothing written.
+        let mut e = Vec::new();
+        encode_histograms(&recs, FLOAT_HISTOGRAM_SAMPLES, &mut e);
+        assert!(e.is_empty());
+        // An unknown schema is dropped, the rest of the record kept.
+        let mut odd = h.clone();
+        odd.schema = 20;
+        let two = [
+            HistogramRecord {
+                series_ref: 1,
+                t: 1,
+                h: HistogramValue::Int(odd),
+            },
+            recs[0].clone(),
+        ];
+        let mut b = Vec::new();
+        encode_histograms(&two, HISTOGRAM_SAMPLES, &mut b);
+        assert_eq!(decode(&b).unwrap(), Record::Histograms(recs.to_vec()));
+    }
+
+    #[test]
+    fn custom_bucket_and_float_histograms_get_their_types() {
+        let fh = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 3.5,
+            sum: 1.25,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![1.5, 2.0],
+            custom_values: vec![0.5, 1.0],
+            ..FloatHistogram::default()
+        };
+        let ih = Histogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 1,
+            positive_spans: vec![Span {
+                offset: 1,
+                length: 1,
+            }],
+            positive_buckets: vec![1],
+            custom_values: vec![2.0],
+            ..Histogram::default()
+        };
+        let mut plain = fh.clone();
+        plain.schema = 0;
+        plain.custom_values.clear();
+        let recs = vec![
+            HistogramRecord {
+                series_ref: 1,
+                t: 10,
+                h: HistogramValue::Float(fh),
+            },
+            HistogramRecord {
+                series_ref: 2,
+                t: 10,
+                h: HistogramValue::Int(ih),
+            },
+            HistogramRecord {
+                series_ref: 3,
+                t: 10,
+                h: HistogramValue::Float(plain),
+            },
+        ];
+        let want_types = [
+            CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES,
+            CUSTOM_BUCKETS_HISTOGRAM_SAMPLES,
+            FLOAT_HISTOGRAM_SAMPLES,
+        ];
+        for (r, typ) in recs.iter().zip(want_types) {
+            assert_eq!(histogram_record_type(&r.h), typ);
+            let mut b = Vec::new();
+            encode_histograms(&recs, typ, &mut b);
+            assert_eq!(b[0], typ);
+            assert_eq!(decode(&b).unwrap(), Record::Histograms(vec![r.clone()]));
+        }
+    }
+
+    fn arb_spans() -> impl Strategy<Value = Vec<Span>> {
+        prop::collection::vec(
+            (any::<i32>(), any::<u32>()).prop_map(|(offset, length)| Span { offset, length }),
+            0..4,
+        )
+    }
+
+    fn arb_histogram_value() -> impl Strategy<Value = HistogramValue> {
+        (
+            prop_oneof![-4i32..=8, Just(CUSTOM_BUCKETS_SCHEMA)],
+            0u8..4,
+            any::<u64>(),
+            any::<u64>(),
+            arb_spans(),
+            arb_spans(),
+            prop::collection::vec(any::<i64>(), 0..6),
+            prop::collection::vec(any::<i64>(), 0..6),
+            prop::collection::vec(any::<f64>(), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(schema, hint, zc, c, ps, ns, pb, nb, cv, float)| {
+                let hint = match hint {
+                    1 => CounterResetHint::CounterReset,
+                    2 => CounterResetHint::NotCounterReset,
+                    3 => CounterResetHint::Gauge,
+                    _ => CounterResetHint::Unknown,
+                };
+                let cv = if schema == CUSTOM_BUCKETS_SCHEMA {
+                    cv
+                } else {
+                    vec![]
+                };
+                if float {
+                    HistogramValue::Float(FloatHistogram {
+                        counter_reset_hint: hint,
+                        schema,
+                        zero_threshold: 1e-3,
+                        zero_count: zc as f64,
+                        count: c as f64,
+                        sum: f64::from_bits(c),
+                        positive_spans: ps,
+                        negative_spans: ns,
+                        positive_buckets: pb.iter().map(|&x| x as f64).collect(),
+                        negative_buckets: nb.iter().map(|&x| x as f64).collect(),
+                        custom_values: cv,
+                    })
+                } else {
+                    HistogramValue::Int(Histogram {
+                        counter_reset_hint: hint,
+                        schema,
+                        zero_threshold: 1e-3,
+                        zero_count: zc,
+                        count: c,
+                        sum: 2.5,
+                        positive_spans: ps,
+                        negative_spans: ns,
+                        positive_buckets: pb,
+                        negative_buckets: nb,
+                        custom_values: cv,
+                    })
+                }
+            })
     }
 
     fn arb_labels() -> impl Strategy<Value = Labels> {
@@ -363,7 +856,28 @@ mod tests {
         }
 
         #[test]
-        fn decode_never_panics(b in prop::collection::vec(any::<u8>(), 0..300), typ in 0u8..5) {
+        fn histograms_round_trip(v in prop::collection::vec((any::<u64>(), any::<i64>(), arb_histogram_value()), 0..20)) {
+            let recs: Vec<HistogramRecord> = v.into_iter().map(|(series_ref, t, h)| HistogramRecord { series_ref, t, h }).collect();
+            let mut got = Vec::new();
+            for typ in HISTOGRAM_RECORD_TYPES {
+                let mut b = Vec::new();
+                encode_histograms(&recs, typ, &mut b);
+                if b.is_empty() {
+                    continue;
+                }
+                let Record::Histograms(v) = decode(&b).unwrap() else { panic!("wrong type") };
+                got.extend(v);
+            }
+            prop_assert_eq!(got.len(), recs.len());
+            // Compare bit patterns (NaN sums are not equal to themselves).
+            for w in &recs {
+                let found = got.iter().any(|g| g.series_ref == w.series_ref && g.t == w.t && format!("{:?}", g.h) == format!("{:?}", w.h));
+                prop_assert!(found, "missing {:?}", w);
+            }
+        }
+
+        #[test]
+        fn decode_never_panics(b in prop::collection::vec(any::<u8>(), 0..300), typ in 0u8..12) {
             let mut b = b;
             if let Some(x) = b.first_mut() { *x = typ; }
             let _ = decode(&b);

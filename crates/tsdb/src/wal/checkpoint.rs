@@ -3,8 +3,8 @@
 //!
 //! As in Prometheus, a checkpoint up to segment `N` reads the previous
 //! checkpoint and segments `first..=N`, keeps the series records of series
-//! the head still holds, their samples at or after `mint`, and their
-//! tombstones reaching `mint`, and writes them as an ordinary WAL in
+//! the head still holds, their samples (float and native histogram) at or
+//! after `mint`, and their tombstones reaching `mint`, and writes them as an ordinary WAL in
 //! `checkpoint.N.tmp`, which is fsynced and renamed into place. Only then
 //! are segments `<= N` and older checkpoints deleted, so a crash at any
 //! point leaves a replayable directory.
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::{PAGE_SIZE, SegmentReader, Wal, WalOptions, list_segments, sync_dir};
 use crate::head::{SampleRecord, SeriesRecord};
-use crate::record::{self, Record, TombstoneRecord};
+use crate::record::{self, HistogramRecord, Record, TombstoneRecord};
 
 /// What a checkpoint kept and dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,6 +138,7 @@ pub(crate) fn write_checkpoint(
     let mut series_buf: Vec<SeriesRecord> = Vec::new();
     let mut samples_buf: Vec<SampleRecord> = Vec::new();
     let mut tomb_buf: Vec<TombstoneRecord> = Vec::new();
+    let mut hist_buf: Vec<HistogramRecord> = Vec::new();
     let mut enc: Vec<u8> = Vec::new();
     let mut pending: Vec<Vec<u8>> = Vec::new();
     let mut pending_bytes = 0usize;
@@ -192,6 +193,26 @@ pub(crate) fn write_checkpoint(
                 );
                 if !tomb_buf.is_empty() {
                     record::encode_tombstones(&tomb_buf, &mut enc);
+                }
+            }
+            Record::Histograms(v) => {
+                hist_buf.clear();
+                for h in v {
+                    if h.t >= mint && keep(h.series_ref) {
+                        stats.samples_kept += 1;
+                        hist_buf.push(h);
+                    } else {
+                        stats.samples_dropped += 1;
+                    }
+                }
+                // One record per histogram type (a record holds one type).
+                for typ in record::HISTOGRAM_RECORD_TYPES {
+                    let mut b = Vec::new();
+                    record::encode_histograms(&hist_buf, typ, &mut b);
+                    if !b.is_empty() {
+                        pending_bytes += b.len();
+                        pending.push(b);
+                    }
                 }
             }
             Record::Other(_) => {}

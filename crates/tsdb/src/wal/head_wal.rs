@@ -596,6 +596,7 @@ fn replay_segments(
                             }
                         }
                         Ok(Record::Other(_)) => local.records_skipped += 1,
+                        Ok(Record::Histograms(_)) => local.records_skipped += 1,
                         Err(e) => {
                             // Warn once per replay, count every one.
                             if local.records_undecodable == 0 {
