@@ -21,7 +21,57 @@
 //! they are absolute.
 //!
 //! The layout mirrors Prometheus's `model/histogram` field by field so that
-//! the WAL, chunk and API encodings map one to one.
+//! the WAL, chunk and API encodings map one to one, and the arithmetic
+//! (in the submodules) follows Prometheus's `histogram.go`,
+//! `float_histogram.go` and `generic.go` in behaviour: PromQL results must
+//! come out bit-identical, including which buckets exist.
+//!
+//! Submodules: `float` (add/sub/mul/div, reset detection, resolution
+//! changes, validation), `int` (the integer histogram), `layout`
+//! (span/bucket manipulation shared by both), `buckets` (bucket bounds and
+//! iterators), `math` (bucket boundary arithmetic), `notation` (the
+//! `{{schema:1 buckets:[1 2]}}` test notation).
+
+mod buckets;
+mod error;
+mod float;
+mod fractions;
+mod int;
+mod layout;
+mod math;
+mod notation;
+
+pub use buckets::{Bucket, BucketIter};
+pub use error::HistogramError;
+pub use float::AddInfo;
+pub use math::bucket_upper_bound;
+pub use notation::{format_test_histogram, parse_test_histogram, parse_test_histogram_with_hint};
+
+/// Lowest valid exponential schema.
+pub const EXPONENTIAL_SCHEMA_MIN: i32 = -4;
+/// Highest valid exponential schema.
+pub const EXPONENTIAL_SCHEMA_MAX: i32 = 8;
+/// Lowest schema Prometheus accepts on ingestion (reduced to −4).
+pub const EXPONENTIAL_SCHEMA_MIN_RESERVED: i32 = -9;
+/// Highest schema Prometheus accepts on ingestion (reduced to 8).
+pub const EXPONENTIAL_SCHEMA_MAX_RESERVED: i32 = 52;
+
+/// Whether `schema` is a valid exponential schema (−4..=8).
+pub fn is_exponential_schema(schema: i32) -> bool {
+    (EXPONENTIAL_SCHEMA_MIN..=EXPONENTIAL_SCHEMA_MAX).contains(&schema)
+}
+
+/// Whether `schema` is valid: exponential or custom buckets.
+pub fn is_valid_schema(schema: i32) -> bool {
+    schema == CUSTOM_BUCKETS_SCHEMA || is_exponential_schema(schema)
+}
+
+/// Whether `schema` can be ingested (possibly after reducing the
+/// resolution to the nearest valid schema): custom buckets or −9..=52.
+pub fn is_known_schema(schema: i32) -> bool {
+    schema == CUSTOM_BUCKETS_SCHEMA
+        || (EXPONENTIAL_SCHEMA_MIN_RESERVED..=EXPONENTIAL_SCHEMA_MAX_RESERVED).contains(&schema)
+}
 
 /// The schema number of histograms with custom (explicit) bucket bounds.
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
@@ -117,3 +167,34 @@ pub enum HistogramValue {
     /// Float counts.
     Float(FloatHistogram),
 }
+
+impl std::fmt::Display for FloatHistogram {
+    /// Prometheus's `String()`: `{count:5, sum:11, [-1,-0.5):1,
+    /// [-0.001,0.001]:2, (0.5,1]:2}` — populated buckets only, ascending,
+    /// numbers in Go's `%g` format.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{{count:{}, sum:{}",
+            math::go_g(self.count),
+            math::go_g(self.sum)
+        )?;
+        let negative: Vec<Bucket> = self
+            .negative_buckets_iter()
+            .filter(|b| b.count != 0.0)
+            .collect();
+        for b in negative.iter().rev() {
+            write!(f, ", {b}")?;
+        }
+        if self.zero_count != 0.0 {
+            write!(f, ", {}", self.zero_bucket())?;
+        }
+        for b in self.positive_buckets_iter().filter(|b| b.count != 0.0) {
+            write!(f, ", {b}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

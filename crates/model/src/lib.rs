@@ -16,7 +16,9 @@ pub mod sample;
 
 pub use duration::Duration;
 pub use histogram::{
-    CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span,
+    AddInfo, Bucket, CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram,
+    HistogramError, HistogramValue, Span, bucket_upper_bound, format_test_histogram,
+    parse_test_histogram,
 };
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
