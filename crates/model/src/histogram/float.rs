@@ -384,8 +384,9 @@ impl FloatHistogram {
     /// (Prometheus's `KahanAdd`, used by `sum`/`avg` aggregation and
     /// `sum_over_time`). `comp` must have come from
     /// [`FloatHistogram::new_compensation`] or a previous `kahan_add` on
-    /// this histogram; if its bucket vectors do not match this histogram's
-    /// (e.g. a fresh `FloatHistogram::default()`), it is (re)initialised.
+    /// this histogram; if its schema, spans or bucket vectors do not match
+    /// this histogram's (e.g. a fresh `FloatHistogram::default()`), it is
+    /// (re)initialised to zero.
     /// The final value is `self` plus `comp` (add them with
     /// [`FloatHistogram::add`], then compact).
     pub fn kahan_add(
@@ -409,7 +410,10 @@ impl FloatHistogram {
             counter_reset_collision: self.adjust_counter_reset(other),
             nhcb_bounds_reconciled: false,
         };
-        if comp.positive_buckets.len() != self.positive_buckets.len()
+        if comp.schema != self.schema
+            || comp.positive_spans != self.positive_spans
+            || comp.negative_spans != self.negative_spans
+            || comp.positive_buckets.len() != self.positive_buckets.len()
             || comp.negative_buckets.len() != self.negative_buckets.len()
         {
             *comp = self.new_compensation();

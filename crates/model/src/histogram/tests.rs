@@ -158,3 +158,300 @@ fn upper_bounds() {
     assert_eq!(bucket_upper_bound(8, 1024 * 256), f64::MAX);
     assert_eq!(bucket_upper_bound(-4, 64), f64::MAX);
 }
+
+mod upstream_data;
+
+/// Builds a float histogram for the generated upstream tables; `hint` is
+/// `U`, `R`, `N` or `G`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn fhx(
+    schema: i32,
+    zero_threshold: f64,
+    zero_count: f64,
+    count: f64,
+    sum: f64,
+    hint: char,
+    pos_spans: &[(i32, u32)],
+    pos: &[f64],
+    neg_spans: &[(i32, u32)],
+    neg: &[f64],
+    custom: &[f64],
+) -> FloatHistogram {
+    let mut h = fh(
+        schema,
+        zero_threshold,
+        zero_count,
+        count,
+        sum,
+        pos_spans,
+        pos,
+        neg_spans,
+        neg,
+    );
+    h.counter_reset_hint = match hint {
+        'R' => CounterResetHint::CounterReset,
+        'N' => CounterResetHint::NotCounterReset,
+        'G' => CounterResetHint::Gauge,
+        _ => CounterResetHint::Unknown,
+    };
+    h.custom_values = custom.to_vec();
+    h
+}
+
+fn feq(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits() || a == b
+}
+
+fn veq(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| feq(*x, *y))
+}
+
+/// Field-by-field equality (NaN equal to NaN, exact spans), like
+/// testify's `require.Equal` on the Go structs.
+fn identical(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    a.counter_reset_hint == b.counter_reset_hint
+        && a.schema == b.schema
+        && feq(a.zero_threshold, b.zero_threshold)
+        && feq(a.zero_count, b.zero_count)
+        && feq(a.count, b.count)
+        && feq(a.sum, b.sum)
+        && a.positive_spans == b.positive_spans
+        && a.negative_spans == b.negative_spans
+        && veq(&a.positive_buckets, &b.positive_buckets)
+        && veq(&a.negative_buckets, &b.negative_buckets)
+        && veq(&a.custom_values, &b.custom_values)
+}
+
+fn check_add(
+    name: &str,
+    a: &FloatHistogram,
+    b: &FloatHistogram,
+    want: Option<&FloatHistogram>,
+    err: &str,
+    collision: bool,
+    reconciled: bool,
+) {
+    a.validate()
+        .unwrap_or_else(|e| panic!("{name}: a invalid: {e}"));
+    b.validate()
+        .unwrap_or_else(|e| panic!("{name}: b invalid: {e}"));
+    // Plain add.
+    let mut got = a.clone();
+    let res = got.add_with_info(b);
+    if !err.is_empty() {
+        assert_eq!(res.unwrap_err().to_string(), err, "{name}");
+    } else {
+        let info = res.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(info.counter_reset_collision, collision, "{name}: collision");
+        assert_eq!(
+            info.nhcb_bounds_reconciled, reconciled,
+            "{name}: reconciled"
+        );
+    }
+    if let Some(want) = want {
+        let mut want = want.clone();
+        want.compact(0);
+        got.compact(0);
+        assert!(
+            identical(&got, &want),
+            "{name}: add\n got  {got:?}\n want {want:?}"
+        );
+    }
+    // Kahan add, then fold the compensation in.
+    let mut got = a.clone();
+    let mut comp = FloatHistogram::default();
+    let res = got.kahan_add_with_info(b, &mut comp);
+    if !err.is_empty() {
+        assert_eq!(res.unwrap_err().to_string(), err, "{name}");
+        return;
+    }
+    let info = res.unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(
+        info.counter_reset_collision, collision,
+        "{name}: kahan collision"
+    );
+    assert_eq!(
+        info.nhcb_bounds_reconciled, reconciled,
+        "{name}: kahan reconciled"
+    );
+    assert_eq!(got.schema, comp.schema, "{name}");
+    assert_eq!(got.positive_spans, comp.positive_spans, "{name}");
+    assert_eq!(got.negative_spans, comp.negative_spans, "{name}");
+    assert_eq!(
+        got.positive_buckets.len(),
+        comp.positive_buckets.len(),
+        "{name}"
+    );
+    assert_eq!(
+        got.negative_buckets.len(),
+        comp.negative_buckets.len(),
+        "{name}"
+    );
+    got.add(&comp).unwrap();
+    if let Some(want) = want {
+        let mut want = want.clone();
+        want.compact(0);
+        got.compact(0);
+        assert!(
+            identical(&got, &want),
+            "{name}: kahan add\n got  {got:?}\n want {want:?}"
+        );
+    }
+}
+
+#[test]
+fn upstream_add() {
+    let cases = upstream_data::add_cases();
+    assert!(cases.len() >= 20);
+    for (name, in1, in2, want, err, collision, reconciled) in cases {
+        let (in1, in2) = (in1.unwrap(), in2.unwrap());
+        check_add(name, &in1, &in2, want.as_ref(), err, collision, reconciled);
+        check_add(name, &in2, &in1, want.as_ref(), err, collision, reconciled);
+    }
+}
+
+#[test]
+fn upstream_sub() {
+    let cases = upstream_data::sub_cases();
+    assert!(!cases.is_empty());
+    for (name, in1, in2, want, err, collision, reconciled) in cases {
+        let (in1, in2) = (in1.unwrap(), in2.unwrap());
+        let negated = want.as_ref().map(|w| {
+            let mut n = w.clone();
+            n.mul(-1.0);
+            n.counter_reset_hint = w.counter_reset_hint;
+            n
+        });
+        for (a, b, want) in [(&in1, &in2, want.as_ref()), (&in2, &in1, negated.as_ref())] {
+            let mut got = a.clone();
+            let res = got.sub_with_info(b);
+            if !err.is_empty() {
+                assert_eq!(res.unwrap_err().to_string(), err, "{name}");
+                continue;
+            }
+            let info = res.unwrap();
+            if let Some(want) = want {
+                let mut want = want.clone();
+                want.compact(0);
+                got.compact(0);
+                assert!(
+                    identical(&got, &want),
+                    "{name}: sub\n got  {got:?}\n want {want:?}"
+                );
+                assert_eq!(info.counter_reset_collision, collision, "{name}");
+                assert_eq!(info.nhcb_bounds_reconciled, reconciled, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn upstream_kahan_add_with_compensation() {
+    let cases = upstream_data::kahan_cases();
+    assert!(!cases.is_empty());
+    for (name, in1, comp, in2, want, err, collision, reconciled) in cases {
+        let (mut got, in2) = (in1.unwrap(), in2.unwrap());
+        let mut comp = comp.unwrap_or_default();
+        let res = got.kahan_add_with_info(&in2, &mut comp);
+        if !err.is_empty() {
+            assert_eq!(res.unwrap_err().to_string(), err, "{name}");
+            continue;
+        }
+        let info = res.unwrap();
+        assert_eq!(info.counter_reset_collision, collision, "{name}");
+        assert_eq!(info.nhcb_bounds_reconciled, reconciled, "{name}");
+        got.add(&comp).unwrap();
+        if let Some(mut want) = want {
+            want.compact(0);
+            got.compact(0);
+            assert!(
+                identical(&got, &want),
+                "{name}: kahan\n got  {got:?}\n want {want:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn upstream_detect_reset() {
+    let cases = upstream_data::detect_reset_cases();
+    assert!(cases.len() >= 40);
+    for (name, previous, current, want) in cases {
+        let (previous, current) = (previous.unwrap(), current.unwrap());
+        assert_eq!(current.detect_reset(&previous), want, "{name}");
+    }
+}
+
+#[test]
+fn upstream_compact() {
+    let cases = upstream_data::compact_cases();
+    assert!(cases.len() >= 20);
+    for (name, input, max_empty, want) in cases {
+        let mut h = input.unwrap();
+        let was_valid = h.validate().is_ok();
+        h.compact(max_empty);
+        let want = want.unwrap();
+        assert!(
+            identical(&h, &want),
+            "{name}: compact\n got  {h:?}\n want {want:?}"
+        );
+        if was_valid {
+            h.validate()
+                .unwrap_or_else(|e| panic!("{name}: compact made it invalid: {e}"));
+        }
+    }
+}
+
+#[test]
+fn upstream_reduce_resolution() {
+    let cases = upstream_data::reduce_cases();
+    assert!(!cases.is_empty());
+    for (name, origin, target_schema, want, err) in cases {
+        let mut h = origin.unwrap();
+        let res = h.try_reduce_resolution(target_schema);
+        if !err.is_empty() {
+            assert_eq!(res.unwrap_err().to_string(), err, "{name}");
+            continue;
+        }
+        res.unwrap();
+        let want = want.unwrap();
+        assert!(identical(&h, &want), "{name}\n got  {h:?}\n want {want:?}");
+    }
+}
+
+#[test]
+fn upstream_mul_div() {
+    for (name, input, factor, want) in upstream_data::mul_cases() {
+        let mut h = input.unwrap();
+        h.mul(factor);
+        let want = want.unwrap();
+        assert!(
+            identical(&h, &want),
+            "{name}: mul\n got  {h:?}\n want {want:?}"
+        );
+    }
+    for (name, input, scalar, want) in upstream_data::div_cases() {
+        let mut h = input.unwrap();
+        h.div(scalar);
+        let want = want.unwrap();
+        assert!(
+            identical(&h, &want),
+            "{name}: div\n got  {h:?}\n want {want:?}"
+        );
+    }
+}
+
+#[test]
+fn upstream_copy_to_schema() {
+    for (name, input, target, want) in upstream_data::copy_to_schema_cases() {
+        let h = input.unwrap();
+        let before = h.clone();
+        let got = h.copy_to_schema(target);
+        let want = want.unwrap();
+        assert!(
+            identical(&got, &want),
+            "{name}\n got  {got:?}\n want {want:?}"
+        );
+        assert!(identical(&h, &before));
+    }
+}
