@@ -128,6 +128,10 @@ pub enum TsdbError {
     /// Chunk bytes do not decode.
     #[error("corrupt chunk: {0}")]
     CorruptChunk(String),
+    /// A histogram sample cannot be stored (schema out of range, bucket
+    /// counts not matching the spans).
+    #[error("invalid histogram: {0}")]
+    InvalidHistogram(String),
     /// Reading, writing or repairing the write-ahead log failed.
     #[error("WAL: {0}")]
     Wal(String),
