@@ -130,6 +130,15 @@ pub(crate) fn compact<T: Copy + PartialEq + Default>(
     {
         return;
     }
+    if spans.iter().all(|s| s.length == 0) {
+        // No span describes any bucket: nothing survives (as in Prometheus).
+        spans.clear();
+        buckets.clear();
+        if let Some(c) = comp.as_mut() {
+            c.clear();
+        }
+        return;
+    }
     let walk: Vec<(i32, usize)> = SpanWalk::new(spans, buckets.len()).collect();
     let mut keep = vec![true; walk.len()];
     // Runs of consecutive indices.
@@ -196,6 +205,16 @@ pub(crate) fn compact<T: Copy + PartialEq + Default>(
         new_buckets.push(buckets[pos]);
         new_comp.push(c);
         last = idx;
+    }
+    // Buckets beyond what the spans describe (invalid histograms) are kept
+    // as they are, like Prometheus does.
+    for pos in walk.len()..buckets.len() {
+        new_buckets.push(buckets[pos]);
+        new_comp.push(
+            comp.as_ref()
+                .and_then(|c| c.get(pos).copied())
+                .unwrap_or(0.0),
+        );
     }
     *spans = new_spans;
     *buckets = new_buckets;

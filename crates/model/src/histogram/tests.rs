@@ -455,3 +455,152 @@ fn upstream_copy_to_schema() {
         assert!(identical(&h, &before));
     }
 }
+
+mod upstream_int_data;
+
+/// Builds an integer histogram for the generated upstream tables.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn hx(
+    schema: i32,
+    zero_threshold: f64,
+    zero_count: u64,
+    count: u64,
+    sum: f64,
+    hint: char,
+    pos_spans: &[(i32, u32)],
+    pos: &[i64],
+    neg_spans: &[(i32, u32)],
+    neg: &[i64],
+    custom: &[f64],
+) -> Histogram {
+    let spans = |s: &[(i32, u32)]| {
+        s.iter()
+            .map(|&(offset, length)| Span { offset, length })
+            .collect::<Vec<_>>()
+    };
+    Histogram {
+        counter_reset_hint: match hint {
+            'R' => CounterResetHint::CounterReset,
+            'N' => CounterResetHint::NotCounterReset,
+            'G' => CounterResetHint::Gauge,
+            _ => CounterResetHint::Unknown,
+        },
+        schema,
+        zero_threshold,
+        zero_count,
+        count,
+        sum,
+        positive_spans: spans(pos_spans),
+        negative_spans: spans(neg_spans),
+        positive_buckets: pos.to_vec(),
+        negative_buckets: neg.to_vec(),
+        custom_values: custom.to_vec(),
+    }
+}
+
+fn int_identical(a: &Histogram, b: &Histogram) -> bool {
+    a.counter_reset_hint == b.counter_reset_hint
+        && a.schema == b.schema
+        && feq(a.zero_threshold, b.zero_threshold)
+        && a.zero_count == b.zero_count
+        && a.count == b.count
+        && feq(a.sum, b.sum)
+        && a.positive_spans == b.positive_spans
+        && a.negative_spans == b.negative_spans
+        && a.positive_buckets == b.positive_buckets
+        && a.negative_buckets == b.negative_buckets
+        && veq(&a.custom_values, &b.custom_values)
+}
+
+#[test]
+fn upstream_int_compact() {
+    let cases = upstream_int_data::int_compact_cases();
+    assert!(cases.len() >= 20);
+    for (name, input, max_empty, want) in cases {
+        let mut h = input.unwrap();
+        let was_valid = h.validate().is_ok();
+        // The float form must compact to the same layout and counts.
+        let mut f = h.to_float();
+        h.compact(max_empty);
+        f.compact(max_empty);
+        let want = want.unwrap();
+        assert!(
+            int_identical(&h, &want),
+            "{name}\n got  {h:?}\n want {want:?}"
+        );
+        assert!(identical(&f, &want.to_float()), "{name}: float form");
+        if was_valid {
+            h.validate()
+                .unwrap_or_else(|e| panic!("{name}: compact made it invalid: {e}"));
+        }
+    }
+}
+
+#[test]
+fn upstream_int_validation() {
+    let cases = upstream_int_data::int_validation_cases();
+    assert!(cases.len() >= 10);
+    for (name, h, err, skip_float) in cases {
+        let h = h.unwrap();
+        match h.validate() {
+            Ok(()) => assert!(err.is_empty(), "{name}: expected {err}"),
+            Err(e) => assert_eq!(e.to_string(), err, "{name}"),
+        }
+        if skip_float {
+            continue;
+        }
+        match h.to_float().validate() {
+            Ok(()) => assert!(err.is_empty(), "{name}: float expected {err}"),
+            Err(e) => assert_eq!(e.to_string(), err, "{name}: float"),
+        }
+    }
+}
+
+#[test]
+fn upstream_int_reduce_resolution() {
+    let cases = upstream_int_data::int_reduce_cases();
+    assert!(!cases.is_empty());
+    for (name, origin, target_schema, want, err) in cases {
+        let mut h = origin.unwrap();
+        let res = h.reduce_resolution(target_schema);
+        if !err.is_empty() {
+            assert_eq!(res.unwrap_err().to_string(), err, "{name}");
+            continue;
+        }
+        res.unwrap();
+        let want = want.unwrap();
+        assert!(
+            int_identical(&h, &want),
+            "{name}\n got  {h:?}\n want {want:?}"
+        );
+    }
+}
+
+#[test]
+fn upstream_bounds() {
+    let cases = upstream_int_data::bound_cases();
+    assert!(cases.len() >= 10);
+    for (schema, index, want) in cases {
+        assert_eq!(
+            bucket_upper_bound(schema, index),
+            want,
+            "schema {schema} index {index}"
+        );
+    }
+}
+
+#[test]
+fn fraction_below() {
+    // Cases from Prometheus's TestBucketFractionBelow.
+    let b = |lower: f64, upper: f64| Bucket {
+        lower,
+        upper,
+        lower_inclusive: false,
+        upper_inclusive: true,
+        count: 100.0,
+        index: 0,
+    };
+    assert!((b(0.0, 10.0).fraction_below(5.0, true) - 0.5).abs() < 1e-12);
+    assert!((b(1.0, 4.0).fraction_below(2.0, false) - 0.5).abs() < 1e-12);
+    assert!((b(-4.0, -2.0).fraction_below(-3.0, false) - 0.41503749927884383).abs() < 1e-12);
+}
