@@ -208,8 +208,8 @@ pub(crate) fn compact<T: Copy + PartialEq + Default>(
     }
     // Buckets beyond what the spans describe (invalid histograms) are kept
     // as they are, like Prometheus does.
-    for pos in walk.len()..buckets.len() {
-        new_buckets.push(buckets[pos]);
+    for (pos, b) in buckets.iter().enumerate().skip(walk.len()) {
+        new_buckets.push(*b);
         new_comp.push(
             comp.as_ref()
                 .and_then(|c| c.get(pos).copied())

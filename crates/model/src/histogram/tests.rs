@@ -1,6 +1,11 @@
 //! Unit tests of the histogram math, mostly mirroring Prometheus's test
 //! tables (inputs and expected values are Prometheus's; the code is ours).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::approx_constant)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::approx_constant,
+    clippy::excessive_precision
+)]
 
 use super::*;
 
