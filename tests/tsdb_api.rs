@@ -174,3 +174,52 @@ fn corrupted_block_is_set_aside_and_the_rest_served() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Deleting head data through the admin API is logged to the WAL: after a
+/// restart the deleted samples stay deleted (Prometheus's behaviour).
+#[test]
+fn head_deletion_survives_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--web.enable-admin-api"];
+    let mut p = Pharos::start_at(Some(data.path()), None, &args);
+    // The built-in configuration scrapes pharos itself.
+    let r = p.wait_for("timestamp(up)", Duration::from_secs(60), |r| {
+        r.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let t = r[0]["value"][1].as_str().unwrap().to_string();
+    let q = format!(
+        "/api/v1/query?query={}&time={t}",
+        common::urlencode("count_over_time(up[10m])")
+    );
+    let (s, v) = p.api(&q);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1, "{v}");
+    let (s, b) = http_request(
+        &p.addr,
+        "POST",
+        "/api/v1/admin/tsdb/delete_series?match[]=up",
+        None,
+        "",
+    );
+    assert_eq!(s, 204, "{b}");
+    let (_, v) = p.api(&q);
+    assert_eq!(v["data"]["result"], serde_json::json!([]), "{v}");
+    assert_eq!(p.terminate(), Some(0));
+
+    let p = Pharos::start_at(Some(data.path()), None, &args);
+    let (s, v) = p.api("/api/v1/status/walreplay");
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = p.api(&q);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["data"]["result"],
+        serde_json::json!([]),
+        "deleted samples came back after a restart: {v}"
+    );
+    // Other series of that time are still there.
+    let (_, v) = p.api(&format!(
+        "/api/v1/query?query={}&time={t}",
+        common::urlencode("count_over_time(pharos_tsdb_head_series[10m])")
+    ));
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1, "{v}");
+}

@@ -17,18 +17,24 @@ pub struct Pharos {
     pub addr: String,
     pub log: Arc<Mutex<Vec<String>>>,
     pub dir: tempfile::TempDir,
+    pub data: PathBuf,
 }
 
 impl Pharos {
     /// Starts pharos listening on 127.0.0.1:0 with `args`, and waits for it
     /// to log its address.
     pub fn start(config: Option<&str>, extra: &[&str]) -> Pharos {
+        Pharos::start_at(None, config, extra)
+    }
+
+    /// [`Pharos::start`] on the data directory `data` (for restarts);
+    /// `None` is a fresh one under the temporary directory.
+    pub fn start_at(data: Option<&Path>, config: Option<&str>, extra: &[&str]) -> Pharos {
         let dir = tempfile::tempdir().unwrap();
+        let data = data.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pharos"));
-        cmd.arg("--web.listen-address=127.0.0.1:0").arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ));
+        cmd.arg("--web.listen-address=127.0.0.1:0")
+            .arg(format!("--storage.tsdb.path={}", data.display()));
         if let Some(c) = config {
             let p = dir.path().join("prometheus.yml");
             std::fs::write(&p, c).unwrap();
@@ -80,6 +86,7 @@ impl Pharos {
             addr,
             log,
             dir,
+            data,
         }
     }
 
@@ -143,7 +150,7 @@ impl Pharos {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 }
 

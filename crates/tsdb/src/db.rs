@@ -12,7 +12,7 @@
 //! block retired meanwhile is only removed from disk when the last query
 //! using it finishes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ use pharos_storage::{
 };
 
 use crate::block::{self, Block, BlockCompaction, BlockDesc, BlockMeta};
+use crate::record::TombstoneRecord;
 use crate::{Head, HeadOptions, HeadWal, TsdbError, WalOptions, open_head};
 
 /// Two hours in milliseconds, the default (minimum) block range.
@@ -109,9 +110,10 @@ struct DbInner {
     compact_mtx: Mutex<()>,
     head_min_valid: AtomicI64,
     counters: Counters,
-    /// Deletions of head data (the head has no tombstones of its own):
+    /// Deletions of head data (the head has no tombstones of its own),
+    /// logged to the WAL as tombstones records and read back on open:
     /// applied to every head query and to blocks cut from the head.
-    head_deletes: RwLock<Arc<Vec<HeadDelete>>>,
+    head_deletes: RwLock<Arc<HeadDeletes>>,
     /// Open queriers and their time ranges: the head is not truncated
     /// under a query that started before the block holding the truncated
     /// data was added (Prometheus's "wait for pending readers").
@@ -136,12 +138,25 @@ impl Drop for ReaderGuard {
 /// How long a head truncation waits for older queries before going ahead.
 const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Samples of series matching `matchers` within `[mint, maxt]` are deleted.
-#[derive(Debug, Clone)]
-struct HeadDelete {
-    matchers: Vec<Matcher>,
-    mint: i64,
-    maxt: i64,
+/// Deleted intervals (inclusive) of head series, by the series' labels
+/// (what a head querier hands out). As in Prometheus, a deletion covers the
+/// series that existed when it was made, within their time range then.
+type HeadDeletes = HashMap<Labels, Vec<(i64, i64)>>;
+
+/// Adds the tombstones `stones` (of head series) to `into`; tombstones of
+/// series no longer in the head are ignored.
+fn add_head_tombstones(head: &Head, into: &mut HeadDeletes, stones: &[TombstoneRecord]) {
+    for t in stones {
+        if t.mint > t.maxt {
+            continue;
+        }
+        if let Some(ls) = head.series_labels(t.series_ref) {
+            let ivs = into.entry(ls).or_default();
+            if !ivs.contains(&(t.mint, t.maxt)) {
+                ivs.push((t.mint, t.maxt));
+            }
+        }
+    }
 }
 
 /// The database: blocks on disk plus the head. Cheap to clone.
@@ -247,6 +262,14 @@ impl Db {
         if min_valid > i64::MIN {
             head.truncate(min_valid);
         }
+        // Deletions of head data logged before the restart.
+        let mut head_deletes = HeadDeletes::new();
+        let stones: Vec<TombstoneRecord> = wal
+            .replayed_tombstones()
+            .into_iter()
+            .filter(|t| t.maxt >= min_valid)
+            .collect();
+        add_head_tombstones(&head, &mut head_deletes, &stones);
         tracing::info!(dir = %dir.display(), blocks = blocks.len(), corrupt = bad.len(), "TSDB opened");
         let counters = Counters::default();
         counters
@@ -263,7 +286,7 @@ impl Db {
                 compact_mtx: Mutex::new(()),
                 head_min_valid: AtomicI64::new(min_valid),
                 counters,
-                head_deletes: RwLock::new(Arc::new(Vec::new())),
+                head_deletes: RwLock::new(Arc::new(head_deletes)),
                 readers: Mutex::new(std::collections::BTreeMap::new()),
                 readers_done: parking_lot::Condvar::new(),
                 next_reader: AtomicU64::new(0),
@@ -296,9 +319,11 @@ impl Db {
         &self.inner.wal
     }
 
-    /// Closes the write-ahead log and releases the directory lock. The
-    /// `Db` must not be used afterwards.
+    /// Writes the head's closed chunks to `chunks_head/` (so a restart
+    /// replays less of the WAL), closes the write-ahead log and releases the
+    /// directory lock. The `Db` must not be used afterwards.
     pub fn close(&self) -> Result<(), TsdbError> {
+        self.inner.head.write_closed_chunks();
         let r = self.inner.wal.close();
         self.inner
             .lock
@@ -356,8 +381,13 @@ impl Db {
             // The WAL keeps only what the head still holds.
             self.inner.wal.checkpoint(head, maxt)?;
             let mut d = self.inner.head_deletes.write();
-            if d.iter().any(|x| x.maxt < maxt) {
-                *d = Arc::new(d.iter().filter(|x| x.maxt >= maxt).cloned().collect());
+            if d.values().flatten().any(|x| x.1 < maxt) {
+                let mut kept = (**d).clone();
+                for ivs in kept.values_mut() {
+                    ivs.retain(|x| x.1 >= maxt);
+                }
+                kept.retain(|_, ivs| !ivs.is_empty());
+                *d = Arc::new(kept);
             }
         }
     }
@@ -537,8 +567,13 @@ impl Db {
     /// Adds tombstones for series matching `matchers` in `[mint, maxt]` in
     /// every block, and hides them in the head (so blocks later cut from the
     /// head do not hold them). Returns the number of block series affected.
-    /// Head deletions live in memory: a restart before the head is cut into
-    /// a block forgets them.
+    ///
+    /// Head deletions are Prometheus's: each head series matching now gets
+    /// a tombstone for `[mint, maxt]` clipped to its current time range,
+    /// logged to the WAL (a tombstones record) before it takes effect, so
+    /// it survives a restart and is kept by checkpoints while the head
+    /// holds the series. Samples appended later past that range, and
+    /// series created later, are not deleted.
     pub fn delete_series(
         &self,
         mint: i64,
@@ -551,19 +586,26 @@ impl Db {
                 n += b.delete(mint, maxt, matchers)?;
             }
         }
-        let hq = self
-            .inner
-            .head
-            .querier(mint, maxt)
-            .map_err(|e| TsdbError::BlockIo(e.to_string()))?;
-        if hq.select(false, None, matchers).next().is_some() {
+        let head = &self.inner.head;
+        let stones: Vec<TombstoneRecord> = head
+            .series_refs(matchers)
+            .into_iter()
+            .filter_map(|r| {
+                let (smin, smax) = head.series_time_range(r)?;
+                let (a, b) = (mint.max(smin), maxt.min(smax));
+                (a <= b).then_some(TombstoneRecord {
+                    series_ref: r,
+                    mint: a,
+                    maxt: b,
+                })
+            })
+            .collect();
+        if !stones.is_empty() {
+            // One writer at a time, so the WAL order is the order applied.
             let mut d = self.inner.head_deletes.write();
+            self.inner.wal.log_tombstones(&stones)?;
             let mut v = (**d).clone();
-            v.push(HeadDelete {
-                matchers: matchers.to_vec(),
-                mint,
-                maxt,
-            });
+            add_head_tombstones(head, &mut v, &stones);
             *d = Arc::new(v);
         }
         Ok(n)
@@ -964,7 +1006,7 @@ impl SeriesSet for GuardedSeriesSet {
 /// Hides deleted head samples.
 struct DeletingQuerier {
     inner: Box<dyn Querier>,
-    deletes: Arc<Vec<HeadDelete>>,
+    deletes: Arc<HeadDeletes>,
 }
 
 impl Querier for DeletingQuerier {
@@ -991,26 +1033,17 @@ impl Querier for DeletingQuerier {
 
 struct DeletingSeriesSet {
     inner: Box<dyn SeriesSet>,
-    deletes: Arc<Vec<HeadDelete>>,
+    deletes: Arc<HeadDeletes>,
 }
 
 impl SeriesSet for DeletingSeriesSet {
     fn next(&mut self) -> Option<Series> {
         loop {
             let s = self.inner.next()?;
-            let ivs: Vec<(i64, i64)> = self
-                .deletes
-                .iter()
-                .filter(|d| {
-                    d.matchers
-                        .iter()
-                        .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
-                })
-                .map(|d| (d.mint, d.maxt))
-                .collect();
-            if ivs.is_empty() {
+            let Some(ivs) = self.deletes.get(&s.labels) else {
                 return Some(s);
-            }
+            };
+            let ivs = ivs.clone();
             let mut it = DeletingSampleIter {
                 inner: s.samples,
                 ivs,

@@ -267,3 +267,55 @@ fn head_truncation_waits_for_older_queries() {
     );
     assert_eq!(got[0].1.len(), 180);
 }
+
+#[test]
+fn head_deletions_survive_restart_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    append_range(&db, 0, 3 * H, 60_000);
+    db.delete_series(0, H / 2 - 1, &[Matcher::equal("i", "2")])
+        .unwrap();
+    db.delete_series(0, 10 * H, &[Matcher::equal("i", "4")])
+        .unwrap();
+    // A deletion matching nothing in the head logs nothing.
+    db.delete_series(0, 10 * H, &[Matcher::equal("i", "9")])
+        .unwrap();
+    // Samples appended after a deletion, past the series' time range then,
+    // are not deleted (Prometheus's semantics).
+    append_range(&db, 3 * H, 3 * H + 600_000, 60_000);
+    let want = collect(&*db.querier(0, 10 * H).unwrap(), &[]);
+    let count = |v: &[(Labels, Vec<Sample>)], i: &str| {
+        v.iter()
+            .find(|(l, _)| l.get("i") == Some(i))
+            .map_or(0, |(_, s)| s.len())
+    };
+    assert_eq!(count(&want, "1"), 190);
+    assert_eq!(count(&want, "2"), 160);
+    assert_eq!(count(&want, "4"), 10);
+    // Three checkpoints cut three segments; the third rewrites segments
+    // 0..=1 (holding the samples and the tombstones) into a checkpoint.
+    let mut st = Default::default();
+    for _ in 0..3 {
+        st = db.wal().checkpoint_stats(db.head(), 0).unwrap();
+    }
+    assert!(st.dir.ends_with("checkpoint.00000001"), "{st:?}");
+    assert!(st.segments_deleted >= 1, "{st:?}");
+    db.close().unwrap();
+    drop(db);
+
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.wal().replay_stats().tombstones, 2);
+    assert_eq!(collect(&*db.querier(0, 10 * H).unwrap(), &[]), want);
+    // Blocks cut from the replayed head do not hold the deleted samples.
+    db.compact().unwrap();
+    let b = &db.blocks()[0];
+    assert_eq!((b.meta().min_time, b.meta().max_time), (0, H));
+    assert_eq!(b.meta().stats.num_series, 4);
+    assert_eq!(b.meta().stats.num_samples, 3 * 60 + 30);
+    assert_eq!(collect(&*db.querier(0, 10 * H).unwrap(), &[]), want);
+    db.close().unwrap();
+    drop(db);
+    // And once more after the head was cut and checkpointed.
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(collect(&*db.querier(0, 10 * H).unwrap(), &[]), want);
+}

@@ -88,6 +88,16 @@ impl Head {
         self.inner.series.get_by_ref(sref).map(|s| s.labels.clone())
     }
 
+    /// The time range of the committed samples of the series `sref`.
+    pub(crate) fn series_time_range(&self, sref: u64) -> Option<(Timestamp, Timestamp)> {
+        self.inner
+            .series
+            .get_by_ref(sref)?
+            .state
+            .lock()
+            .time_range()
+    }
+
     /// Whether a series with this reference is in the head.
     pub(crate) fn has_series(&self, sref: u64) -> bool {
         self.inner.series.get_by_ref(sref).is_some()

@@ -537,6 +537,7 @@ fn replay_segments(
             .map(|_| Vec::with_capacity(SHARD_BATCH * 2))
             .collect();
         let mut local = ReplayStats::default();
+        let base = stats.lock().clone();
         for b in dec_rx.iter() {
             waiting.insert(b.seq, b);
             while let Some(b) = waiting.remove(&next) {
@@ -613,14 +614,15 @@ fn replay_segments(
                         let _ = apply_txs[i].send(full);
                     }
                 }
+                // Counts add to those of an earlier call (the checkpoint's).
                 let mut g = stats.lock();
-                g.records = local.records;
-                g.series = local.series;
-                g.samples = local.samples;
-                g.tombstones = local.tombstones;
-                g.records_skipped = local.records_skipped;
-                g.records_undecodable = local.records_undecodable;
-                g.mmapped_chunks = local.mmapped_chunks;
+                g.records = base.records + local.records;
+                g.series = base.series + local.series;
+                g.samples = base.samples + local.samples;
+                g.tombstones = base.tombstones + local.tombstones;
+                g.records_skipped = base.records_skipped + local.records_skipped;
+                g.records_undecodable = base.records_undecodable + local.records_undecodable;
+                g.mmapped_chunks = base.mmapped_chunks + local.mmapped_chunks;
                 g.segments_read = segments_read.load(Relaxed);
             }
         }
