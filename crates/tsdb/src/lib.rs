@@ -104,6 +104,7 @@
 //! the query range, with `seek` skipping whole chunks by their time bounds.
 
 pub mod block;
+mod chunk_samples;
 pub mod chunkenc;
 pub mod db;
 mod head;

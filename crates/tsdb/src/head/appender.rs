@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use pharos_model::{Labels, Timestamp};
+use pharos_model::{HistogramValue, Labels, Timestamp};
 use pharos_storage::{AppendError, Appender, SeriesRef, StorageError};
 
-use super::series::{Check, MemSeries};
+use super::series::{Check, MemSeries, SeriesState, histogram_digest};
 use super::{HeadInner, SampleRecord, SeriesRecord};
+use crate::record::HistogramRecord;
 
 /// A sample buffered by an appender.
 pub(crate) struct PendingSample {
@@ -16,6 +17,139 @@ pub(crate) struct PendingSample {
     series: Arc<MemSeries>,
     t: Timestamp,
     v: f64,
+}
+
+/// A histogram sample buffered by an appender.
+pub(crate) struct PendingHistogram {
+    sref: u64,
+    series: Arc<MemSeries>,
+    t: Timestamp,
+    h: HistogramValue,
+}
+
+/// Why a histogram cannot be stored, checked before it is buffered so the
+/// chunk encoder never sees a malformed one.
+pub(crate) fn validate_histogram(h: &HistogramValue) -> Result<(), String> {
+    use pharos_model::CUSTOM_BUCKETS_SCHEMA;
+    use pharos_model::Span;
+    fn side(what: &str, spans: &[Span], buckets: usize) -> Result<(), String> {
+        let n: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
+        if n != buckets as u64 {
+            return Err(format!(
+                "{what} spans cover {n} buckets but {buckets} counts are given"
+            ));
+        }
+        Ok(())
+    }
+    let (schema, ps, pb, ns, nb, cv) = match h {
+        HistogramValue::Int(h) => (
+            h.schema,
+            &h.positive_spans,
+            h.positive_buckets.len(),
+            &h.negative_spans,
+            h.negative_buckets.len(),
+            &h.custom_values,
+        ),
+        HistogramValue::Float(h) => (
+            h.schema,
+            &h.positive_spans,
+            h.positive_buckets.len(),
+            &h.negative_spans,
+            h.negative_buckets.len(),
+            &h.custom_values,
+        ),
+    };
+    if !((-4..=8).contains(&schema) || schema == CUSTOM_BUCKETS_SCHEMA) {
+        return Err(format!("unknown schema {schema}"));
+    }
+    side("positive", ps, pb)?;
+    side("negative", ns, nb)?;
+    if schema == CUSTOM_BUCKETS_SCHEMA {
+        if nb > 0 || !ns.is_empty() {
+            return Err("custom buckets cannot have negative buckets".into());
+        }
+        if !cv.windows(2).all(|w| w[0] < w[1]) {
+            return Err("custom bucket bounds are not increasing".into());
+        }
+    } else if !cv.is_empty() {
+        return Err("custom bucket bounds given for an exponential schema".into());
+    }
+    Ok(())
+}
+
+/// Applies one series' committed samples, floats and histograms merged by
+/// timestamp (each run is in append order, and an appender only buffers
+/// samples newer than the series' previous one, so that is time order).
+/// Adds what happened to `c`.
+fn apply_mixed(
+    st: &mut SeriesState,
+    floats: &[PendingSample],
+    hists: &[PendingHistogram],
+    max_samples: u16,
+    chunk_range: i64,
+    c: &mut ApplyCounts,
+) {
+    let (mut i, mut j) = (0, 0);
+    while i < floats.len() || j < hists.len() {
+        let take_float = match (floats.get(i), hists.get(j)) {
+            (Some(f), Some(h)) => f.t <= h.t,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let (t, r) = if take_float {
+            let p = &floats[i];
+            i += 1;
+            (p.t, st.append(p.t, p.v, max_samples, chunk_range))
+        } else {
+            let p = &hists[j];
+            j += 1;
+            (
+                p.t,
+                st.append_histogram(p.t, &p.h, max_samples, chunk_range),
+            )
+        };
+        c.record(t, r);
+    }
+}
+
+/// What applying committed samples did.
+pub(crate) struct ApplyCounts {
+    pub(crate) appended: u64,
+    pub(crate) ooo: u64,
+    pub(crate) dup: u64,
+    pub(crate) invalid: u64,
+    pub(crate) chunks: u64,
+    pub(crate) mint: Timestamp,
+    pub(crate) maxt: Timestamp,
+}
+
+impl ApplyCounts {
+    fn new() -> ApplyCounts {
+        ApplyCounts {
+            appended: 0,
+            ooo: 0,
+            dup: 0,
+            invalid: 0,
+            chunks: 0,
+            mint: i64::MAX,
+            maxt: i64::MIN,
+        }
+    }
+
+    fn record(&mut self, t: Timestamp, r: Result<bool, Check>) {
+        match r {
+            Ok(cut) => {
+                self.appended += 1;
+                self.chunks += u64::from(cut);
+                self.mint = self.mint.min(t);
+                self.maxt = self.maxt.max(t);
+            }
+            Err(Check::OutOfOrder) => self.ooo += 1,
+            Err(Check::Duplicate) => self.dup += 1,
+            Err(Check::Invalid) => self.invalid += 1,
+            Err(Check::NoOp | Check::Ok) => {}
+        }
+    }
 }
 
 /// One append transaction on the head. See [`pharos_storage::Appender`].
@@ -29,6 +163,8 @@ pub(crate) struct HeadAppender<'a> {
     txn: u64,
     min_valid: Timestamp,
     samples: Vec<PendingSample>,
+    /// Histogram samples, kept apart so float samples stay small.
+    histograms: Vec<PendingHistogram>,
     finished: bool,
 }
 
@@ -41,18 +177,26 @@ impl<'a> HeadAppender<'a> {
             txn,
             min_valid: head.appendable_min_valid_time(),
             samples: head.take_buffer(),
+            histograms: Vec::new(),
             finished: false,
         }
     }
 
-    /// Undoes the pending counts of `samples` and drops series that only
-    /// this batch kept alive.
-    fn release(&self, samples: &[PendingSample]) {
+    /// Undoes the pending counts of `samples` (and `hists`) and drops
+    /// series that only this batch kept alive.
+    fn release(&self, samples: &[PendingSample], hists: &[PendingHistogram]) {
         let mut empty: Vec<&Arc<MemSeries>> = Vec::new();
-        for group in samples.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
-            let s = &group[0].series;
+        let groups = samples
+            .chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series))
+            .map(|g| (&g[0].series, g.len()))
+            .chain(
+                hists
+                    .chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series))
+                    .map(|g| (&g[0].series, g.len())),
+            );
+        for (s, n) in groups {
             let mut st = s.state.lock();
-            st.pending_samples = st.pending_samples.saturating_sub(group.len() as u32);
+            st.pending_samples = st.pending_samples.saturating_sub(n as u32);
             if st.pending_samples == 0 && st.head.is_none() && !st.removed {
                 empty.push(s);
             }
@@ -70,7 +214,8 @@ impl<'a> HeadAppender<'a> {
         }
         self.finished = true;
         let samples = std::mem::take(&mut self.samples);
-        self.release(&samples);
+        let hists = std::mem::take(&mut self.histograms);
+        self.release(&samples, &hists);
         self.head.return_buffer(samples);
     }
 
@@ -80,7 +225,8 @@ impl<'a> HeadAppender<'a> {
         }
         self.finished = true;
         let mut samples = std::mem::take(&mut self.samples);
-        if samples.is_empty() {
+        let mut hists = std::mem::take(&mut self.histograms);
+        if samples.is_empty() && hists.is_empty() {
             self.head.return_buffer(samples);
             return Ok(());
         }
@@ -89,28 +235,51 @@ impl<'a> HeadAppender<'a> {
         if !samples.is_sorted_by_key(|s| s.sref) {
             samples.sort_by_key(|s| s.sref);
         }
+        if !hists.is_sorted_by_key(|s| s.sref) {
+            hists.sort_by_key(|s| s.sref);
+        }
 
         // The write-ahead log goes here: everything is logged before any
         // sample becomes visible, and a failed write aborts the commit.
         if let Some(log) = &self.head.opts.commit_log {
             let mut series = Vec::new();
             let mut recs = Vec::with_capacity(samples.len());
-            for group in samples.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
-                let s = &group[0].series;
+            let mut logged_new = |s: &Arc<MemSeries>| {
                 if !s.state.lock().indexed {
                     series.push(SeriesRecord {
                         series_ref: s.sref,
                         labels: s.labels.clone(),
                     });
                 }
+            };
+            for group in samples.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
+                let s = &group[0].series;
+                logged_new(s);
                 recs.extend(group.iter().map(|p| SampleRecord {
                     series_ref: s.sref,
                     t: p.t,
                     v: p.v,
                 }));
             }
-            if let Err(e) = log.log(&series, &recs) {
-                self.release(&samples);
+            let res = if hists.is_empty() {
+                log.log(&series, &recs)
+            } else {
+                let mut hrecs = Vec::with_capacity(hists.len());
+                for group in hists.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
+                    let s = &group[0].series;
+                    if samples.binary_search_by_key(&s.sref, |p| p.sref).is_err() {
+                        logged_new(s);
+                    }
+                    hrecs.extend(group.iter().map(|p| HistogramRecord {
+                        series_ref: s.sref,
+                        t: p.t,
+                        h: p.h.clone(),
+                    }));
+                }
+                log.log_with_histograms(&series, &recs, &hrecs)
+            };
+            if let Err(e) = res {
+                self.release(&samples, &hists);
                 self.head.return_buffer(samples);
                 return Err(e);
             }
@@ -119,36 +288,89 @@ impl<'a> HeadAppender<'a> {
         let head = self.head;
         let opts = &head.opts;
         let _no_gc = head.gc_lock.read();
-        let (mut appended, mut ooo, mut dup, mut chunks) = (0u64, 0u64, 0u64, 0u64);
-        let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+        let mut c = ApplyCounts::new();
         let mut new_series: Vec<&Arc<MemSeries>> = Vec::new();
         let mut cut_series: Vec<Arc<MemSeries>> = Vec::new();
-        for group in samples.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
-            let s = &group[0].series;
-            let mut st = s.state.lock();
-            st.pending_samples = st.pending_samples.saturating_sub(group.len() as u32);
-            let closed_before = st.closed.len();
-            for p in group {
-                match st.append(p.t, p.v, opts.max_samples_per_chunk, opts.chunk_range) {
-                    Ok(cut) => {
-                        appended += 1;
-                        chunks += u64::from(cut);
-                        mint = mint.min(p.t);
-                        maxt = maxt.max(p.t);
-                    }
-                    Err(Check::OutOfOrder) => ooo += 1,
-                    Err(Check::Duplicate) => dup += 1,
-                    Err(Check::NoOp | Check::Ok) => {}
-                }
-            }
+        let mut finish = |s: &Arc<MemSeries>, st: &mut SeriesState, closed_before: usize| {
             if st.closed.len() > closed_before {
                 cut_series.push(s.clone());
             }
             if st.head.is_some() && !st.indexed {
                 st.indexed = true;
-                new_series.push(s);
+                true
+            } else {
+                false
             }
-            drop(st);
+        };
+        if hists.is_empty() {
+            for group in samples.chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series)) {
+                let s = &group[0].series;
+                let mut st = s.state.lock();
+                st.pending_samples = st.pending_samples.saturating_sub(group.len() as u32);
+                let closed_before = st.closed.len();
+                for p in group {
+                    let r = st.append(p.t, p.v, opts.max_samples_per_chunk, opts.chunk_range);
+                    c.record(p.t, r);
+                }
+                if finish(s, &mut st, closed_before) {
+                    new_series.push(s);
+                }
+                drop(st);
+            }
+        } else {
+            // Walk both sorted lists series by series.
+            let fgroups: Vec<&[PendingSample]> = samples
+                .chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series))
+                .collect();
+            let hgroups: Vec<&[PendingHistogram]> = hists
+                .chunk_by(|a, b| Arc::ptr_eq(&a.series, &b.series))
+                .collect();
+            let (mut i, mut j) = (0, 0);
+            while i < fgroups.len() || j < hgroups.len() {
+                let fr = fgroups.get(i).map(|g| g[0].sref);
+                let hr = hgroups.get(j).map(|g| g[0].sref);
+                let (f, h): (&[PendingSample], &[PendingHistogram]) = match (fr, hr) {
+                    (Some(a), Some(b)) if a == b => {
+                        i += 1;
+                        j += 1;
+                        (fgroups[i - 1], hgroups[j - 1])
+                    }
+                    (Some(a), Some(b)) if a < b => {
+                        i += 1;
+                        (fgroups[i - 1], &[])
+                    }
+                    (Some(_), None) => {
+                        i += 1;
+                        (fgroups[i - 1], &[])
+                    }
+                    _ => {
+                        j += 1;
+                        (&[], hgroups[j - 1])
+                    }
+                };
+                let s = match (f.first(), h.first()) {
+                    (Some(p), _) => &p.series,
+                    (None, Some(p)) => &p.series,
+                    (None, None) => continue,
+                };
+                let mut st = s.state.lock();
+                st.pending_samples = st
+                    .pending_samples
+                    .saturating_sub((f.len() + h.len()) as u32);
+                let closed_before = st.closed.len();
+                apply_mixed(
+                    &mut st,
+                    f,
+                    h,
+                    opts.max_samples_per_chunk,
+                    opts.chunk_range,
+                    &mut c,
+                );
+                if finish(s, &mut st, closed_before) {
+                    new_series.push(s);
+                }
+                drop(st);
+            }
         }
         if !new_series.is_empty() {
             let mut p = head.postings.write();
@@ -156,27 +378,77 @@ impl<'a> HeadAppender<'a> {
                 p.add(s.sref, &s.labels);
             }
         }
-        if appended > 0 {
-            head.min_time.fetch_min(mint, Relaxed);
-            head.max_time.fetch_max(maxt, Relaxed);
+        if c.appended > 0 {
+            head.min_time.fetch_min(c.mint, Relaxed);
+            head.max_time.fetch_max(c.maxt, Relaxed);
         }
         drop(_no_gc);
-        let c = &head.counters;
-        c.samples_appended.fetch_add(appended, Relaxed);
-        if ooo > 0 {
-            c.out_of_order.fetch_add(ooo, Relaxed);
+        let k = &head.counters;
+        k.samples_appended.fetch_add(c.appended, Relaxed);
+        if c.ooo > 0 {
+            k.out_of_order.fetch_add(c.ooo, Relaxed);
         }
-        if dup > 0 {
-            c.duplicate.fetch_add(dup, Relaxed);
+        if c.dup > 0 {
+            k.duplicate.fetch_add(c.dup, Relaxed);
         }
-        if chunks > 0 {
-            c.chunks_created.fetch_add(chunks, Relaxed);
+        if c.invalid > 0 {
+            tracing::warn!(
+                samples = c.invalid,
+                "native histograms refused by the chunk encoder were dropped"
+            );
+        }
+        if c.chunks > 0 {
+            k.chunks_created.fetch_add(c.chunks, Relaxed);
         }
         head.return_buffer(samples);
         if !cut_series.is_empty() {
             head.queue_mmap(cut_series);
         }
         Ok(())
+    }
+
+    /// Looks up or creates the series and runs `check` under its lock;
+    /// on `Ok` marks a sample pending and returns the series.
+    fn admit(
+        &self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        check: impl Fn(&SeriesState) -> Check,
+        mark: impl FnOnce(&mut SeriesState),
+    ) -> Result<Result<Arc<MemSeries>, SeriesRef>, AppendError> {
+        let c = &self.head.counters;
+        let mut found = if series_ref != 0 {
+            self.head.series.get_by_ref(series_ref)
+        } else {
+            None
+        };
+        loop {
+            let s = match found.take() {
+                Some(s) => s,
+                None => self.head.get_or_create(labels)?,
+            };
+            let mut st = s.state.lock();
+            if st.removed {
+                continue;
+            }
+            match check(&st) {
+                Check::Ok => {}
+                Check::NoOp => return Ok(Err(s.sref)),
+                Check::OutOfOrder => {
+                    c.out_of_order.fetch_add(1, Relaxed);
+                    return Err(AppendError::OutOfOrder);
+                }
+                Check::Duplicate | Check::Invalid => {
+                    c.duplicate.fetch_add(1, Relaxed);
+                    return Err(AppendError::Duplicate);
+                }
+            }
+            st.pending_samples = st.pending_samples.saturating_add(1);
+            st.pending_txn = self.txn;
+            mark(&mut st);
+            drop(st);
+            return Ok(Ok(s));
+        }
     }
 }
 
@@ -216,7 +488,7 @@ impl Appender for HeadAppender<'_> {
                     c.out_of_order.fetch_add(1, Relaxed);
                     return Err(AppendError::OutOfOrder);
                 }
-                Check::Duplicate => {
+                Check::Duplicate | Check::Invalid => {
                     c.duplicate.fetch_add(1, Relaxed);
                     return Err(AppendError::Duplicate);
                 }
@@ -225,6 +497,7 @@ impl Appender for HeadAppender<'_> {
             st.pending_txn = self.txn;
             st.pending_t = t;
             st.pending_v = vbits;
+            st.pending_hist = false;
             drop(st);
             let sref = s.sref;
             self.samples.push(PendingSample {
@@ -234,6 +507,45 @@ impl Appender for HeadAppender<'_> {
                 v,
             });
             return Ok(sref);
+        }
+    }
+
+    fn append_histogram(
+        &mut self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        t: Timestamp,
+        h: HistogramValue,
+    ) -> Result<SeriesRef, AppendError> {
+        if t < self.min_valid {
+            self.head.counters.out_of_bound.fetch_add(1, Relaxed);
+            return Err(AppendError::OutOfBounds);
+        }
+        if let Err(why) = validate_histogram(&h) {
+            return Err(AppendError::Storage(StorageError::Unsupported(format!(
+                "invalid native histogram: {why}"
+            ))));
+        }
+        let digest = histogram_digest(&h);
+        let txn = self.txn;
+        let admitted = self.admit(
+            series_ref,
+            labels,
+            |st| st.check_histogram(txn, t, &h, digest),
+            |st| {
+                st.pending_t = t;
+                st.pending_v = digest;
+                st.pending_hist = true;
+            },
+        )?;
+        match admitted {
+            Err(sref) => Ok(sref),
+            Ok(series) => {
+                let sref = series.sref;
+                self.histograms
+                    .push(PendingHistogram { sref, series, t, h });
+                Ok(sref)
+            }
         }
     }
 

@@ -32,12 +32,12 @@ impl HeadInner {
     fn write_chunks(&self, m: &ChunkDiskMapper, mut batch: Vec<Arc<MemSeries>>) {
         batch.sort_by_key(|s| s.sref);
         batch.dedup_by_key(|s| s.sref);
-        let mut items: Vec<(usize, i64, i64, Arc<[u8]>)> = Vec::new();
+        let mut items: Vec<(usize, i64, i64, ChunkBytes)> = Vec::new();
         for (i, s) in batch.iter().enumerate() {
             let st = s.state.lock();
             for c in &st.closed {
-                if let ChunkBytes::Heap(b) = &c.data {
-                    items.push((i, c.min_t, c.max_t, b.clone()));
+                if c.data.is_heap() {
+                    items.push((i, c.min_t, c.max_t, c.data.clone()));
                 }
             }
         }
@@ -50,7 +50,8 @@ impl HeadInner {
                 series_ref: batch[*i].sref,
                 mint: *mint,
                 maxt: *maxt,
-                data: b,
+                encoding: b.encoding(),
+                data: b.as_ref(),
             })
             .collect();
         let locs = match m.write(&to_write) {
@@ -97,8 +98,19 @@ impl Head {
     }
 
     /// Attaches chunks loaded from `chunks_head/` to the (just replayed)
-    /// series `sref`, if it holds none yet. Returns how many.
-    pub(crate) fn attach_mmapped(&self, sref: u64, chunks: Vec<LoadedChunk>) -> u64 {
+    /// series `sref`, if it holds none yet. Returns how many. Chunks of an
+    /// encoding we cannot read (Prometheus's out-of-order chunks, future
+    /// encodings) end the run: the WAL rebuilds what follows.
+    pub(crate) fn attach_mmapped(&self, sref: u64, mut chunks: Vec<LoadedChunk>) -> u64 {
+        use crate::chunkenc::{ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, ENCODING_XOR};
+        if let Some(bad) = chunks.iter().position(|c| {
+            !matches!(
+                c.bytes.encoding(),
+                ENCODING_XOR | ENCODING_HISTOGRAM | ENCODING_FLOAT_HISTOGRAM
+            )
+        }) {
+            chunks.truncate(bad);
+        }
         let Some(s) = self.inner.series.get_by_ref(sref) else {
             return 0;
         };

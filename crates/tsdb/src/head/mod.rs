@@ -18,6 +18,7 @@ use pharos_model::{Labels, Timestamp, format_float};
 use pharos_storage::{AppendError, Appendable, Appender, Querier, Queryable, StorageError};
 
 use crate::postings::MemPostings;
+use crate::record::HistogramRecord;
 use appender::{HeadAppender, PendingSample};
 use series::{MemSeries, StripeSeries};
 
@@ -67,6 +68,25 @@ pub struct SampleRecord {
 pub trait CommitLog: Send + Sync {
     /// Records one batch durably (as far as the implementation offers).
     fn log(&self, series: &[SeriesRecord], samples: &[SampleRecord]) -> Result<(), StorageError>;
+
+    /// Records one batch that holds native histogram samples too (called
+    /// instead of [`CommitLog::log`] when `histograms` is not empty; the
+    /// series list covers the histograms' series as well). The default
+    /// refuses histograms, so a log that cannot record them fails the
+    /// commit rather than losing them.
+    fn log_with_histograms(
+        &self,
+        series: &[SeriesRecord],
+        samples: &[SampleRecord],
+        histograms: &[HistogramRecord],
+    ) -> Result<(), StorageError> {
+        if histograms.is_empty() {
+            return self.log(series, samples);
+        }
+        Err(StorageError::Unsupported(
+            "this commit log cannot record native histograms".into(),
+        ))
+    }
 }
 
 /// Head configuration.
@@ -559,3 +579,6 @@ impl Queryable for Head {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod hist_tests;

@@ -3,14 +3,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use pharos_model::{Matcher, Sample, Timestamp};
+use pharos_model::{FloatHistogram, Matcher, Sample, Timestamp};
 use pharos_storage::{
     Querier, SampleIter, SelectHints, Series, SeriesSet, StorageError, VecSeriesSet,
 };
 
 use super::HeadInner;
 use super::series::MemSeries;
-use crate::chunkenc::XorIterator;
+use crate::chunk_samples::ChunkSamples;
 use crate::head_chunks::ChunkBytes;
 
 /// A querier over `[mint, maxt]` of the head.
@@ -181,7 +181,7 @@ fn snapshot(s: &MemSeries, mint: Timestamp, maxt: Timestamp) -> Vec<ChunkView> {
         out.push(ChunkView {
             min_t: h.min_t,
             max_t: h.max_t(),
-            data: ChunkBytes::Heap(h.app.bytes().collect()),
+            data: ChunkBytes::Heap(h.app.to_bytes(), h.app.encoding()),
         });
     }
     out
@@ -193,7 +193,7 @@ struct HeadSampleIter {
     next_chunk: usize,
     /// Newest timestamp of the chunk `it` decodes.
     cur_max_t: Timestamp,
-    it: Option<XorIterator<ChunkBytes>>,
+    it: Option<ChunkSamples<ChunkBytes>>,
     cur: Option<Sample>,
     /// `cur` was decoded ahead and not handed out yet.
     primed: bool,
@@ -231,7 +231,13 @@ impl HeadSampleIter {
                     return self.finish();
                 }
                 self.cur_max_t = c.max_t;
-                self.it = Some(XorIterator::new(c.data.clone()));
+                match ChunkSamples::open(c.data.encoding(), c.data.clone()) {
+                    Ok(it) => self.it = Some(it),
+                    Err(e) => {
+                        self.err = Some(StorageError::Corruption(e.to_string()));
+                        return self.finish();
+                    }
+                }
                 self.next_chunk += 1;
             }
             let Some(it) = self.it.as_mut() else {
@@ -288,6 +294,13 @@ impl SampleIter for HeadSampleIter {
             return Some(c);
         }
         self.advance(ts)
+    }
+
+    fn histogram(&self) -> Option<&FloatHistogram> {
+        if self.done {
+            return None;
+        }
+        self.it.as_ref()?.histogram()
     }
 
     fn err(&self) -> Option<StorageError> {

@@ -133,6 +133,48 @@ impl Head {
                         st.maxt = st.maxt.max(t);
                     }
                     Err(Check::OutOfOrder | Check::Duplicate) => st.out_of_order += 1,
+                    Err(Check::NoOp | Check::Ok | Check::Invalid) => {}
+                }
+            }
+        }
+    }
+
+    /// Applies replayed native histogram samples, with the same rules as
+    /// [`Head::replay_samples`] (each series' samples in log order).
+    pub(crate) fn replay_histograms(
+        &self,
+        samples: &[(u64, Timestamp, pharos_model::HistogramValue)],
+        st: &mut ApplyStats,
+    ) {
+        let inner = &self.inner;
+        let opts = &inner.opts;
+        let min_valid = inner.min_valid_time.load(Relaxed);
+        for run in samples.chunk_by(|a, b| a.0 == b.0) {
+            let Some(s) = inner.series.get_by_ref(run[0].0) else {
+                st.unknown_series += run.len() as u64;
+                continue;
+            };
+            let mut state = s.state.lock();
+            for (_, t, h) in run {
+                let t = *t;
+                if state.head.is_none() && state.closed.last().is_some_and(|c| t <= c.max_t) {
+                    st.in_mmapped += 1;
+                    continue;
+                }
+                if t < min_valid {
+                    st.out_of_order += 1;
+                    continue;
+                }
+                match state.append_histogram(t, h, opts.max_samples_per_chunk, opts.chunk_range) {
+                    Ok(cut) => {
+                        st.appended += 1;
+                        st.chunks += u64::from(cut);
+                        st.mint = st.mint.min(t);
+                        st.maxt = st.maxt.max(t);
+                    }
+                    Err(Check::OutOfOrder | Check::Duplicate | Check::Invalid) => {
+                        st.out_of_order += 1
+                    }
                     Err(Check::NoOp | Check::Ok) => {}
                 }
             }

@@ -5,9 +5,13 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use pharos_model::{Labels, Timestamp};
+use pharos_model::{FloatHistogram, Histogram, HistogramValue, Labels, Span, Timestamp};
 
-use crate::chunkenc::XorAppender;
+use crate::chunkenc::{
+    ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, ENCODING_XOR, FloatHistogramChunk,
+    HistogramAppendOutcome, HistogramChunk, MIN_SAMPLES_PER_HISTOGRAM_CHUNK,
+    TARGET_HISTOGRAM_CHUNK_BYTES, XorAppender,
+};
 use crate::head_chunks::ChunkBytes;
 
 /// Buffer size of a series' first chunk.
@@ -25,6 +29,89 @@ pub(crate) struct ClosedChunk {
     pub(crate) data: ChunkBytes,
 }
 
+/// An open histogram chunk: integer or float counts.
+pub(crate) enum HistChunk {
+    /// Integer counts (`ENCODING_HISTOGRAM`).
+    Int(HistogramChunk),
+    /// Float counts (`ENCODING_FLOAT_HISTOGRAM`).
+    Float(FloatHistogramChunk),
+}
+
+/// The open chunk of a series whose newest samples are histograms, with the
+/// newest sample kept for duplicate checks. Boxed: float series never pay
+/// for it.
+pub(crate) struct HistHead {
+    pub(crate) chunk: HistChunk,
+    pub(crate) last_t: Timestamp,
+    pub(crate) last: HistogramValue,
+}
+
+impl HistHead {
+    fn num_samples(&self) -> u16 {
+        match &self.chunk {
+            HistChunk::Int(c) => c.num_samples(),
+            HistChunk::Float(c) => c.num_samples(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.chunk {
+            HistChunk::Int(c) => c.bytes(),
+            HistChunk::Float(c) => c.bytes(),
+        }
+    }
+
+    fn encoding(&self) -> u8 {
+        match &self.chunk {
+            HistChunk::Int(_) => ENCODING_HISTOGRAM,
+            HistChunk::Float(_) => ENCODING_FLOAT_HISTOGRAM,
+        }
+    }
+}
+
+/// The appender of the open chunk. The histogram variant fits in the XOR
+/// appender's niche, so the enum costs float series no memory.
+pub(crate) enum ChunkApp {
+    /// Float samples, XOR-encoded.
+    Xor(XorAppender),
+    /// Native histograms.
+    Hist(Box<HistHead>),
+}
+
+impl ChunkApp {
+    /// Timestamp of the newest sample.
+    pub(crate) fn last_t(&self) -> Timestamp {
+        match self {
+            ChunkApp::Xor(a) => a.last_t(),
+            ChunkApp::Hist(h) => h.last_t,
+        }
+    }
+
+    /// The chunk encoding byte.
+    pub(crate) fn encoding(&self) -> u8 {
+        match self {
+            ChunkApp::Xor(_) => ENCODING_XOR,
+            ChunkApp::Hist(h) => h.encoding(),
+        }
+    }
+
+    /// A copy of the chunk bytes as they are now.
+    pub(crate) fn to_bytes(&self) -> Arc<[u8]> {
+        match self {
+            ChunkApp::Xor(a) => a.bytes().collect(),
+            ChunkApp::Hist(h) => Arc::from(h.bytes()),
+        }
+    }
+
+    /// Heap bytes reserved by the chunk buffer.
+    pub(crate) fn capacity(&self) -> usize {
+        match self {
+            ChunkApp::Xor(a) => a.capacity(),
+            ChunkApp::Hist(h) => h.bytes().len(),
+        }
+    }
+}
+
 /// The chunk samples are appended to.
 pub(crate) struct HeadChunk {
     pub(crate) min_t: Timestamp,
@@ -32,23 +119,26 @@ pub(crate) struct HeadChunk {
     /// chunk-range window holding `min_t`, so chunks never straddle the
     /// boundaries blocks will later be cut at.
     pub(crate) end: Timestamp,
-    pub(crate) app: XorAppender,
+    pub(crate) app: ChunkApp,
+}
+
+fn range_end(t: Timestamp, chunk_range: i64) -> Timestamp {
+    if chunk_range > 0 {
+        t.div_euclid(chunk_range)
+            .checked_add(1)
+            .and_then(|k| k.checked_mul(chunk_range))
+            .unwrap_or(i64::MAX)
+    } else {
+        i64::MAX
+    }
 }
 
 impl HeadChunk {
     fn new(t: Timestamp, chunk_range: i64, capacity: usize) -> HeadChunk {
-        let end = if chunk_range > 0 {
-            t.div_euclid(chunk_range)
-                .checked_add(1)
-                .and_then(|k| k.checked_mul(chunk_range))
-                .unwrap_or(i64::MAX)
-        } else {
-            i64::MAX
-        };
         HeadChunk {
             min_t: t,
-            end,
-            app: XorAppender::with_capacity(capacity),
+            end: range_end(t, chunk_range),
+            app: ChunkApp::Xor(XorAppender::with_capacity(capacity)),
         }
     }
 
@@ -58,12 +148,120 @@ impl HeadChunk {
 
     fn close(self) -> ClosedChunk {
         let max_t = self.app.last_t();
+        let enc = self.app.encoding();
         ClosedChunk {
             min_t: self.min_t,
             max_t,
-            data: ChunkBytes::Heap(self.app.bytes().collect()),
+            data: ChunkBytes::Heap(self.app.to_bytes(), enc),
         }
     }
+}
+
+/// Histogram equality for duplicate detection, as Prometheus's `Equals`:
+/// same kind, every field equal, floats compared by their bits (so a stale
+/// marker equals itself).
+pub(crate) fn histograms_equal(a: &HistogramValue, b: &HistogramValue) -> bool {
+    fn spans_eq(a: &[Span], b: &[Span]) -> bool {
+        a == b
+    }
+    fn f64s_eq(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+    match (a, b) {
+        (HistogramValue::Int(a), HistogramValue::Int(b)) => {
+            let Histogram {
+                counter_reset_hint: _,
+                schema,
+                zero_threshold,
+                zero_count,
+                count,
+                sum,
+                positive_spans,
+                negative_spans,
+                positive_buckets,
+                negative_buckets,
+                custom_values,
+            } = a;
+            *schema == b.schema
+                && zero_threshold.to_bits() == b.zero_threshold.to_bits()
+                && *zero_count == b.zero_count
+                && *count == b.count
+                && sum.to_bits() == b.sum.to_bits()
+                && spans_eq(positive_spans, &b.positive_spans)
+                && spans_eq(negative_spans, &b.negative_spans)
+                && *positive_buckets == b.positive_buckets
+                && *negative_buckets == b.negative_buckets
+                && f64s_eq(custom_values, &b.custom_values)
+        }
+        (HistogramValue::Float(a), HistogramValue::Float(b)) => {
+            let FloatHistogram {
+                counter_reset_hint: _,
+                schema,
+                zero_threshold,
+                zero_count,
+                count,
+                sum,
+                positive_spans,
+                negative_spans,
+                positive_buckets,
+                negative_buckets,
+                custom_values,
+            } = a;
+            *schema == b.schema
+                && zero_threshold.to_bits() == b.zero_threshold.to_bits()
+                && zero_count.to_bits() == b.zero_count.to_bits()
+                && count.to_bits() == b.count.to_bits()
+                && sum.to_bits() == b.sum.to_bits()
+                && spans_eq(positive_spans, &b.positive_spans)
+                && spans_eq(negative_spans, &b.negative_spans)
+                && f64s_eq(positive_buckets, &b.positive_buckets)
+                && f64s_eq(negative_buckets, &b.negative_buckets)
+                && f64s_eq(custom_values, &b.custom_values)
+        }
+        _ => false,
+    }
+}
+
+/// A 64-bit digest of a histogram, consistent with [`histograms_equal`]:
+/// what an appender remembers of the histogram it buffered last.
+pub(crate) fn histogram_digest(h: &HistogramValue) -> u64 {
+    use std::hash::Hash;
+    let mut s = std::collections::hash_map::DefaultHasher::new();
+    let spans = |s: &mut std::collections::hash_map::DefaultHasher, v: &[Span]| {
+        for x in v {
+            (x.offset, x.length).hash(s);
+        }
+        v.len().hash(s);
+    };
+    match h {
+        HistogramValue::Int(h) => {
+            0u8.hash(&mut s);
+            (h.schema, h.zero_threshold.to_bits(), h.zero_count, h.count).hash(&mut s);
+            h.sum.to_bits().hash(&mut s);
+            spans(&mut s, &h.positive_spans);
+            spans(&mut s, &h.negative_spans);
+            h.positive_buckets.hash(&mut s);
+            h.negative_buckets.hash(&mut s);
+            for v in &h.custom_values {
+                v.to_bits().hash(&mut s);
+            }
+        }
+        HistogramValue::Float(h) => {
+            1u8.hash(&mut s);
+            (h.schema, h.zero_threshold.to_bits()).hash(&mut s);
+            (h.zero_count.to_bits(), h.count.to_bits(), h.sum.to_bits()).hash(&mut s);
+            spans(&mut s, &h.positive_spans);
+            spans(&mut s, &h.negative_spans);
+            for v in h.positive_buckets.iter().chain(&h.negative_buckets) {
+                v.to_bits().hash(&mut s);
+            }
+            h.positive_buckets.len().hash(&mut s);
+            for v in &h.custom_values {
+                v.to_bits().hash(&mut s);
+            }
+        }
+    }
+    std::hash::Hasher::finish(&s)
 }
 
 /// How a sample relates to a series' newest sample.
@@ -77,6 +275,19 @@ pub(crate) enum Check {
     OutOfOrder,
     /// Same timestamp, different value.
     Duplicate,
+    /// A histogram the chunk encoder refused (malformed).
+    Invalid,
+}
+
+fn combine(committed: Check, pending: Check) -> Check {
+    use Check::*;
+    match (committed, pending) {
+        (Invalid, _) | (_, Invalid) => Invalid,
+        (OutOfOrder, _) | (_, OutOfOrder) => OutOfOrder,
+        (Duplicate, _) | (_, Duplicate) => Duplicate,
+        (NoOp, _) | (_, NoOp) => NoOp,
+        (Ok, Ok) => Ok,
+    }
 }
 
 fn check_against(last_t: Timestamp, last_v: u64, t: Timestamp, v: u64) -> Check {
@@ -105,7 +316,10 @@ pub(crate) struct SeriesState {
     /// sample, so one transaction's samples are validated against each other.
     pub(crate) pending_txn: u64,
     pub(crate) pending_t: Timestamp,
+    /// The float's bits, or a histogram's [`histogram_digest`].
     pub(crate) pending_v: u64,
+    /// Whether the pending sample is a histogram.
+    pub(crate) pending_hist: bool,
     /// Set (under the stripe and series locks) when the series has been
     /// taken out of the maps; appenders holding it must look again.
     pub(crate) removed: bool,
@@ -119,21 +333,151 @@ impl SeriesState {
     /// same transaction buffered one, against that too.
     pub(crate) fn check(&self, txn: u64, t: Timestamp, v: u64) -> Check {
         let committed = match &self.head {
-            Some(h) => check_against(h.app.last_t(), h.app.last_v().to_bits(), t, v),
+            Some(h) => match &h.app {
+                ChunkApp::Xor(a) => check_against(a.last_t(), a.last_v().to_bits(), t, v),
+                // A float at a histogram's timestamp is never the same sample.
+                ChunkApp::Hist(x) => check_against(x.last_t, 0, t, 1),
+            },
             None => Check::Ok,
         };
         let pending = if txn != 0 && self.pending_txn == txn {
-            check_against(self.pending_t, self.pending_v, t, v)
+            if self.pending_hist {
+                check_against(self.pending_t, 0, t, 1)
+            } else {
+                check_against(self.pending_t, self.pending_v, t, v)
+            }
         } else {
             Check::Ok
         };
-        use Check::*;
-        match (committed, pending) {
-            (OutOfOrder, _) | (_, OutOfOrder) => OutOfOrder,
-            (Duplicate, _) | (_, Duplicate) => Duplicate,
-            (NoOp, _) | (_, NoOp) => NoOp,
-            (Ok, Ok) => Ok,
+        combine(committed, pending)
+    }
+
+    /// [`SeriesState::check`] for a histogram sample (`digest` is its
+    /// [`histogram_digest`]).
+    pub(crate) fn check_histogram(
+        &self,
+        txn: u64,
+        t: Timestamp,
+        h: &HistogramValue,
+        digest: u64,
+    ) -> Check {
+        let committed = match &self.head {
+            Some(hc) => match &hc.app {
+                ChunkApp::Xor(a) => check_against(a.last_t(), 0, t, 1),
+                ChunkApp::Hist(x) => {
+                    let same = histograms_equal(&x.last, h);
+                    check_against(x.last_t, 0, t, u64::from(!same))
+                }
+            },
+            None => Check::Ok,
+        };
+        let pending = if txn != 0 && self.pending_txn == txn {
+            let same = self.pending_hist && self.pending_v == digest;
+            check_against(self.pending_t, 0, t, u64::from(!same))
+        } else {
+            Check::Ok
+        };
+        combine(committed, pending)
+    }
+
+    /// Appends a committed histogram sample, cutting a new chunk when the
+    /// open one holds floats or the other kind of histogram, is large
+    /// enough, is full, crosses the chunk-range boundary, or the chunk
+    /// encoder asks for one (counter reset, schema change...). Returns
+    /// whether a chunk was created, or `Err` when the sample was not
+    /// appended.
+    pub(crate) fn append_histogram(
+        &mut self,
+        t: Timestamp,
+        h: &HistogramValue,
+        max_samples: u16,
+        chunk_range: i64,
+    ) -> Result<bool, Check> {
+        match self.check_histogram(0, t, h, 0) {
+            Check::Ok => {}
+            other => return Err(other),
         }
+        let float = matches!(h, HistogramValue::Float(_));
+        let cut = match &self.head {
+            None => true,
+            Some(hc) => match &hc.app {
+                ChunkApp::Xor(_) => true,
+                ChunkApp::Hist(x) => {
+                    let n = x.num_samples();
+                    matches!(x.chunk, HistChunk::Float(_)) != float
+                        || t >= hc.end
+                        || n >= max_samples.max(1)
+                        || (n >= MIN_SAMPLES_PER_HISTOGRAM_CHUNK
+                            && x.bytes().len() >= TARGET_HISTOGRAM_CHUNK_BYTES)
+                }
+            },
+        };
+        let header = if cut {
+            // Cut for size or time: the previous chunk of the same kind
+            // tells the new one's counter-reset header, as in Prometheus.
+            match self.head.as_mut().map(|hc| &mut hc.app) {
+                Some(ChunkApp::Hist(x)) => match (&mut x.chunk, h) {
+                    (HistChunk::Int(c), HistogramValue::Int(v)) => Some(c.next_chunk_header(v)),
+                    (HistChunk::Float(c), HistogramValue::Float(v)) => Some(c.next_chunk_header(v)),
+                    _ => None,
+                },
+                _ => None,
+            }
+        } else {
+            let Some(ChunkApp::Hist(x)) = self.head.as_mut().map(|hc| &mut hc.app) else {
+                panic!("BUG: histogram head chunk missing after the cut check");
+            };
+            let outcome = match (&mut x.chunk, h) {
+                (HistChunk::Int(c), HistogramValue::Int(v)) => c.append(t, v),
+                (HistChunk::Float(c), HistogramValue::Float(v)) => c.append(t, v),
+                _ => panic!("BUG: histogram kind changed without a cut"),
+            };
+            match outcome {
+                Ok(HistogramAppendOutcome::Appended) => {
+                    x.last_t = t;
+                    x.last = h.clone();
+                    return Ok(false);
+                }
+                Ok(HistogramAppendOutcome::NewChunk(header)) => Some(header),
+                Err(_) => return Err(Check::Invalid),
+            }
+        };
+        // Fill the new chunk before closing the old one, so a histogram the
+        // encoder refuses leaves the series as it was.
+        let mut chunk = match (h, header) {
+            (HistogramValue::Int(_), None) => HistChunk::Int(HistogramChunk::new()),
+            (HistogramValue::Int(_), Some(hd)) => {
+                HistChunk::Int(HistogramChunk::new_with_header(hd))
+            }
+            (HistogramValue::Float(_), None) => HistChunk::Float(FloatHistogramChunk::new()),
+            (HistogramValue::Float(_), Some(hd)) => {
+                HistChunk::Float(FloatHistogramChunk::new_with_header(hd))
+            }
+        };
+        let outcome = match (&mut chunk, h) {
+            (HistChunk::Int(c), HistogramValue::Int(v)) => c.append(t, v),
+            (HistChunk::Float(c), HistogramValue::Float(v)) => c.append(t, v),
+            _ => panic!("BUG: new histogram chunk of the wrong kind"),
+        };
+        if !matches!(outcome, Ok(HistogramAppendOutcome::Appended)) {
+            return Err(Check::Invalid);
+        }
+        if let Some(old) = self.head.take() {
+            if self.closed.len() == self.closed.capacity() {
+                self.closed.reserve_exact((self.closed.len() / 2).max(1));
+            }
+            self.closed.push(old.close());
+        }
+        self.head = Some(HeadChunk {
+            min_t: t,
+            end: range_end(t, chunk_range),
+            app: ChunkApp::Hist(Box::new(HistHead {
+                chunk,
+                last_t: t,
+                last: h.clone(),
+            })),
+        });
+        Ok(true)
     }
 
     /// Appends a committed sample, cutting a new chunk when the open one is
@@ -152,7 +496,10 @@ impl SeriesState {
         }
         let cut = match &self.head {
             None => true,
-            Some(h) => h.app.num_samples() >= max_samples.max(1) || t >= h.end,
+            Some(h) => match &h.app {
+                ChunkApp::Xor(a) => a.num_samples() >= max_samples.max(1) || t >= h.end,
+                ChunkApp::Hist(_) => true,
+            },
         };
         if cut {
             if let Some(old) = self.head.take() {
@@ -168,14 +515,15 @@ impl SeriesState {
             let capacity = self
                 .closed
                 .last()
+                .filter(|c| c.data.encoding() == ENCODING_XOR)
                 .map_or(INITIAL_CHUNK_CAPACITY, |c| c.data.len() + CHUNK_SLACK)
                 .min(MAX_CHUNK_CAPACITY);
             self.head = Some(HeadChunk::new(t, chunk_range, capacity));
         }
-        let Some(h) = self.head.as_mut() else {
-            panic!("BUG: head chunk missing right after it was ensured");
+        let Some(ChunkApp::Xor(app)) = self.head.as_mut().map(|h| &mut h.app) else {
+            panic!("BUG: XOR head chunk missing right after it was ensured");
         };
-        if let Err(e) = h.app.append(t, v) {
+        if let Err(e) = app.append(t, v) {
             panic!("BUG: head chunk refused a sample below its cut size: {e}");
         }
         Ok(cut)
@@ -215,6 +563,7 @@ impl MemSeries {
                 pending_txn: 0,
                 pending_t: 0,
                 pending_v: 0,
+                pending_hist: false,
                 removed: false,
                 indexed: false,
             }),

@@ -42,8 +42,7 @@ pub const VERSION: u8 = 1;
 pub const FILE_HEADER_SIZE: usize = 8;
 /// Largest head chunk file.
 pub const MAX_FILE_SIZE: usize = 128 * 1024 * 1024;
-/// Chunk encoding byte of XOR chunks.
-pub const ENCODING_XOR: u8 = 1;
+
 /// Fixed part before a chunk's length: series ref, mint, maxt, encoding.
 const CHUNK_META: usize = 8 + 8 + 8 + 1;
 
@@ -62,21 +61,22 @@ impl MappedFile {
     }
 }
 
-/// A closed chunk's bytes: on the heap until written, then in a mapped
-/// file.
+/// A closed chunk's bytes and encoding byte (`chunkenc::ENCODING_*`): on
+/// the heap until written, then in a mapped file. The encoding rides in the
+/// enum's padding, so it costs no memory per chunk.
 #[derive(Clone)]
 pub(crate) enum ChunkBytes {
     /// Not written to `chunks_head/` (yet, or there is no such directory).
-    Heap(Arc<[u8]>),
-    /// Written; a view into the file's mapping.
-    Mapped(Arc<MappedFile>, u32, u32),
+    Heap(Arc<[u8]>, u8),
+    /// Written; a view into the file's mapping (start, length).
+    Mapped(Arc<MappedFile>, u32, u32, u8),
 }
 
 impl AsRef<[u8]> for ChunkBytes {
     fn as_ref(&self) -> &[u8] {
         match self {
-            ChunkBytes::Heap(b) => b,
-            ChunkBytes::Mapped(f, s, l) => f.bytes(*s, *l),
+            ChunkBytes::Heap(b, _) => b,
+            ChunkBytes::Mapped(f, s, l, _) => f.bytes(*s, *l),
         }
     }
 }
@@ -85,14 +85,21 @@ impl ChunkBytes {
     /// Bytes of chunk data.
     pub(crate) fn len(&self) -> usize {
         match self {
-            ChunkBytes::Heap(b) => b.len(),
-            ChunkBytes::Mapped(_, _, l) => *l as usize,
+            ChunkBytes::Heap(b, _) => b.len(),
+            ChunkBytes::Mapped(_, _, l, _) => *l as usize,
+        }
+    }
+
+    /// The chunk's encoding byte.
+    pub(crate) fn encoding(&self) -> u8 {
+        match self {
+            ChunkBytes::Heap(_, e) | ChunkBytes::Mapped(_, _, _, e) => *e,
         }
     }
 
     /// Whether the bytes are on the heap.
     pub(crate) fn is_heap(&self) -> bool {
-        matches!(self, ChunkBytes::Heap(_))
+        matches!(self, ChunkBytes::Heap(..))
     }
 }
 
@@ -109,6 +116,7 @@ pub(crate) struct ChunkToWrite<'a> {
     pub(crate) series_ref: u64,
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
+    pub(crate) encoding: u8,
     pub(crate) data: &'a [u8],
 }
 
@@ -165,7 +173,7 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
 /// and the end of the last good chunk, plus an error text when reading
 /// stopped before the end for another reason than zero padding.
 #[allow(clippy::type_complexity)]
-fn scan(data: &[u8]) -> (Vec<(u64, i64, i64, u32, u32)>, usize, Option<String>) {
+fn scan(data: &[u8]) -> (Vec<(u64, i64, i64, u8, u32, u32)>, usize, Option<String>) {
     let mut out = Vec::new();
     if data.len() < FILE_HEADER_SIZE {
         return (out, 0, Some("file shorter than its header".into()));
@@ -197,6 +205,7 @@ fn scan(data: &[u8]) -> (Vec<(u64, i64, i64, u32, u32)>, usize, Option<String>) 
         let sref = be(0);
         let mint = be(8) as i64;
         let maxt = be(16) as i64;
+        let enc = rest[24];
         let Some((len, n)) = uvarint(&rest[CHUNK_META..]) else {
             return (out, pos, Some(format!("bad chunk length at offset {pos}")));
         };
@@ -215,7 +224,7 @@ fn scan(data: &[u8]) -> (Vec<(u64, i64, i64, u32, u32)>, usize, Option<String>) 
                 Some(format!("chunk checksum mismatch at offset {pos}")),
             );
         }
-        out.push((sref, mint, maxt, (pos + start) as u32, len as u32));
+        out.push((sref, mint, maxt, enc, (pos + start) as u32, len as u32));
         pos += end + 4;
     }
 }
@@ -270,12 +279,12 @@ impl ChunkDiskMapper {
                 map,
                 maxt: AtomicI64::new(chunks.iter().map(|c| c.2).max().unwrap_or(i64::MIN)),
             });
-            for (sref, mint, maxt, start, len) in chunks {
+            for (sref, mint, maxt, enc, start, len) in chunks {
                 loaded.push(LoadedChunk {
                     series_ref: sref,
                     mint,
                     maxt,
-                    bytes: ChunkBytes::Mapped(mf.clone(), start, len),
+                    bytes: ChunkBytes::Mapped(mf.clone(), start, len, enc),
                 });
             }
             mapper.files.write().insert(*seq, mf);
@@ -371,7 +380,7 @@ impl ChunkDiskMapper {
             w.buf.extend_from_slice(&c.series_ref.to_be_bytes());
             w.buf.extend_from_slice(&c.mint.to_be_bytes());
             w.buf.extend_from_slice(&c.maxt.to_be_bytes());
-            w.buf.push(ENCODING_XOR);
+            w.buf.push(c.encoding);
             let mut l = c.data.len() as u64;
             while l >= 0x80 {
                 w.buf.push((l as u8) | 0x80);
@@ -387,6 +396,7 @@ impl ChunkDiskMapper {
                 w.mapped.clone(),
                 data_start as u32,
                 c.data.len() as u32,
+                c.encoding,
             ));
         }
         self.flush(guard)?;
@@ -454,6 +464,7 @@ mod tests {
                 series_ref: i as u64 + 1,
                 mint: i as i64 * 10,
                 maxt: i as i64 * 10 + 9,
+                encoding: 1 + (i % 3) as u8,
                 data: d,
             })
             .collect();
@@ -470,8 +481,9 @@ mod tests {
         // Reopen: all chunks come back.
         let (m, loaded) = ChunkDiskMapper::open(dir.path()).unwrap();
         assert_eq!(loaded.len(), 10);
-        for (l, d) in loaded.iter().zip(&datas) {
+        for (i, (l, d)) in loaded.iter().zip(&datas).enumerate() {
             assert_eq!(l.bytes.as_ref(), d.as_slice());
+            assert_eq!(l.bytes.encoding(), 1 + (i % 3) as u8);
         }
         drop(loaded);
         drop(m);

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use pharos_model::format_float;
+use pharos_model::{HistogramValue, format_float};
 use pharos_storage::StorageError;
 
 use super::checkpoint::{CheckpointStats, last_checkpoint, write_checkpoint};
@@ -21,7 +21,7 @@ use super::{SegmentReader, Wal, WalOptions, list_segments};
 use crate::TsdbError;
 use crate::head::{ApplyStats, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord};
 use crate::head_chunks::{ChunkDiskMapper, LoadedChunk};
-use crate::record::{self, Record, TombstoneRecord};
+use crate::record::{self, HistogramRecord, Record, TombstoneRecord};
 
 /// Samples per samples record written: keeps records well under a page
 /// multiple and bounded in size for huge commits.
@@ -119,6 +119,41 @@ fn io_err(what: &str, path: &Path, e: io::Error) -> TsdbError {
 }
 
 impl CommitLog for HeadWal {
+    fn log_with_histograms(
+        &self,
+        series: &[SeriesRecord],
+        samples: &[SampleRecord],
+        histograms: &[HistogramRecord],
+    ) -> Result<(), StorageError> {
+        let Some(wal) = self.wal.get() else {
+            return Err(StorageError::Closed);
+        };
+        let mut bufs: Vec<Vec<u8>> = Vec::new();
+        if !series.is_empty() {
+            let mut b = Vec::with_capacity(series.len() * 64);
+            record::encode_series(series, &mut b);
+            bufs.push(b);
+        }
+        for chunk in samples.chunks(SAMPLES_PER_RECORD) {
+            let mut b = Vec::with_capacity(17 + chunk.len() * 12);
+            record::encode_samples(chunk, &mut b);
+            bufs.push(b);
+        }
+        // Histograms are large: a tenth as many per record as floats.
+        for chunk in histograms.chunks(SAMPLES_PER_RECORD / 10) {
+            for typ in record::HISTOGRAM_RECORD_TYPES {
+                let mut b = Vec::new();
+                record::encode_histograms(chunk, typ, &mut b);
+                if !b.is_empty() {
+                    bufs.push(b);
+                }
+            }
+        }
+        let refs: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
+        wal.log(&refs)
+            .map_err(|e| StorageError::Io(format!("WAL write failed: {e}")))
+    }
+
     fn log(&self, series: &[SeriesRecord], samples: &[SampleRecord]) -> Result<(), StorageError> {
         let Some(wal) = self.wal.get() else {
             return Err(StorageError::Closed);
@@ -349,6 +384,14 @@ struct DecodedBatch {
     records: Vec<Decoded>,
 }
 
+/// What an applier thread receives: float samples, or (in their own
+/// batches, so each series still sees its samples in log order) native
+/// histogram samples.
+enum ShardBatch {
+    Floats(Vec<(u64, i64, f64)>),
+    Histograms(Vec<(u64, i64, HistogramValue)>),
+}
+
 /// A decoded record; samples come already split by applier shard (done by
 /// the parallel decoders, so the ordered dispatch only concatenates).
 enum Decoded {
@@ -442,8 +485,8 @@ fn replay_segments(
     let (raw_tx, raw_rx) = sync_channel::<RawBatch>(n * 2);
     let raw_rx = Mutex::new(raw_rx);
     let (dec_tx, dec_rx) = sync_channel::<DecodedBatch>(n * 2);
-    let mut apply_txs: Vec<SyncSender<Vec<(u64, i64, f64)>>> = Vec::with_capacity(n);
-    let mut apply_rxs: Vec<Receiver<Vec<(u64, i64, f64)>>> = Vec::with_capacity(n);
+    let mut apply_txs: Vec<SyncSender<ShardBatch>> = Vec::with_capacity(n);
+    let mut apply_rxs: Vec<Receiver<ShardBatch>> = Vec::with_capacity(n);
     for _ in 0..n {
         let (t, r) = sync_channel(1);
         apply_txs.push(t);
@@ -517,13 +560,21 @@ fn replay_segments(
         for rx in apply_rxs {
             appliers.push(sc.spawn(move || {
                 let mut st = ApplyStats::default();
-                for mut batch in rx {
+                for batch in rx {
                     // Group each series' samples (a stable sort keeps their
                     // order; the batch is made of runs already sorted by
                     // reference, one per commit, so this is a cheap merge):
                     // one lookup and one lock per series per batch.
-                    batch.sort_by_key(|s| s.0);
-                    head.replay_samples(&batch, &mut st);
+                    match batch {
+                        ShardBatch::Floats(mut batch) => {
+                            batch.sort_by_key(|s| s.0);
+                            head.replay_samples(&batch, &mut st);
+                        }
+                        ShardBatch::Histograms(mut batch) => {
+                            batch.sort_by_key(|s| s.0);
+                            head.replay_histograms(&batch, &mut st);
+                        }
+                    }
                 }
                 st
             }));
@@ -597,7 +648,29 @@ fn replay_segments(
                             }
                         }
                         Ok(Record::Other(_)) => local.records_skipped += 1,
-                        Ok(Record::Histograms(_)) => local.records_skipped += 1,
+                        Ok(Record::Histograms(v)) => {
+                            local.samples += v.len() as u64;
+                            let mut parts: Vec<Vec<(u64, i64, HistogramValue)>> =
+                                (0..n).map(|_| Vec::new()).collect();
+                            for x in v {
+                                let r = aliases.get(&x.series_ref).copied().unwrap_or(x.series_ref);
+                                parts[(r % n as u64) as usize].push((r, x.t, x.h));
+                            }
+                            for (i, p) in parts.into_iter().enumerate() {
+                                if p.is_empty() {
+                                    continue;
+                                }
+                                // Floats logged before these go first.
+                                if !shards[i].is_empty() {
+                                    let f = std::mem::replace(
+                                        &mut shards[i],
+                                        Vec::with_capacity(SHARD_BATCH * 2),
+                                    );
+                                    let _ = apply_txs[i].send(ShardBatch::Floats(f));
+                                }
+                                let _ = apply_txs[i].send(ShardBatch::Histograms(p));
+                            }
+                        }
                         Err(e) => {
                             // Warn once per replay, count every one.
                             if local.records_undecodable == 0 {
@@ -611,7 +684,7 @@ fn replay_segments(
                 for (i, sh) in shards.iter_mut().enumerate() {
                     if sh.len() >= SHARD_BATCH {
                         let full = std::mem::replace(sh, Vec::with_capacity(SHARD_BATCH * 2));
-                        let _ = apply_txs[i].send(full);
+                        let _ = apply_txs[i].send(ShardBatch::Floats(full));
                     }
                 }
                 // Counts add to those of an earlier call (the checkpoint's).
@@ -628,7 +701,7 @@ fn replay_segments(
         }
         for (i, sh) in shards.into_iter().enumerate() {
             if !sh.is_empty() {
-                let _ = apply_txs[i].send(sh);
+                let _ = apply_txs[i].send(ShardBatch::Floats(sh));
             }
         }
         drop(apply_txs);
