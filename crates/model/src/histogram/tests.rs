@@ -609,3 +609,324 @@ fn fraction_below() {
     assert!((b(1.0, 4.0).fraction_below(2.0, false) - 0.5).abs() < 1e-12);
     assert!((b(-4.0, -2.0).fraction_below(-3.0, false) - 0.41503749927884383).abs() < 1e-12);
 }
+
+#[test]
+fn notation_samples_from_promql_tests() {
+    // A sample of the notations used in Prometheus's promqltest files;
+    // all 413 distinct ones in ../shared/promqltest parsed and round-tripped
+    // when this was written.
+    let samples = [
+        "{{count:13.666666666666668 sum:11.333333333333334 counter_reset_hint:gauge buckets:[4.666666666666667 5 4]}}",
+        "{{schema:-53 sum:2.5 count:1 custom_values:[5] buckets:[1 0]}}",
+        "{{count:7.25 sum:-12.03019028017131 z_bucket:1.25 z_bucket_w:0.01 n_buckets:[1 2 3]}}",
+        "{{schema:0 count:0.4 sum:0.02 z_bucket:0.4 z_bucket_w:0.5}}",
+        "{{schema:-53 count:2 sum:-30 custom_values:[-10 5 10 15 20] buckets:[2]}}",
+        "{{schema:-53 count:27 sum:91.5 custom_values:[1 2 4 8] counter_reset_hint:gauge buckets:[13.5 0 4.5 9]}}",
+        "{{}}",
+        "{{ }}",
+        "{{sum:Inf count:NaN buckets:[-Inf 1e3 2.5E-1 1_000]}}",
+        "{{schema:1 offset:-3 buckets:[1 2] n_offset:2 n_buckets:[3]  }}",
+    ];
+    for s in samples {
+        let h = parse_test_histogram(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let text = format_test_histogram(&h);
+        let back = parse_test_histogram(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let (mut a, mut b) = (h.clone(), back);
+        a.compact(0);
+        b.compact(0);
+        assert!(identical(&a, &b), "{s} -> {text}");
+    }
+    let h = parse_test_histogram(samples[8]).unwrap();
+    assert_eq!(h.sum, f64::INFINITY);
+    assert!(h.count.is_nan());
+    assert_eq!(
+        h.positive_buckets,
+        vec![f64::NEG_INFINITY, 1000.0, 0.25, 1000.0]
+    );
+    let h = parse_test_histogram(samples[9]).unwrap();
+    assert_eq!(
+        h.positive_spans,
+        vec![Span {
+            offset: -3,
+            length: 2
+        }]
+    );
+    assert_eq!(
+        h.negative_spans,
+        vec![Span {
+            offset: 2,
+            length: 1
+        }]
+    );
+    // Count and sum are not derived from the buckets.
+    let h = parse_test_histogram("{{buckets:[1 2 3]}}").unwrap();
+    assert_eq!((h.count, h.sum), (0.0, 0.0));
+    // Go's integer parsing: a leading 0 means octal.
+    let h = parse_test_histogram("{{count:010 sum:0.5}}").unwrap();
+    assert_eq!((h.count, h.sum), (8.0, 0.5));
+    let (_, hint) = parse_test_histogram_with_hint("{{counter_reset_hint:unknown}}").unwrap();
+    assert!(hint);
+    let (_, hint) = parse_test_histogram_with_hint("{{count:1}}").unwrap();
+    assert!(!hint);
+}
+
+#[test]
+fn notation_errors() {
+    let cases = [
+        ("{{schema:1", "missing \"}}\""),
+        ("{{foo:1}}", "bad histogram descriptor found: \"foo\""),
+        ("{{sum 1}}", "missing `:`"),
+        ("{{sum:1 sum:2}}", "duplicate key \"sum\""),
+        ("{{schema:1.5}}", "expected an integer"),
+        ("{{z_bucket_w:-1}}", "must not be negative"),
+        ("{{buckets:[1 x]}}", "expected a number"),
+        (
+            "{{buckets:[1,2]}}",
+            "invalid character in buckets description",
+        ),
+        ("{{counter_reset_hint:maybe}}", "bad counter_reset_hint"),
+        ("schema:1}}", "must start with"),
+        ("{{count:1}} x", "after the histogram description"),
+        ("{{count:1sum:2}}", "unexpected 's'"),
+    ];
+    for (input, want) in cases {
+        let err = parse_test_histogram(input).unwrap_err().to_string();
+        assert!(
+            err.contains(want),
+            "{input}: got {err:?}, want it to contain {want:?}"
+        );
+        assert!(err.starts_with("histogram notation: at position "), "{err}");
+    }
+    match parse_test_histogram("{{sum:1 foo:2}}") {
+        Err(HistogramError::Parse { pos, .. }) => assert_eq!(pos, 8),
+        other => panic!("{other:?}"),
+    }
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An exponential float histogram with integral bucket counts (so sums
+    /// are exact), random spans, schema and zero bucket.
+    fn arb_histogram(schema: impl Strategy<Value = i32>) -> impl Strategy<Value = FloatHistogram> {
+        let side =
+            proptest::collection::vec((0i32..4, proptest::collection::vec(0u32..20, 1..5)), 0..4);
+        (
+            schema,
+            -10i32..10,
+            side.clone(),
+            -10i32..10,
+            side,
+            0u32..5,
+            prop_oneof![Just(0.0), Just(1e-3), Just(0.5)],
+        )
+            .prop_map(
+                |(schema, pstart, pos, nstart, neg, zc, zt): (i32, i32, _, i32, _, u32, f64)| {
+                    let build = |start: i32, runs: Vec<(i32, Vec<u32>)>| {
+                        let mut spans = Vec::new();
+                        let mut buckets = Vec::new();
+                        for (i, (gap, vals)) in runs.into_iter().enumerate() {
+                            let offset = if i == 0 { start } else { gap };
+                            spans.push(Span {
+                                offset,
+                                length: vals.len() as u32,
+                            });
+                            buckets.extend(vals.into_iter().map(f64::from));
+                        }
+                        (spans, buckets)
+                    };
+                    let (positive_spans, positive_buckets) = build(pstart, pos);
+                    let (negative_spans, negative_buckets) = build(nstart, neg);
+                    // Keep the zero bucket below every bucket (a bucket inside the
+                    // zero bucket is legal but makes addition order-dependent,
+                    // in Prometheus as here).
+                    let lowest = |spans: &[Span]| {
+                        spans
+                            .first()
+                            .map_or(f64::INFINITY, |s| bucket_upper_bound(schema, s.offset - 1))
+                    };
+                    let zt = zt.min(lowest(&positive_spans)).min(lowest(&negative_spans));
+                    let zero_count = if zt == 0.0 { 0.0 } else { f64::from(zc) };
+                    let count = zero_count
+                        + positive_buckets.iter().sum::<f64>()
+                        + negative_buckets.iter().sum::<f64>();
+                    FloatHistogram {
+                        schema,
+                        zero_threshold: zt,
+                        zero_count,
+                        count,
+                        sum: count * 1.5,
+                        positive_spans,
+                        positive_buckets,
+                        negative_spans,
+                        negative_buckets,
+                        ..FloatHistogram::default()
+                    }
+                },
+            )
+    }
+
+    fn total(h: &FloatHistogram) -> f64 {
+        h.zero_count
+            + h.positive_buckets.iter().sum::<f64>()
+            + h.negative_buckets.iter().sum::<f64>()
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,60}") {
+            let _ = parse_test_histogram(&s);
+        }
+
+        #[test]
+        fn parse_never_panics_on_near_misses(
+            body in proptest::collection::vec(prop_oneof![
+                Just("schema:".to_string()), Just("buckets:[".to_string()), Just("]".to_string()),
+                Just(" ".to_string()), Just("-".to_string()), Just("1".to_string()), Just("e".to_string()),
+                Just(".".to_string()), Just("Inf".to_string()), Just("counter_reset_hint:".to_string()),
+                Just("gauge".to_string()), Just("}".to_string()), Just("_".to_string()),
+                Just("99999999999999999999".to_string()), Just("offset:".to_string()),
+            ], 0..12)
+        ) {
+            let s = format!("{{{{{}}}}}", body.concat());
+            if let Ok(h) = parse_test_histogram(&s) {
+                let text = format_test_histogram(&h);
+                prop_assert!(parse_test_histogram(&text).is_ok(), "{} -> {}", s, text);
+            }
+        }
+
+        #[test]
+        fn add_then_sub_restores(a in arb_histogram(-2i32..3), b_raw in arb_histogram(-2i32..3)) {
+            // Same schema and zero threshold, so no information is lost.
+            let mut b = b_raw;
+            b.schema = a.schema;
+            b.zero_threshold = a.zero_threshold;
+            if b.zero_threshold == 0.0 { b.zero_count = 0.0; }
+            let mut sum = a.clone();
+            sum.add(&b).unwrap();
+            sum.sub(&b).unwrap();
+            sum.compact(0);
+            let mut want = a.clone();
+            want.compact(0);
+            prop_assert!(sum.equals(&want), "got {:?}\nwant {:?}", sum, want);
+        }
+
+        #[test]
+        fn add_is_commutative_in_counts(a in arb_histogram(-4i32..9), b in arb_histogram(-4i32..9)) {
+            // With different zero thresholds Prometheus's addition is
+            // order-dependent when the wider threshold is not a bucket
+            // boundary of the lower schema, so use one common threshold.
+            let (mut a, mut b) = (a, b);
+            let zt = a.zero_threshold.min(b.zero_threshold);
+            for h in [&mut a, &mut b] {
+                h.zero_threshold = zt;
+                if zt == 0.0 {
+                    h.count -= h.zero_count;
+                    h.zero_count = 0.0;
+                }
+            }
+            let mut ab = a.clone();
+            ab.add(&b).unwrap();
+            let mut ba = b.clone();
+            ba.add(&a).unwrap();
+            ab.compact(0);
+            ba.compact(0);
+            prop_assert!(ab.equals(&ba), "{:?}\n{:?}", ab, ba);
+            prop_assert_eq!(total(&ab), total(&a) + total(&b));
+            prop_assert_eq!(ab.schema, a.schema.min(b.schema));
+        }
+
+        #[test]
+        fn reduce_resolution_keeps_totals(h in arb_histogram(-3i32..9), down in 1i32..8) {
+            let target = (h.schema - down).max(-4);
+            prop_assume!(target < h.schema);
+            let mut r = h.clone();
+            r.try_reduce_resolution(target).unwrap();
+            r.validate().unwrap();
+            prop_assert_eq!(r.count, h.count);
+            prop_assert_eq!(r.sum, h.sum);
+            prop_assert_eq!(r.zero_count, h.zero_count);
+            prop_assert_eq!(r.positive_buckets.iter().sum::<f64>(), h.positive_buckets.iter().sum::<f64>());
+            prop_assert_eq!(r.negative_buckets.iter().sum::<f64>(), h.negative_buckets.iter().sum::<f64>());
+            // Same as going through copy_to_schema, and every original
+            // bucket lies inside the reduced bucket it was merged into.
+            prop_assert!(r.equals(&h.copy_to_schema(target)));
+            for b in h.positive_buckets_iter() {
+                let t = r.positive_buckets_iter().find(|x| x.lower <= b.lower && b.upper <= x.upper);
+                prop_assert!(t.is_some(), "bucket {:?} not covered", b);
+            }
+        }
+
+        #[test]
+        fn compact_keeps_counts_and_is_idempotent(h in arb_histogram(-4i32..9), max_empty in 0usize..4) {
+            let mut c = h.clone();
+            c.compact(max_empty);
+            c.validate().unwrap();
+            prop_assert_eq!(total(&c), total(&h));
+            let before: Vec<(i32, f64)> = h.positive_buckets_iter().filter(|b| b.count != 0.0).map(|b| (b.index, b.count)).collect();
+            let after: Vec<(i32, f64)> = c.positive_buckets_iter().filter(|b| b.count != 0.0).map(|b| (b.index, b.count)).collect();
+            prop_assert_eq!(before, after);
+            let mut again = c.clone();
+            again.compact(max_empty);
+            prop_assert_eq!(again, c);
+        }
+
+        #[test]
+        fn kahan_add_matches_add_on_integers(a in arb_histogram(-4i32..9), b in arb_histogram(-4i32..9)) {
+            let mut plain = a.clone();
+            plain.add(&b).unwrap();
+            let mut k = a.clone();
+            let mut comp = FloatHistogram::default();
+            k.kahan_add(&b, &mut comp).unwrap();
+            k.add(&comp).unwrap();
+            plain.compact(0);
+            k.compact(0);
+            prop_assert!(plain.equals(&k), "{:?}\n{:?}", plain, k);
+        }
+
+        #[test]
+        fn no_reset_against_itself_or_after_add(a in arb_histogram(-4i32..9), b in arb_histogram(-4i32..9)) {
+            prop_assert!(!a.detect_reset(&a));
+            // a + b (b at a's schema and threshold, so nothing merges)
+            // only grows.
+            let mut b = b;
+            b.schema = a.schema;
+            b.zero_threshold = a.zero_threshold;
+            if b.zero_threshold == 0.0 { b.zero_count = 0.0; }
+            let mut grown = a.clone();
+            grown.add(&b).unwrap();
+            prop_assert!(!grown.detect_reset(&a));
+            if total(&b) > 0.0 {
+                prop_assert!(a.detect_reset(&grown));
+            }
+        }
+
+        #[test]
+        fn int_and_float_compact_agree(h in arb_histogram(-4i32..9), max_empty in 0usize..3) {
+            // Integer form of the random histogram.
+            let deltas = |v: &[f64]| {
+                let mut prev = 0i64;
+                v.iter().map(|x| { let a = *x as i64; let d = a - prev; prev = a; d }).collect::<Vec<_>>()
+            };
+            let mut ih = Histogram {
+                schema: h.schema,
+                zero_threshold: h.zero_threshold,
+                zero_count: h.zero_count as u64,
+                count: h.count as u64,
+                sum: h.sum,
+                positive_spans: h.positive_spans.clone(),
+                negative_spans: h.negative_spans.clone(),
+                positive_buckets: deltas(&h.positive_buckets),
+                negative_buckets: deltas(&h.negative_buckets),
+                ..Histogram::default()
+            };
+            ih.validate().unwrap();
+            prop_assert!(ih.to_float().equals(&h));
+            let mut f = h.clone();
+            ih.compact(max_empty);
+            f.compact(max_empty);
+            prop_assert!(ih.to_float().equals(&f));
+        }
+    }
+}
