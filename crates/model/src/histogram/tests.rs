@@ -930,3 +930,296 @@ mod props {
         }
     }
 }
+
+fn bk(lower: f64, upper: f64, li: bool, ui: bool, count: f64, index: i32) -> Bucket {
+    Bucket {
+        lower,
+        upper,
+        lower_inclusive: li,
+        upper_inclusive: ui,
+        count,
+        index,
+    }
+}
+
+#[test]
+fn custom_bucket_iterators() {
+    // Prometheus's TestFloatCustomBucketsIterators.
+    for (bounds, want) in [
+        (
+            vec![10.0, 25.0, 50.0, 100.0, 500.0],
+            vec![
+                bk(f64::NEG_INFINITY, 10.0, true, true, 100.0, 0),
+                bk(10.0, 25.0, false, true, 344.0, 1),
+                bk(50.0, 100.0, false, true, 123.0, 3),
+                bk(500.0, f64::INFINITY, false, true, 55.0, 5),
+            ],
+        ),
+        (
+            vec![-10.0, -5.0, 0.0, 10.0, 25.0],
+            vec![
+                bk(f64::NEG_INFINITY, -10.0, true, true, 100.0, 0),
+                bk(-10.0, -5.0, false, true, 344.0, 1),
+                bk(0.0, 10.0, false, true, 123.0, 3),
+                bk(25.0, f64::INFINITY, false, true, 55.0, 5),
+            ],
+        ),
+    ] {
+        let mut h = fh(
+            CUSTOM_BUCKETS_SCHEMA,
+            0.0,
+            0.0,
+            622.0,
+            10008.4,
+            &[(0, 2), (1, 1), (1, 1)],
+            &[100.0, 344.0, 123.0, 55.0],
+            &[],
+            &[],
+        );
+        h.custom_values = bounds;
+        h.validate().unwrap();
+        assert_eq!(h.all_buckets().collect::<Vec<_>>(), want);
+        assert_eq!(h.positive_buckets_iter().collect::<Vec<_>>(), want);
+        let mut rev = want.clone();
+        rev.reverse();
+        assert_eq!(h.all_reverse_buckets().collect::<Vec<_>>(), rev);
+        assert_eq!(h.positive_reverse_buckets_iter().collect::<Vec<_>>(), rev);
+        assert_eq!(h.negative_buckets_iter().count(), 0);
+        assert_eq!(h.negative_reverse_buckets_iter().count(), 0);
+    }
+}
+
+#[test]
+fn exponential_bucket_iterators() {
+    // Schema 1 with a zero-length span in between (as Prometheus's
+    // iterator tests): positive indices -1, 0, 3; negative 0, 3. The zero
+    // threshold 0.5 is the lower bound of the first positive bucket.
+    let h = fh(
+        1,
+        0.5,
+        3.0,
+        20.0,
+        1.0,
+        &[(-1, 2), (1, 0), (1, 1)],
+        &[1.0, 2.0, 3.0],
+        &[(0, 1), (2, 1)],
+        &[4.0, 5.0],
+    );
+    let s2 = 1.414213562373095; // Prometheus's table value, not SQRT_2
+    let pos: Vec<Bucket> = h.positive_buckets_iter().collect();
+    assert_eq!(
+        pos,
+        vec![
+            bk(0.5, s2 / 2.0, false, true, 1.0, -1).with_lower(0.5),
+            bk(bucket_upper_bound(1, -1), 1.0, false, true, 2.0, 0),
+            bk(2.0, bucket_upper_bound(1, 3), false, true, 3.0, 3),
+        ]
+    );
+    let neg: Vec<Bucket> = h.negative_buckets_iter().collect();
+    assert_eq!(
+        neg,
+        vec![
+            bk(-1.0, -bucket_upper_bound(1, -1), true, false, 4.0, 0),
+            bk(-bucket_upper_bound(1, 3), -2.0, true, false, 5.0, 3),
+        ]
+    );
+    // Ascending over everything; the buckets next to the zero bucket get
+    // their inner bound clamped to the threshold only if it lies inside.
+    let all: Vec<Bucket> = h.all_buckets().collect();
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[0], neg[1]);
+    assert_eq!(all[1], neg[0]);
+    assert_eq!(all[2], bk(-0.5, 0.5, true, true, 3.0, 0));
+    assert_eq!(all[3], pos[0]);
+    let mut rev: Vec<Bucket> = h.all_reverse_buckets().collect();
+    rev.reverse();
+    assert_eq!(rev, all);
+    // A threshold inside the first buckets clamps them.
+    let mut wide = h.clone();
+    wide.zero_threshold = 0.9;
+    let all: Vec<Bucket> = wide.all_buckets().collect();
+    assert_eq!(all[1].upper, -0.9);
+    assert_eq!(all[3].lower, 0.9);
+    // An empty zero bucket is skipped even with a threshold.
+    let mut empty_zero = h.clone();
+    empty_zero.zero_count = 0.0;
+    assert_eq!(empty_zero.all_buckets().count(), 5);
+    assert_eq!(h.zero_bucket(), bk(-0.5, 0.5, true, true, 3.0, 0));
+}
+
+impl Bucket {
+    fn with_lower(mut self, lower: f64) -> Bucket {
+        self.lower = lower;
+        self
+    }
+}
+
+#[test]
+fn equals_rules() {
+    let base = fh(
+        0,
+        0.01,
+        1.0,
+        10.0,
+        3.5,
+        &[(0, 2), (2, 1)],
+        &[1.0, 2.0, 6.0],
+        &[(1, 1)],
+        &[0.0],
+    );
+    assert!(base.equals(&base.clone()));
+    // Zero-length spans do not change the layout.
+    let mut z = base.clone();
+    z.positive_spans = vec![
+        Span {
+            offset: 0,
+            length: 2,
+        },
+        Span {
+            offset: 1,
+            length: 0,
+        },
+        Span {
+            offset: 1,
+            length: 1,
+        },
+        Span {
+            offset: 0,
+            length: 0,
+        },
+    ];
+    assert!(base.equals(&z));
+    // But an empty bucket counts as present, and adjacent spans are not
+    // merged.
+    let mut c = base.clone();
+    c.compact(0);
+    assert!(!base.equals(&c));
+    let mut split = base.clone();
+    split.positive_spans = vec![
+        Span {
+            offset: 0,
+            length: 1,
+        },
+        Span {
+            offset: 0,
+            length: 1,
+        },
+        Span {
+            offset: 2,
+            length: 1,
+        },
+    ];
+    assert!(!base.equals(&split));
+    // NaN equals NaN bit-wise; different NaN payloads do not.
+    let mut n1 = base.clone();
+    n1.sum = f64::NAN;
+    let n2 = n1.clone();
+    assert!(n1.equals(&n2));
+    let mut stale = n1.clone();
+    stale.sum = crate::stale_nan();
+    assert!(!n1.equals(&stale));
+    // The hint is not part of equality; custom bounds are.
+    let mut g = base.clone();
+    g.counter_reset_hint = CounterResetHint::Gauge;
+    assert!(base.equals(&g));
+    let mut cb = fh(
+        CUSTOM_BUCKETS_SCHEMA,
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+        &[(0, 1)],
+        &[1.0],
+        &[],
+        &[],
+    );
+    cb.custom_values = vec![1.0, 2.0];
+    let mut cb2 = cb.clone();
+    cb2.custom_values = vec![1.0, 3.0];
+    assert!(!cb.equals(&cb2));
+    let mut ints = Histogram {
+        schema: 0,
+        count: 3,
+        sum: 2.0,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 2,
+        }],
+        positive_buckets: vec![1, 1],
+        ..Histogram::default()
+    };
+    assert!(ints.equals(&ints.clone()));
+    let other = ints.clone();
+    ints.positive_buckets = vec![2, -1];
+    assert!(!ints.equals(&other));
+}
+
+#[test]
+fn size_and_overflow() {
+    let h = fh(
+        0,
+        0.01,
+        1.0,
+        10.0,
+        3.5,
+        &[(0, 2), (2, 1)],
+        &[1.0, 2.0, 6.0],
+        &[(1, 1)],
+        &[0.0],
+    );
+    // 168 + 8 * (2 + 1 + 3 + 1 + 0 custom values), as Prometheus's Size.
+    assert_eq!(h.size_bytes(), 168 + 8 * 7);
+    assert!(!h.has_overflow());
+    let mut o = h.clone();
+    o.positive_buckets[1] = f64::INFINITY;
+    assert!(o.has_overflow());
+}
+
+#[test]
+fn to_float_and_validate_int() {
+    let h = Histogram {
+        schema: 1,
+        zero_threshold: 0.001,
+        zero_count: 2,
+        count: 12,
+        sum: 19.4,
+        positive_spans: vec![
+            Span {
+                offset: 0,
+                length: 2,
+            },
+            Span {
+                offset: 1,
+                length: 2,
+            },
+        ],
+        positive_buckets: vec![1, 1, -1, 0],
+        negative_spans: vec![
+            Span {
+                offset: 0,
+                length: 2,
+            },
+            Span {
+                offset: 1,
+                length: 2,
+            },
+        ],
+        negative_buckets: vec![1, 1, -1, 0],
+        ..Histogram::default()
+    };
+    h.validate().unwrap();
+    let f = h.to_float();
+    assert_eq!(f.positive_buckets, vec![1.0, 2.0, 1.0, 1.0]);
+    assert_eq!(f.count, 12.0);
+    assert_eq!(f.zero_count, 2.0);
+    let mut custom = h.clone();
+    custom.schema = CUSTOM_BUCKETS_SCHEMA;
+    custom.custom_values = vec![1.0, 2.0, 3.0, 4.0];
+    let cf = custom.to_float();
+    assert!(cf.negative_buckets.is_empty() && cf.zero_count == 0.0 && cf.zero_threshold == 0.0);
+    assert_eq!(cf.custom_values, vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(
+        custom.validate().unwrap_err(),
+        HistogramError::CustomBucketsZeroCount
+    );
+}
