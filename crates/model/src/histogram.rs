@@ -40,6 +40,7 @@ mod int;
 mod layout;
 mod math;
 mod notation;
+mod trim;
 
 pub use buckets::{Bucket, BucketIter};
 pub use error::HistogramError;

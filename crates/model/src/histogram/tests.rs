@@ -1223,3 +1223,53 @@ fn to_float_and_validate_int() {
         HistogramError::CustomBucketsZeroCount
     );
 }
+
+mod trim_data;
+
+fn close(a: f64, b: f64) -> bool {
+    feq(a, b) || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12)
+}
+
+#[test]
+fn trim_cases_from_promql_tests() {
+    assert!(trim_data::TRIM_CASES.len() >= 80);
+    let mut failures = Vec::new();
+    for (input, cut, upper, want) in trim_data::TRIM_CASES {
+        let mut h = parse_test_histogram(input).unwrap();
+        let rhs: f64 = match *cut {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            c => c.parse().unwrap(),
+        };
+        h.trim_buckets(rhs, *upper);
+        let mut want_h = parse_test_histogram(want).unwrap();
+        h.compact(0);
+        want_h.compact(0);
+        let ok = h.schema == want_h.schema
+            && close(h.count, want_h.count)
+            && close(h.sum, want_h.sum)
+            && close(h.zero_count, want_h.zero_count)
+            && h.zero_threshold == want_h.zero_threshold
+            && h.positive_spans == want_h.positive_spans
+            && h.negative_spans == want_h.negative_spans
+            && h.positive_buckets.len() == want_h.positive_buckets.len()
+            && h.negative_buckets.len() == want_h.negative_buckets.len()
+            && h.positive_buckets
+                .iter()
+                .zip(&want_h.positive_buckets)
+                .all(|(a, b)| close(*a, *b))
+            && h.negative_buckets
+                .iter()
+                .zip(&want_h.negative_buckets)
+                .all(|(a, b)| close(*a, *b));
+        if !ok {
+            failures.push(format!(
+                "{input} {} {cut}\n  got  {}\n  want {}",
+                if *upper { "</" } else { ">/" },
+                format_test_histogram(&h),
+                format_test_histogram(&want_h)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
