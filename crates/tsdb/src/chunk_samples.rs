@@ -87,6 +87,30 @@ impl<B: AsRef<[u8]>> ChunkSamples<B> {
         }
     }
 
+    /// Like [`ChunkSamples::open`] over borrowed bytes: `own` makes the
+    /// XOR iterator's copy; histogram chunks are decoded from `data` and
+    /// need none.
+    pub(crate) fn open_with(
+        encoding: u8,
+        data: &[u8],
+        own: impl FnOnce(&[u8]) -> B,
+    ) -> Result<ChunkSamples<B>, TsdbError> {
+        match encoding {
+            ENCODING_XOR => Ok(ChunkSamples::Xor(XorIterator::new(own(data)))),
+            ENCODING_HISTOGRAM | ENCODING_FLOAT_HISTOGRAM => {
+                let (samples, err) = decode_histograms(encoding, data);
+                Ok(ChunkSamples::Hist(HistSamples {
+                    samples,
+                    pos: 0,
+                    err,
+                }))
+            }
+            other => Err(TsdbError::CorruptChunk(format!(
+                "chunk encoding {other} is not supported"
+            ))),
+        }
+    }
+
     /// Advances to the first sample with `t >= ts` and returns it (a
     /// histogram sample as `v` = its sum); returns the current sample again
     /// if it already qualifies. Never moves back.

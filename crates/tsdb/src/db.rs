@@ -1294,3 +1294,6 @@ impl SampleIter for MergeSampleIter {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hist_tests;

@@ -24,13 +24,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
-use pharos_model::{Labels, Matcher, Sample, Timestamp};
+use pharos_model::{FloatHistogram, Histogram, Labels, Matcher, Sample, Timestamp};
 use pharos_storage::{
     Querier, SampleIter, SelectHints, Series, SeriesSet, StorageError, VecSeriesSet,
 };
 
 use crate::TsdbError;
-use crate::chunkenc::{ENCODING_XOR, XorAppender, XorIterator};
+use crate::chunk_samples::ChunkSamples;
+use crate::chunkenc::{
+    ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, ENCODING_XOR, FloatHistogramChunk,
+    HistogramAppendOutcome, HistogramChunk, MIN_SAMPLES_PER_HISTOGRAM_CHUNK,
+    TARGET_HISTOGRAM_CHUNK_BYTES, XorAppender,
+};
 pub use chunks::{ChunkReader, ChunkWriter};
 pub use index::{ChunkMeta, IndexReader};
 pub use meta::{BlockCompaction, BlockDesc, BlockMeta, BlockStats};
@@ -309,7 +314,7 @@ struct ChunkSampleIter {
     chunks: Vec<ChunkMeta>,
     next_chunk: usize,
     deleted: Vec<(i64, i64)>,
-    it: Option<XorIterator<Vec<u8>>>,
+    it: Option<ChunkSamples<Vec<u8>>>,
     cur: Option<Sample>,
     mint: Timestamp,
     maxt: Timestamp,
@@ -343,11 +348,16 @@ impl ChunkSampleIter {
                     return self.finish();
                 }
                 self.next_chunk += 1;
-                match self.block.chunks.chunk(c.r) {
-                    Ok((ENCODING_XOR, data)) => self.it = Some(XorIterator::new(data.to_vec())),
-                    Ok((enc, _)) => {
+                let opened = self
+                    .block
+                    .chunks
+                    .chunk(c.r)
+                    .and_then(|(enc, data)| ChunkSamples::open_with(enc, data, <[u8]>::to_vec));
+                match opened {
+                    Ok(it) => self.it = Some(it),
+                    Err(TsdbError::CorruptChunk(msg)) => {
                         self.err = Some(StorageError::Corruption(format!(
-                            "block {}: chunk encoding {enc} is not supported (only XOR float chunks)",
+                            "block {}: {msg}",
                             self.block.meta.ulid
                         )));
                         return self.finish();
@@ -410,8 +420,192 @@ impl SampleIter for ChunkSampleIter {
         self.advance(ts)
     }
 
+    fn histogram(&self) -> Option<&FloatHistogram> {
+        if self.done {
+            return None;
+        }
+        self.it.as_ref()?.histogram()
+    }
+
     fn err(&self) -> Option<StorageError> {
         self.err.clone()
+    }
+}
+
+/// The chunk a [`SeriesChunker`] is filling.
+#[derive(Default)]
+enum OpenChunk {
+    #[default]
+    None,
+    Xor(XorAppender),
+    Int(HistogramChunk),
+    Float(FloatHistogramChunk),
+}
+
+/// Re-encodes one series' samples into chunks while a block is written:
+/// XOR chunks of up to 120 floats; histogram chunks cut at 120 samples or,
+/// from 10 samples on, at 1 KiB (Prometheus's targets), and whenever the
+/// histogram encoder asks (counter reset, schema change...) or the sample
+/// kind changes.
+///
+/// Readers hand histograms out as float histograms, so the integer/float
+/// distinction of the source chunk is gone by the time samples reach here;
+/// a histogram whose counts are all whole numbers is written to an integer
+/// chunk (`ENCODING_HISTOGRAM`, the kind scrapes produce and Prometheus
+/// 2.42 reads), other ones to float chunks. A float chunk is not left for
+/// an integer one until it is cut, so a float series does not flap.
+#[derive(Default)]
+struct SeriesChunker {
+    open: OpenChunk,
+    first_t: Timestamp,
+    last_t: Timestamp,
+    metas: Vec<ChunkMeta>,
+}
+
+/// `fh` as an integer histogram, when every count is a whole number that
+/// an integer histogram holds exactly.
+fn as_integer(fh: &FloatHistogram) -> Option<Histogram> {
+    fn whole(x: f64) -> Option<u64> {
+        (x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_992.0)
+            .then_some(x as u64)
+    }
+    fn deltas(v: &[f64]) -> Option<Vec<i64>> {
+        let mut prev = 0i64;
+        v.iter()
+            .map(|&x| {
+                let c = whole(x)? as i64;
+                let d = c - prev;
+                prev = c;
+                Some(d)
+            })
+            .collect()
+    }
+    if pharos_model::is_stale_nan(fh.sum) {
+        return Some(Histogram {
+            counter_reset_hint: fh.counter_reset_hint,
+            sum: fh.sum,
+            ..Histogram::default()
+        });
+    }
+    Some(Histogram {
+        counter_reset_hint: fh.counter_reset_hint,
+        schema: fh.schema,
+        zero_threshold: fh.zero_threshold,
+        zero_count: whole(fh.zero_count)?,
+        count: whole(fh.count)?,
+        sum: fh.sum,
+        positive_spans: fh.positive_spans.clone(),
+        negative_spans: fh.negative_spans.clone(),
+        positive_buckets: deltas(&fh.positive_buckets)?,
+        negative_buckets: deltas(&fh.negative_buckets)?,
+        custom_values: fh.custom_values.clone(),
+    })
+}
+
+fn histogram_chunk_full(n: u16, bytes: usize) -> bool {
+    n >= SAMPLES_PER_CHUNK
+        || (n >= MIN_SAMPLES_PER_HISTOGRAM_CHUNK && bytes >= TARGET_HISTOGRAM_CHUNK_BYTES)
+}
+
+impl SeriesChunker {
+    /// Writes the open chunk, if any.
+    fn flush(&mut self, cw: &mut ChunkWriter) -> Result<(), TsdbError> {
+        let (enc, bytes): (u8, Vec<u8>) = match std::mem::take(&mut self.open) {
+            OpenChunk::None => return Ok(()),
+            OpenChunk::Xor(app) => (ENCODING_XOR, app.to_bytes()),
+            OpenChunk::Int(c) => (ENCODING_HISTOGRAM, c.into_bytes()),
+            OpenChunk::Float(c) => (ENCODING_FLOAT_HISTOGRAM, c.into_bytes()),
+        };
+        let r = cw.write(enc, &bytes)?;
+        self.metas.push(ChunkMeta {
+            min_t: self.first_t,
+            max_t: self.last_t,
+            r,
+        });
+        Ok(())
+    }
+
+    fn push_float(&mut self, t: Timestamp, v: f64, cw: &mut ChunkWriter) -> Result<(), TsdbError> {
+        let fits = matches!(&self.open, OpenChunk::Xor(a) if a.num_samples() < SAMPLES_PER_CHUNK);
+        if !fits {
+            self.flush(cw)?;
+            self.open = OpenChunk::Xor(XorAppender::new());
+            self.first_t = t;
+        }
+        if let OpenChunk::Xor(app) = &mut self.open {
+            app.append(t, v)?;
+        }
+        self.last_t = t;
+        Ok(())
+    }
+
+    fn push_histogram(
+        &mut self,
+        t: Timestamp,
+        fh: &FloatHistogram,
+        cw: &mut ChunkWriter,
+    ) -> Result<(), TsdbError> {
+        let int = match &self.open {
+            OpenChunk::Float(c) if !histogram_chunk_full(c.num_samples(), c.bytes().len()) => None,
+            _ => as_integer(fh),
+        };
+        // Try the open chunk of the same kind first.
+        let outcome = match (&mut self.open, &int) {
+            (OpenChunk::Int(c), Some(h))
+                if !histogram_chunk_full(c.num_samples(), c.bytes().len()) =>
+            {
+                Some(c.append(t, h)?)
+            }
+            (OpenChunk::Float(c), None)
+                if !histogram_chunk_full(c.num_samples(), c.bytes().len()) =>
+            {
+                Some(c.append(t, fh)?)
+            }
+            _ => None,
+        };
+        let header = match outcome {
+            Some(HistogramAppendOutcome::Appended) => {
+                self.last_t = t;
+                return Ok(());
+            }
+            Some(HistogramAppendOutcome::NewChunk(header)) => Some(header),
+            // Full, or another kind: the old chunk knows the new header
+            // when it is of the same kind.
+            None => match (&mut self.open, &int) {
+                (OpenChunk::Int(c), Some(h)) => Some(c.next_chunk_header(h)),
+                (OpenChunk::Float(c), None) => Some(c.next_chunk_header(fh)),
+                _ => None,
+            },
+        };
+        self.flush(cw)?;
+        self.first_t = t;
+        self.last_t = t;
+        let outcome = match int {
+            Some(h) => {
+                let mut c = match header {
+                    Some(hd) => HistogramChunk::new_with_header(hd),
+                    None => HistogramChunk::new(),
+                };
+                let o = c.append(t, &h)?;
+                self.open = OpenChunk::Int(c);
+                o
+            }
+            None => {
+                let mut c = match header {
+                    Some(hd) => FloatHistogramChunk::new_with_header(hd),
+                    None => FloatHistogramChunk::new(),
+                };
+                let o = c.append(t, fh)?;
+                self.open = OpenChunk::Float(c);
+                o
+            }
+        };
+        match outcome {
+            HistogramAppendOutcome::Appended => Ok(()),
+            HistogramAppendOutcome::NewChunk(_) => Err(TsdbError::CorruptChunk(format!(
+                "histogram at {t} refused by an empty chunk"
+            ))),
+        }
     }
 }
 
@@ -504,36 +698,16 @@ fn write_block_inner(
         }
         prev = Some(s.labels.clone());
         let mut it = s.samples;
-        let mut metas = Vec::new();
-        let mut app = XorAppender::new();
-        let mut first_t = 0;
-        let flush = |app: XorAppender,
-                     first_t: i64,
-                     cw: &mut ChunkWriter,
-                     metas: &mut Vec<ChunkMeta>|
-         -> Result<(), TsdbError> {
-            let last = app.last_t();
-            let bytes = app.to_bytes();
-            let r = cw.write(ENCODING_XOR, &bytes)?;
-            metas.push(ChunkMeta {
-                min_t: first_t,
-                max_t: last,
-                r,
-            });
-            Ok(())
-        };
+        let mut ch = SeriesChunker::default();
         while let Some(smp) = it.next() {
             if smp.t < mint || smp.t >= maxt {
                 continue;
             }
-            if app.num_samples() == 0 {
-                first_t = smp.t;
+            match it.histogram() {
+                Some(fh) => ch.push_histogram(smp.t, fh, &mut cw)?,
+                None => ch.push_float(smp.t, smp.v, &mut cw)?,
             }
-            app.append(smp.t, smp.v)?;
             stats.num_samples += 1;
-            if app.num_samples() >= SAMPLES_PER_CHUNK {
-                flush(std::mem::take(&mut app), first_t, &mut cw, &mut metas)?;
-            }
         }
         if let Some(e) = it.err() {
             return Err(TsdbError::BlockIo(format!(
@@ -541,9 +715,8 @@ fn write_block_inner(
                 s.labels
             )));
         }
-        if app.num_samples() > 0 {
-            flush(app, first_t, &mut cw, &mut metas)?;
-        }
+        ch.flush(&mut cw)?;
+        let metas = ch.metas;
         if metas.is_empty() {
             continue;
         }
