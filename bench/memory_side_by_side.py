@@ -42,6 +42,7 @@ STATUS_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")
 # Self-reported metrics printed when a server exposes them (unlabelled lines).
 METRICS = [
     "prometheus_tsdb_head_series",
+    "pharos_tsdb_head_series",
     "prometheus_tsdb_head_chunks",
     "prometheus_tsdb_head_samples_appended_total",
     "process_resident_memory_bytes",
@@ -302,7 +303,10 @@ def print_report(a, results, cmdline, exporter_argvs, total_s):
     print(f"{'':44}" + "".join(f"{n:>16}" for n in names) + (f"{'p/prom':>12}" if len(names) == 2 else ""))
     series = {n: results[n]["head"].get("numSeries") for n in names}
     row("head series (/api/v1/status/tsdb)", lambda r: r["head"].get("numSeries"))
-    row("prometheus_tsdb_head_series", lambda r: r["metrics"].get("prometheus_tsdb_head_series"))
+    row("head series (own metric *_tsdb_head_series)",
+        lambda r: r["metrics"].get("prometheus_tsdb_head_series", r["metrics"].get("pharos_tsdb_head_series")))
+    row("process_resident_memory_bytes, MiB",
+        lambda r: (v / mib if (v := r["metrics"].get("process_resident_memory_bytes")) is not None else None), 1)
     row("head chunks (status/tsdb chunkCount)", lambda r: r["head"].get("chunkCount"))
     row("avg samples per node_cpu series", lambda r: r["samples_per_series"], 2)
     row("seconds to reach the scrapes", lambda r: r["reach_s"], 0)
