@@ -1,12 +1,14 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, ...), evaluated step by step
 //! over an input matrix as Prometheus's `rangeEvalAgg`.
 
+use pharos_model::histogram::{CounterResetHint, FloatHistogram};
 use pharos_model::{Labels, Sample};
 
 use crate::QueryError;
 use crate::eval::{Evaluator, R, grouping_labels};
+use crate::hist;
 use crate::plan::AggOp;
-use crate::value::{FastMap, Series, kahan_inc};
+use crate::value::{FastMap, H, HPoint, Series, kahan_inc};
 
 #[derive(Clone, Default)]
 struct Group {
@@ -21,6 +23,14 @@ struct Group {
     /// For the k-aggregations: (value, input series index) in heap order.
     heap: Vec<(f64, usize)>,
     complete: bool,
+    /// Native-histogram state of sum/avg.
+    hist: Option<FloatHistogram>,
+    hist_comp: Option<FloatHistogram>,
+    has_float: bool,
+    has_hist: bool,
+    incompatible: bool,
+    reset_seen: bool,
+    not_reset_seen: bool,
 }
 
 /// Go's `container/heap` over a slice with a custom "less", so that ties
@@ -156,7 +166,14 @@ pub(crate) fn aggregate(
     grouping: &[String],
     without: bool,
     params: Option<&[f64]>,
+    (expr_pos, agg_pos): (usize, usize),
 ) -> R<Vec<Series>> {
+    let sh = ev.sh;
+    let ignored = |what: &str, pos: usize| {
+        sh.info(&format!("ignored histogram in {what} aggregation"), pos);
+    };
+    let mut hcursors = vec![0usize; input.len()];
+    let mut step_hist: Vec<Option<H>> = vec![None; input.len()];
     let is_k = matches!(
         op,
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio
@@ -173,6 +190,7 @@ pub(crate) fn aggregate(
                 result.push(Series {
                     metric: key,
                     points: Vec::new(),
+                    hists: Vec::new(),
                     drop_name: false,
                 });
             }
@@ -200,6 +218,7 @@ pub(crate) fn aggregate(
         }
         // Gather the values of this step.
         let mut vals: Vec<(usize, f64)> = Vec::with_capacity(input.len());
+        let mut any_hist = false;
         for (si, s) in input.iter().enumerate() {
             let c = &mut cursors[si];
             while *c < s.points.len() && s.points[*c].t < ts {
@@ -208,42 +227,95 @@ pub(crate) fn aggregate(
             if *c < s.points.len() && s.points[*c].t == ts {
                 vals.push((si, s.points[*c].v));
                 *c += 1;
+                continue;
+            }
+            if s.hists.is_empty() {
+                continue;
+            }
+            let c = &mut hcursors[si];
+            while *c < s.hists.len() && s.hists[*c].t < ts {
+                *c += 1;
+            }
+            if *c < s.hists.len() && s.hists[*c].t == ts {
+                vals.push((si, s.hists[*c].h.sum));
+                step_hist[si] = Some(s.hists[*c].h.clone());
+                any_hist = true;
+                *c += 1;
             }
         }
         ev.add_samples(vals.len())?;
+        let is_hist = |si: usize| any_hist && step_hist[si].is_some();
         if is_k {
+            if any_hist && matches!(op, AggOp::Topk | AggOp::Bottomk) {
+                let before = vals.len();
+                vals.retain(|v| !is_hist(v.0));
+                if vals.len() != before {
+                    ignored(op.name(), agg_pos);
+                }
+            }
             let out = aggregate_k(op, param, input, &series_group, &mut groups, &vals);
             match out {
                 None => continue,
                 Some(list) => {
                     for (si, v) in list {
                         let s = &input[si];
-                        if instant {
-                            kseries.push(Series {
-                                metric: s.metric.clone(),
-                                points: vec![Sample { t: ts, v }],
-                                drop_name: s.drop_name,
-                            });
+                        let (points, hists) = match step_hist[si].as_ref().filter(|_| any_hist) {
+                            Some(h) => (
+                                Vec::new(),
+                                vec![HPoint {
+                                    t: ts,
+                                    h: h.clone(),
+                                }],
+                            ),
+                            None => (vec![Sample { t: ts, v }], Vec::new()),
+                        };
+                        let i = if instant {
+                            None
                         } else {
-                            match kindex.get(&s.metric) {
-                                Some(&i) => kseries[i].points.push(Sample { t: ts, v }),
-                                None => {
+                            kindex.get(&s.metric).copied()
+                        };
+                        match i {
+                            Some(i) => {
+                                kseries[i].points.extend(points);
+                                kseries[i].hists.extend(hists);
+                            }
+                            None => {
+                                if !instant {
                                     kindex.insert(s.metric.clone(), kseries.len());
-                                    kseries.push(Series {
-                                        metric: s.metric.clone(),
-                                        points: vec![Sample { t: ts, v }],
-                                        drop_name: s.drop_name,
-                                    });
                                 }
+                                kseries.push(Series {
+                                    metric: s.metric.clone(),
+                                    points,
+                                    hists,
+                                    drop_name: s.drop_name,
+                                });
                             }
                         }
                     }
                 }
             }
+            if any_hist {
+                step_hist.iter_mut().for_each(|h| *h = None);
+            }
             continue;
         }
         for &(si, f) in &vals {
             let g = &mut groups[series_group[si]];
+            if is_hist(si) {
+                let h = step_hist[si].as_deref();
+                if let Some(h) = h {
+                    aggregate_hist(
+                        op,
+                        g,
+                        h,
+                        &input[si],
+                        &|w| ignored(w, expr_pos),
+                        &|m| sh.warn(&m, expr_pos),
+                        &|m| sh.info(&m, expr_pos),
+                    );
+                }
+                continue;
+            }
             if !g.seen {
                 *g = Group {
                     seen: true,
@@ -256,6 +328,13 @@ pub(crate) fn aggregate(
                     values: std::mem::take(&mut g.values),
                     heap: Vec::new(),
                     complete: false,
+                    hist: None,
+                    hist_comp: None,
+                    has_float: true,
+                    has_hist: false,
+                    incompatible: false,
+                    reset_seen: false,
+                    not_reset_seen: false,
                 };
                 match op {
                     AggOp::Stdvar | AggOp::Stddev => {
@@ -277,6 +356,7 @@ pub(crate) fn aggregate(
             if input[si].drop_name {
                 g.drop_name = true;
             }
+            g.has_float = true;
             match op {
                 AggOp::Sum => {
                     (g.value, g.kahan_c) = kahan_inc(f, g.value, g.kahan_c);
@@ -324,9 +404,45 @@ pub(crate) fn aggregate(
                 }
             }
         }
+        if any_hist {
+            step_hist.iter_mut().for_each(|h| *h = None);
+        }
         let mut added = 0;
         for (ri, g) in groups.iter_mut().enumerate() {
             if !g.seen {
+                continue;
+            }
+            if matches!(op, AggOp::Sum | AggOp::Avg) && g.has_hist {
+                if g.reset_seen && g.not_reset_seen {
+                    sh.warn(
+                        "conflicting counter resets during histogram aggregation",
+                        expr_pos,
+                    );
+                }
+                if g.has_float {
+                    sh.warn(
+                        "encountered a mix of histograms and floats for aggregation",
+                        expr_pos,
+                    );
+                    continue;
+                }
+                if g.incompatible {
+                    continue;
+                }
+                if let Some(mut h) = g.hist.take() {
+                    hist::kahan_finish(&mut h, g.hist_comp.take());
+                    if op == AggOp::Avg {
+                        hist::div(&mut h, g.count);
+                    }
+                    hist::compact(&mut h);
+                    let s = &mut result[ri];
+                    s.hists.push(HPoint {
+                        t: ts,
+                        h: H::new(h),
+                    });
+                    s.drop_name = g.drop_name;
+                    added += 1;
+                }
                 continue;
             }
             let v = match op {
@@ -354,8 +470,87 @@ pub(crate) fn aggregate(
     if is_k {
         return Ok(kseries);
     }
-    result.retain(|s| !s.points.is_empty());
+    result.retain(|s| !s.points.is_empty() || !s.hists.is_empty());
     Ok(result)
+}
+
+/// Adds a histogram sample to a group of a non-k aggregation, as
+/// Prometheus's `aggregation`: sum and avg add histograms; count and group
+/// count them; the others ignore them with an info annotation.
+fn aggregate_hist(
+    op: AggOp,
+    g: &mut Group,
+    h: &FloatHistogram,
+    series: &Series,
+    ignored: &dyn Fn(&str),
+    warn: &dyn Fn(String),
+    info: &dyn Fn(String),
+) {
+    let drop_name = series.drop_name;
+    let first = !g.seen;
+    if first {
+        *g = Group {
+            seen: true,
+            value: h.sum,
+            mean: h.sum,
+            count: 1.0,
+            drop_name,
+            values: std::mem::take(&mut g.values),
+            ..Group::default()
+        };
+    } else if g.incompatible {
+        return;
+    } else if drop_name {
+        g.drop_name = true;
+    }
+    let track = |g: &mut Group| match h.counter_reset_hint {
+        CounterResetHint::CounterReset => g.reset_seen = true,
+        CounterResetHint::NotCounterReset => g.not_reset_seen = true,
+        _ => {}
+    };
+    match op {
+        AggOp::Sum | AggOp::Avg => {
+            g.has_hist = true;
+            if !first && op == AggOp::Avg {
+                g.count += 1.0;
+            }
+            match g.hist.as_mut() {
+                None => {
+                    if first {
+                        g.hist = Some(h.clone());
+                        g.has_float = false;
+                        track(g);
+                    }
+                }
+                Some(acc) => {
+                    let r = hist::kahan_add(acc, &mut g.hist_comp, h);
+                    track(g);
+                    match r {
+                        Err(_) => {
+                            warn(format!(
+                                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
+                                series.metric.metric_name().unwrap_or("")
+                            ));
+                            g.incompatible = true;
+                        }
+                        Ok(i) if i.nhcb_reconciled => info(
+                            "mismatched custom buckets were reconciled during aggregation".into(),
+                        ),
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+        AggOp::Count if !first => g.count += 1.0,
+        AggOp::Group => g.value = 1.0,
+        AggOp::Min | AggOp::Max | AggOp::Stddev | AggOp::Stdvar | AggOp::Quantile => {
+            if first {
+                g.seen = false;
+            }
+            ignored(op.name());
+        }
+        _ => {}
+    }
 }
 
 /// One step of topk/bottomk/limitk/limit_ratio. Returns the selected

@@ -8,14 +8,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use pharos_model::{Labels, Sample, is_stale_nan};
+use pharos_model::{Labels, Sample, is_stale_nan, stale_nan};
 use pharos_storage::{Querier, SelectHints};
 
 use crate::QueryError;
+use crate::hist;
 use crate::plan::{AggOp, BinOp, Card, Node, Selector, VType, VectorMatching, position_string};
 use crate::value::{
-    Elem, FastMap, FastSet, Series, Val, del_labels, drop_metadata, format_g, keep_labels,
-    set_label,
+    Elem, FastMap, FastSet, H, HPoint, Series, Val, del_labels, drop_metadata, format_g,
+    keep_labels, set_label,
 };
 
 pub(crate) type R<T> = Result<T, QueryError>;
@@ -43,7 +44,11 @@ impl Annotations {
 /// One series as read from storage.
 pub(crate) struct RawSeries {
     pub labels: Labels,
+    /// Float samples (stale markers of histogram series included as
+    /// stale floats).
     pub samples: Vec<Sample>,
+    /// Native-histogram samples.
+    pub hists: Vec<HPoint>,
     /// The series comes from a subquery whose result drops its name.
     pub drop_name: bool,
 }
@@ -108,7 +113,23 @@ impl Shared<'_> {
     }
 }
 
+/// An annotation to report: warning or info, and its message (without
+/// the `PromQL warning: ` prefix and position).
+#[derive(Debug, Clone)]
+pub(crate) enum Anno {
+    Warn(String),
+    Info(String),
+}
+
 impl Shared<'_> {
+    /// Reports `a` at text position `pos`.
+    pub(crate) fn annotate(&self, a: Anno, pos: usize) {
+        match a {
+            Anno::Warn(m) => self.warn(&m, pos),
+            Anno::Info(m) => self.info(&m, pos),
+        }
+    }
+
     pub(crate) fn warn(&self, msg: &str, pos: usize) {
         let m = format!(
             "PromQL warning: {msg} ({})",
@@ -217,11 +238,11 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                     })
                     .collect();
                 self.add_samples(pts.len())?;
-                Ok(Val::Matrix(vec![Series {
-                    metric: Labels::empty(),
-                    points: pts,
-                    drop_name: false,
-                }]))
+                Ok(Val::Matrix(vec![Series::floats(
+                    Labels::empty(),
+                    pts,
+                    false,
+                )]))
             }
             Node::Str(s) => Ok(Val::Str(s.clone())),
             Node::VectorSel(sel) => Ok(Val::Matrix(self.eval_vector_selector(sel)?)),
@@ -246,6 +267,11 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                     for p in &mut s.points {
                         p.v = -p.v;
                     }
+                    for p in &mut s.hists {
+                        let mut h = (*p.h).clone();
+                        hist::mul(&mut h, -1.0);
+                        p.h = H::new(h);
+                    }
                 }
                 Ok(Val::Matrix(m))
             }
@@ -255,13 +281,14 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 rhs,
                 matching,
                 return_bool,
-                ..
+                pos,
             } => Ok(Val::Matrix(self.eval_binary(
                 *op,
                 lhs,
                 rhs,
                 matching,
                 *return_bool,
+                *pos,
             )?)),
             Node::Aggregate {
                 op,
@@ -270,14 +297,14 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 grouping,
                 without,
                 param_pos,
-                ..
+                pos,
             } => Ok(Val::Matrix(self.eval_aggregate(
                 *op,
                 expr,
                 param.as_deref(),
                 grouping,
                 *without,
-                *param_pos,
+                (*param_pos, *pos),
             )?)),
             Node::Call {
                 func,
@@ -314,40 +341,52 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 }
                 let mut it = s.samples;
                 let mut samples = Vec::new();
+                let mut hists = Vec::new();
                 let mut cur = it.seek(sel.fetch_start);
                 while let Some(smp) = cur {
                     if smp.t > sel.fetch_end {
                         break;
                     }
                     if !(for_range && is_stale_nan(smp.v)) {
-                        samples.push(smp);
+                        match it.histogram() {
+                            Some(h) if !is_stale_nan(h.sum) => hists.push(HPoint {
+                                t: smp.t,
+                                h: H::new(h.clone()),
+                            }),
+                            Some(_) => samples.push(Sample {
+                                t: smp.t,
+                                v: stale_nan(),
+                            }),
+                            None => samples.push(smp),
+                        }
                     }
                     cur = it.next();
                 }
+                let nsamples = samples.len() + hists.len();
                 if let Some(e) = it.err() {
                     return Err(QueryError::Storage(e));
                 }
-                let loaded = self.sh.loaded.get() + samples.len();
+                let loaded = self.sh.loaded.get() + nsamples;
                 self.sh.loaded.set(loaded);
                 self.sh
                     .total_loaded
-                    .set(self.sh.total_loaded.get() + samples.len() as u64);
+                    .set(self.sh.total_loaded.get() + nsamples as u64);
                 if loaded > self.sh.max_samples {
                     return Err(TOO_MANY);
                 }
-                if !samples.is_empty() {
+                if nsamples > 0 {
                     self.sh.loaded_bytes.set(
                         self.sh.loaded_bytes.get()
                             + s.labels.encoded_len()
                             + samples.capacity() * SAMPLE_BYTES
+                            + hists.iter().map(|p| hist_bytes(&p.h)).sum::<usize>()
                             + SERIES_OVERHEAD_BYTES,
                     );
                     self.sh.check_memory(self.cur)?;
-                }
-                if !samples.is_empty() {
                     out.push(RawSeries {
                         labels: s.labels,
                         samples,
+                        hists,
                         drop_name: false,
                     });
                 }
@@ -375,15 +414,36 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 self.check_time()?;
             }
             let samples = &rs.samples;
+            let hs = &rs.hists;
             let mut pts = Vec::new();
+            let mut hpts = Vec::new();
             let first_rt = sel.at.unwrap_or(self.start) - sel.offset;
             // Index of the first sample after the reference time.
             let mut idx = samples.partition_point(|s| s.t <= first_rt);
+            let mut hidx = hs.partition_point(|s| s.t <= first_rt);
             for i in 0..n {
                 let ts = self.ts_at(i);
                 let rt = sel.at.unwrap_or(ts) - sel.offset;
                 while idx < samples.len() && samples[idx].t <= rt {
                     idx += 1;
+                }
+                while hidx < hs.len() && hs[hidx].t <= rt {
+                    hidx += 1;
+                }
+                let ft = if idx == 0 {
+                    i64::MIN
+                } else {
+                    samples[idx - 1].t
+                };
+                let ht = if hidx == 0 { i64::MIN } else { hs[hidx - 1].t };
+                if ht > ft {
+                    if ht > rt - lookback {
+                        hpts.push(HPoint {
+                            t: ts,
+                            h: hs[hidx - 1].h.clone(),
+                        });
+                    }
+                    continue;
                 }
                 if idx == 0 {
                     continue;
@@ -394,11 +454,12 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                 }
                 pts.push(Sample { t: ts, v: s.v });
             }
-            self.add_samples(pts.len())?;
-            if !pts.is_empty() {
+            self.add_samples(pts.len() + hpts.len())?;
+            if !pts.is_empty() || !hpts.is_empty() {
                 out.push(Series {
                     metric: rs.labels.clone(),
                     points: pts,
+                    hists: hpts,
                     drop_name: false,
                 });
             }
@@ -426,12 +487,16 @@ impl<'s, 'a> Evaluator<'s, 'a> {
         for rs in raw.iter() {
             let lo = rs.samples.partition_point(|s| s.t <= rt - range);
             let hi = rs.samples.partition_point(|s| s.t <= rt);
-            if lo < hi {
+            let hlo = rs.hists.partition_point(|s| s.t <= rt - range);
+            let hhi = rs.hists.partition_point(|s| s.t <= rt);
+            if lo < hi || hlo < hhi {
                 let pts = rs.samples[lo..hi].to_vec();
-                self.add_samples(pts.len())?;
+                let hpts = rs.hists[hlo..hhi].to_vec();
+                self.add_samples(pts.len() + hpts.len())?;
                 out.push(Series {
                     metric: rs.labels.clone(),
                     points: pts,
+                    hists: hpts,
                     drop_name: false,
                 });
             }
@@ -486,6 +551,7 @@ impl<'s, 'a> Evaluator<'s, 'a> {
     {
         let n = self.steps();
         let mut cursors: Vec<Vec<usize>> = inputs.iter().map(|m| vec![0; m.len()]).collect();
+        let mut hcursors: Vec<Vec<usize>> = inputs.iter().map(|m| vec![0; m.len()]).collect();
         let mut vecs: Vec<Vec<Elem>> = inputs.iter().map(|m| Vec::with_capacity(m.len())).collect();
         let mut vsigs: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
         let mut out: Vec<Series> = Vec::new();
@@ -510,12 +576,32 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                             metric: s.metric.clone(),
                             t: ts,
                             v: s.points[*c].v,
+                            h: None,
                             drop_name: s.drop_name,
                         });
                         if let Some(sg) = sigs {
                             vsigs[k].push(sg[k][si]);
                         }
                         *c += 1;
+                    } else if !s.hists.is_empty() {
+                        let c = &mut hcursors[k][si];
+                        while *c < s.hists.len() && s.hists[*c].t < ts {
+                            *c += 1;
+                        }
+                        if *c < s.hists.len() && s.hists[*c].t == ts {
+                            let h = &s.hists[*c].h;
+                            vecs[k].push(Elem {
+                                metric: s.metric.clone(),
+                                t: ts,
+                                v: h.sum,
+                                h: Some(h.clone()),
+                                drop_name: s.drop_name,
+                            });
+                            if let Some(sg) = sigs {
+                                vsigs[k].push(sg[k][si]);
+                            }
+                            *c += 1;
+                        }
                     }
                 }
                 self.add_samples(vecs[k].len())?;
@@ -526,9 +612,14 @@ impl<'s, 'a> Evaluator<'s, 'a> {
             if instant {
                 let mut mat = Vec::with_capacity(res.len());
                 for e in res {
+                    let (points, hists) = match e.h {
+                        None => (vec![Sample { t: ts, v: e.v }], Vec::new()),
+                        Some(h) => (Vec::new(), vec![HPoint { t: ts, h }]),
+                    };
                     mat.push(Series {
                         metric: e.metric,
-                        points: vec![Sample { t: ts, v: e.v }],
+                        points,
+                        hists,
                         drop_name: e.drop_name,
                     });
                 }
@@ -542,23 +633,31 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                             return Err(dup_labelset_error());
                         }
                         *last = ts;
-                        out[*i].points.push(Sample { t: ts, v: e.v });
+                        match e.h {
+                            None => out[*i].points.push(Sample { t: ts, v: e.v }),
+                            Some(h) => out[*i].hists.push(HPoint { t: ts, h }),
+                        }
                         if e.drop_name {
                             out[*i].drop_name = true;
                         }
                     }
                     None => {
                         index.insert(e.metric.clone(), (out.len(), ts));
+                        let (points, hists) = match e.h {
+                            None => (vec![Sample { t: ts, v: e.v }], Vec::new()),
+                            Some(h) => (Vec::new(), vec![HPoint { t: ts, h }]),
+                        };
                         out.push(Series {
                             metric: e.metric,
-                            points: vec![Sample { t: ts, v: e.v }],
+                            points,
+                            hists,
                             drop_name: e.drop_name,
                         });
                     }
                 }
             }
         }
-        let total: usize = out.iter().map(|s| s.points.len()).sum();
+        let total: usize = out.iter().map(|s| s.len()).sum();
         self.cur = orig + total;
         Ok(out)
     }
@@ -573,7 +672,9 @@ impl<'s, 'a> Evaluator<'s, 'a> {
         rhs: &Node,
         matching: &VectorMatching,
         return_bool: bool,
+        pos: usize,
     ) -> R<Vec<Series>> {
+        let sh = self.sh;
         let lt = lhs.vtype();
         let rt = rhs.vtype();
         let l = self.eval_matrix(lhs)?;
@@ -582,20 +683,29 @@ impl<'s, 'a> Evaluator<'s, 'a> {
             (VType::Scalar, VType::Scalar) => self.range_eval(&[l, r], None, |_, v, _| {
                 let a = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
                 let b = v[1].first().map(|e| e.v).unwrap_or(f64::NAN);
-                Ok(vec![Elem {
-                    metric: Labels::empty(),
-                    t: 0,
-                    v: scalar_binop(op, a, b),
-                    drop_name: false,
-                }])
+                Ok(vec![Elem::float(
+                    Labels::empty(),
+                    0,
+                    scalar_binop(op, a, b),
+                    false,
+                )])
             }),
             (VType::Vector, VType::Scalar) => self.range_eval(&[l, r], None, |_, v, _| {
                 let s = v[1].first().map(|e| e.v).unwrap_or(f64::NAN);
-                Ok(vector_scalar_binop(op, &v[0], s, false, return_bool))
+                Ok(vector_scalar_binop(
+                    op,
+                    &v[0],
+                    s,
+                    false,
+                    return_bool,
+                    &|a| sh.annotate(a, pos),
+                ))
             }),
             (VType::Scalar, VType::Vector) => self.range_eval(&[l, r], None, |_, v, _| {
                 let s = v[0].first().map(|e| e.v).unwrap_or(f64::NAN);
-                Ok(vector_scalar_binop(op, &v[1], s, true, return_bool))
+                Ok(vector_scalar_binop(op, &v[1], s, true, return_bool, &|a| {
+                    sh.annotate(a, pos)
+                }))
             }),
             _ => {
                 // Vector/vector: assign signature ordinals once.
@@ -669,7 +779,16 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                             .collect())
                     }),
                     _ => self.range_eval(&inputs, Some(&sigs), |_, v, sg| {
-                        vector_binop(op, &v[0], &v[1], &sg[0], &sg[1], matching, return_bool)
+                        vector_binop(
+                            op,
+                            &v[0],
+                            &v[1],
+                            &sg[0],
+                            &sg[1],
+                            matching,
+                            return_bool,
+                            &|a| sh.annotate(a, pos),
+                        )
                     }),
                 }
             }
@@ -686,7 +805,7 @@ impl<'s, 'a> Evaluator<'s, 'a> {
         param: Option<&Node>,
         grouping: &[String],
         without: bool,
-        param_pos: usize,
+        (param_pos, agg_pos): (usize, usize),
     ) -> R<Vec<Series>> {
         let mut grouping: Vec<String> = grouping.to_vec();
         grouping.sort();
@@ -808,9 +927,16 @@ impl<'s, 'a> Evaluator<'s, 'a> {
             }
             _ => {}
         }
-        let res =
-            crate::aggregate::aggregate(self, op, &input, &grouping, without, params.as_deref())?;
-        let total: usize = res.iter().map(|s| s.points.len()).sum();
+        let res = crate::aggregate::aggregate(
+            self,
+            op,
+            &input,
+            &grouping,
+            without,
+            params.as_deref(),
+            (expr.pos(), agg_pos),
+        )?;
+        let total: usize = res.iter().map(|s| s.len()).sum();
         self.cur = orig + total;
         Ok(res)
     }
@@ -842,7 +968,11 @@ fn count_values(v: &[Elem], label: &str, grouping: &[String], without: bool) -> 
     let mut order: Vec<Labels> = Vec::new();
     let mut counts: FastMap<Labels, usize> = FastMap::default();
     for e in v {
-        let m = set_label(&e.metric, label, &pharos_model::format_float(e.v));
+        let value = match &e.h {
+            Some(h) => hist::to_string(h),
+            None => pharos_model::format_float(e.v),
+        };
+        let m = set_label(&e.metric, label, &value);
         let key = grouping_labels(&m, grouping, without);
         match counts.get_mut(&key) {
             Some(c) => *c += 1,
@@ -856,12 +986,7 @@ fn count_values(v: &[Elem], label: &str, grouping: &[String], without: bool) -> 
         .into_iter()
         .map(|k| {
             let c = counts.get(&k).copied().unwrap_or(0);
-            Elem {
-                metric: k,
-                t: 0,
-                v: c as f64,
-                drop_name: false,
-            }
+            Elem::float(k, 0, c as f64, false)
         })
         .collect()
 }
@@ -912,21 +1037,55 @@ fn elem_binop(op: BinOp, a: f64, b: f64) -> (f64, bool) {
     }
 }
 
-fn vector_scalar_binop(op: BinOp, v: &[Elem], s: f64, swap: bool, return_bool: bool) -> Vec<Elem> {
+fn vector_scalar_binop(
+    op: BinOp,
+    v: &[Elem],
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+    anno: &dyn Fn(Anno),
+) -> Vec<Elem> {
     let mut out = Vec::with_capacity(v.len());
     for e in v {
         let (lf, rf) = if swap { (s, e.v) } else { (e.v, s) };
-        let (mut val, mut keep) = elem_binop(op, lf, rf);
+        let (mut val, mut hval, mut keep) = match &e.h {
+            None => {
+                let (v, k) = elem_binop(op, lf, rf);
+                (v, None, k)
+            }
+            Some(h) => {
+                let (lh, rh) = if swap {
+                    (None, Some(h))
+                } else {
+                    (Some(h), None)
+                };
+                match hist_elem_binop(op, lf, rf, lh, rh) {
+                    Ok((v, h, k, note)) => {
+                        if let Some(n) = note {
+                            anno(n);
+                        }
+                        (v, h, k)
+                    }
+                    Err(a) => {
+                        anno(a);
+                        continue;
+                    }
+                }
+            }
+        };
         if op.is_comparison() && swap {
             val = rf;
+            hval = if swap { e.h.clone() } else { None };
         }
         if return_bool {
             val = btos(keep);
+            hval = None;
             keep = true;
         }
         if keep {
             let mut e = e.clone();
             e.v = val;
+            e.h = hval;
             if op.changes_metric_schema() || return_bool {
                 e.drop_name = true;
             }
@@ -984,6 +1143,7 @@ fn vector_binop(
     rsig: &[usize],
     m: &VectorMatching,
     return_bool: bool,
+    anno: &dyn Fn(Anno),
 ) -> R<Vec<Elem>> {
     if (lhs.is_empty() && rhs.is_empty())
         || ((lhs.is_empty() || rhs.is_empty()) && m.fill_lhs.is_none() && m.fill_rhs.is_none())
@@ -1021,14 +1181,31 @@ fn vector_binop(
                  out: &mut Vec<Elem>,
                  matched: &mut FastMap<usize, Option<FastSet<Labels>>>|
      -> R<()> {
-        let (fl, fr) = if one_to_many {
-            (rs.v, ls.v)
+        let (fl, fr, hl, hr) = if one_to_many {
+            (rs.v, ls.v, rs.h.as_ref(), ls.h.as_ref())
         } else {
-            (ls.v, rs.v)
+            (ls.v, rs.v, ls.h.as_ref(), rs.h.as_ref())
         };
-        let (mut val, keep) = elem_binop(op, fl, fr);
+        let (mut val, mut hval, keep) = if hl.is_none() && hr.is_none() {
+            let (v, k) = elem_binop(op, fl, fr);
+            (v, None, k)
+        } else {
+            match hist_elem_binop(op, fl, fr, hl, hr) {
+                Ok((v, h, k, note)) => {
+                    if let Some(n) = note {
+                        anno(n);
+                    }
+                    (v, h, k)
+                }
+                Err(a) => {
+                    anno(a);
+                    return Ok(());
+                }
+            }
+        };
         if return_bool {
             val = btos(keep);
+            hval = None;
         }
         let metric = result_metric(&ls.metric, &rs.metric, op, m);
         if m.card == Card::OneToOne {
@@ -1058,6 +1235,7 @@ fn vector_binop(
             metric,
             t: ls.t,
             v: val,
+            h: hval,
             drop_name: return_bool,
         });
         Ok(())
@@ -1068,12 +1246,7 @@ fn vector_binop(
             Some(&j) => do_op(ls, &rhs[j], sig, &mut out, &mut matched)?,
             None => {
                 if let Some(fill) = fill_r {
-                    let rs = Elem {
-                        metric: match_labels(&ls.metric, m),
-                        t: ls.t,
-                        v: fill,
-                        drop_name: false,
-                    };
+                    let rs = Elem::float(match_labels(&ls.metric, m), ls.t, fill, false);
                     do_op(ls, &rs, sig, &mut out, &mut matched)?;
                 }
             }
@@ -1088,14 +1261,144 @@ fn vector_binop(
         unmatched.sort_by_key(|(_, j)| *j);
         for (sig, j) in unmatched {
             let rs = &rhs[j];
-            let ls = Elem {
-                metric: match_labels(&rs.metric, m),
-                t: rs.t,
-                v: fill,
-                drop_name: false,
-            };
+            let ls = Elem::float(match_labels(&rs.metric, m), rs.t, fill, false);
             do_op(&ls, rs, sig, &mut out, &mut matched)?;
         }
     }
     Ok(out)
+}
+
+/// Estimated bytes of a histogram held in memory.
+pub(crate) fn hist_bytes(h: &pharos_model::histogram::FloatHistogram) -> usize {
+    96 + 8 * (h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len())
+        + 8 * (h.positive_spans.len() + h.negative_spans.len())
+}
+
+/// The operator as Prometheus prints it in annotations.
+pub(crate) fn op_str(op: BinOp) -> &'static str {
+    match op {
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
+        BinOp::Mod => "%",
+        BinOp::Pow => "^",
+        BinOp::Atan2 => "atan2",
+        BinOp::Eql => "==",
+        BinOp::Neq => "!=",
+        BinOp::Gtr => ">",
+        BinOp::Lss => "<",
+        BinOp::Gte => ">=",
+        BinOp::Lte => "<=",
+        BinOp::And => "and",
+        BinOp::Or => "or",
+        BinOp::Unless => "unless",
+    }
+}
+
+/// Whether two histograms are equal after compaction (Prometheus's
+/// `Equals`, which compares float bit patterns).
+pub(crate) fn hist_equals(
+    a: &pharos_model::histogram::FloatHistogram,
+    b: &pharos_model::histogram::FloatHistogram,
+) -> bool {
+    let mut a = a.clone();
+    let mut b = b.clone();
+    hist::compact(&mut a);
+    hist::compact(&mut b);
+    let feq = |x: f64, y: f64| x.to_bits() == y.to_bits();
+    let veq =
+        |x: &[f64], y: &[f64]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| feq(*p, *q));
+    a.schema == b.schema
+        && feq(a.count, b.count)
+        && feq(a.sum, b.sum)
+        && (hist::is_custom(&a)
+            || (feq(a.zero_threshold, b.zero_threshold) && feq(a.zero_count, b.zero_count)))
+        && a.positive_spans == b.positive_spans
+        && a.negative_spans == b.negative_spans
+        && veq(&a.positive_buckets, &b.positive_buckets)
+        && veq(&a.negative_buckets, &b.negative_buckets)
+        && (!hist::is_custom(&a) || veq(&a.custom_values, &b.custom_values))
+}
+
+/// `lhs op rhs` where at least one side is a histogram (Prometheus's
+/// `vectorElemBinop`): float value, histogram value and keep flag, or the
+/// annotation explaining why there is no result.
+pub(crate) fn hist_elem_binop(
+    op: BinOp,
+    lf: f64,
+    rf: f64,
+    lh: Option<&H>,
+    rh: Option<&H>,
+) -> Result<(f64, Option<H>, bool, Option<Anno>), Anno> {
+    let incompatible = |l: &str, r: &str| {
+        Anno::Info(format!(
+            "incompatible sample types encountered for binary operator {:?}: {l} {} {r}",
+            op_str(op),
+            op_str(op)
+        ))
+    };
+    match (lh, rh) {
+        (None, None) => {
+            let (v, k) = elem_binop(op, lf, rf);
+            Ok((v, None, k, None))
+        }
+        (None, Some(h)) => match op {
+            BinOp::Mul => {
+                let mut r = (**h).clone();
+                hist::mul(&mut r, lf);
+                hist::compact(&mut r);
+                Ok((0.0, Some(H::new(r)), true, None))
+            }
+            _ => Err(incompatible("float", "histogram")),
+        },
+        (Some(h), None) => match op {
+            BinOp::Mul | BinOp::Div => {
+                let mut r = (**h).clone();
+                if op == BinOp::Mul {
+                    hist::mul(&mut r, rf);
+                } else {
+                    hist::div(&mut r, rf);
+                }
+                hist::compact(&mut r);
+                Ok((0.0, Some(H::new(r)), true, None))
+            }
+            _ => Err(incompatible("histogram", "float")),
+        },
+        (Some(a), Some(b)) => match op {
+            BinOp::Add | BinOp::Sub => {
+                let mut r = (**a).clone();
+                let sign = if op == BinOp::Add { 1.0 } else { -1.0 };
+                let what = if op == BinOp::Add {
+                    "addition"
+                } else {
+                    "subtraction"
+                };
+                let info = hist::add_signed(&mut r, b, sign).map_err(|_| {
+                    Anno::Warn(format!(
+                        "incompatible bucket layout encountered for binary operator {}",
+                        op_str(op)
+                    ))
+                })?;
+                if op == BinOp::Sub {
+                    r.counter_reset_hint = pharos_model::histogram::CounterResetHint::Gauge;
+                }
+                if info.counter_reset_collision {
+                    return Err(Anno::Warn(format!(
+                        "conflicting counter resets during histogram {what}"
+                    )));
+                }
+                hist::compact(&mut r);
+                let note = info.nhcb_reconciled.then(|| {
+                    Anno::Info(format!(
+                        "mismatched custom buckets were reconciled during {what}"
+                    ))
+                });
+                Ok((0.0, Some(H::new(r)), true, note))
+            }
+            BinOp::Eql => Ok((0.0, Some(a.clone()), hist_equals(a, b), None)),
+            BinOp::Neq => Ok((0.0, Some(a.clone()), !hist_equals(a, b), None)),
+            _ => Err(incompatible("histogram", "histogram")),
+        },
+    }
 }

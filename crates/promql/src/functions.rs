@@ -12,9 +12,10 @@ use pharos_model::{Labels, MatchOp, Sample, is_stale_nan};
 use crate::QueryError;
 use crate::aggregate::{go_sort, quantile};
 use crate::eval::{Evaluator, R, RawSeries, dup_labelset_error};
+use crate::hist;
 use crate::plan::{Node, Selector};
 use crate::quantile::{Bucket, bucket_fraction, bucket_quantile};
-use crate::value::{Elem, FastMap, Series, kahan_inc, set_label};
+use crate::value::{Elem, FastMap, H, HPoint, Series, kahan_inc, set_label};
 
 /// Parameters of one window evaluation.
 struct Win<'a> {
@@ -182,10 +183,12 @@ impl Evaluator<'_, '_> {
             | "atanh" | "rad" | "deg" | "sgn" => self.range_eval(&inputs, None, |_, v, _| {
                 Ok(v[0]
                     .iter()
+                    .filter(|e| e.h.is_none())
                     .map(|e| Elem {
                         metric: e.metric.clone(),
                         t: e.t,
                         v: f(e.v),
+                        h: None,
                         drop_name: true,
                     })
                     .collect())
@@ -195,10 +198,12 @@ impl Evaluator<'_, '_> {
                 let inv = 1.0 / to;
                 Ok(v[0]
                     .iter()
+                    .filter(|e| e.h.is_none())
                     .map(|e| Elem {
                         metric: e.metric.clone(),
                         t: e.t,
                         v: (e.v * inv + 0.5).floor() / inv,
+                        h: None,
                         drop_name: true,
                     })
                     .collect())
@@ -224,10 +229,12 @@ impl Evaluator<'_, '_> {
                 }
                 Ok(v[0]
                     .iter()
+                    .filter(|e| e.h.is_none())
                     .map(|e| Elem {
                         metric: e.metric.clone(),
                         t: e.t,
-                        v: lo.max(hi.min(e.v)),
+                        v: go_max(lo, go_min(hi, e.v)),
+                        h: None,
                         drop_name: true,
                     })
                     .collect())
@@ -239,6 +246,7 @@ impl Evaluator<'_, '_> {
                         metric: e.metric.clone(),
                         t: e.t,
                         v: e.t as f64 / 1000.0,
+                        h: None,
                         drop_name: true,
                     })
                     .collect())
@@ -249,15 +257,21 @@ impl Evaluator<'_, '_> {
                     metric: Labels::empty(),
                     t: 0,
                     v: s,
+                    h: None,
                     drop_name: false,
                 }])
             }),
             "scalar" => self.range_eval(&inputs, None, |_, v, _| {
-                let s = if v[0].len() == 1 { v[0][0].v } else { f64::NAN };
+                let mut floats = v[0].iter().filter(|e| e.h.is_none());
+                let s = match (floats.next(), floats.next()) {
+                    (Some(e), None) => e.v,
+                    _ => f64::NAN,
+                };
                 Ok(vec![Elem {
                     metric: Labels::empty(),
                     t: 0,
                     v: s,
+                    h: None,
                     drop_name: false,
                 }])
             }),
@@ -266,6 +280,7 @@ impl Evaluator<'_, '_> {
                     metric: Labels::empty(),
                     t: ts,
                     v: ts as f64 / 1000.0,
+                    h: None,
                     drop_name: false,
                 }])
             }),
@@ -281,6 +296,7 @@ impl Evaluator<'_, '_> {
                         metric: Labels::empty(),
                         t: 0,
                         v,
+                        h: None,
                         drop_name: false,
                     }])
                 })
@@ -301,6 +317,7 @@ impl Evaluator<'_, '_> {
                         metric: Labels::empty(),
                         t: 0,
                         v: r,
+                        h: None,
                         drop_name: false,
                     }])
                 })
@@ -310,6 +327,7 @@ impl Evaluator<'_, '_> {
                     metric: Labels::empty(),
                     t: 0,
                     v: std::f64::consts::PI,
+                    h: None,
                     drop_name: false,
                 }])
             }),
@@ -323,6 +341,7 @@ impl Evaluator<'_, '_> {
                         metric: labels.clone(),
                         t: 0,
                         v: 1.0,
+                        h: None,
                         drop_name: false,
                     }])
                 })
@@ -330,7 +349,8 @@ impl Evaluator<'_, '_> {
             "sort" | "sort_desc" => {
                 let desc = func == "sort_desc";
                 self.range_eval(&inputs, None, |_, v, _| {
-                    let mut out = v[0].clone();
+                    let mut out: Vec<Elem> =
+                        v[0].iter().filter(|e| e.h.is_none()).cloned().collect();
                     if desc {
                         go_sort(&mut out, |a, b| b.v.is_nan() || a.v > b.v);
                     } else {
@@ -358,11 +378,13 @@ impl Evaluator<'_, '_> {
                         metric: Labels::empty(),
                         t: ts,
                         v: date_part(func, ts.div_euclid(1000)),
+                        h: None,
                         drop_name: false,
                     }]);
                 }
                 Ok(v[0]
                     .iter()
+                    .filter(|e| e.h.is_none())
                     .map(|e| Elem {
                         metric: e.metric.clone(),
                         t: e.t,
@@ -371,6 +393,7 @@ impl Evaluator<'_, '_> {
                         } else {
                             f64::NAN
                         },
+                        h: None,
                         drop_name: true,
                     })
                     .collect())
@@ -428,7 +451,22 @@ impl Evaluator<'_, '_> {
             }
             // Native-histogram functions: float samples are ignored.
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-            | "histogram_stdvar" => self.range_eval(&inputs, None, |_, _, _| Ok(Vec::new())),
+            | "histogram_stdvar" => self.range_eval(&inputs, None, |_, v, _| {
+                Ok(v[0]
+                    .iter()
+                    .filter_map(|e| {
+                        let h = e.h.as_ref()?;
+                        let val = match func {
+                            "histogram_count" => h.count,
+                            "histogram_sum" => h.sum,
+                            "histogram_avg" => h.sum / h.count,
+                            "histogram_stddev" => crate::hist::variance(h).sqrt(),
+                            _ => crate::hist::variance(h),
+                        };
+                        Some(Elem::float(e.metric.clone(), e.t, val, true))
+                    })
+                    .collect())
+            }),
             other => Err(unsupported(other)),
         }
     }
@@ -443,11 +481,28 @@ impl Evaluator<'_, '_> {
             for i in 0..n {
                 let ts = self.ts_at(i);
                 let rt = sel.at.unwrap_or(ts) - sel.offset;
-                if let Some(s) = Evaluator::lookup(&rs.samples, rt, lookback) {
-                    pts.push(Sample {
+                let ht = rs
+                    .hists
+                    .get(rs.hists.partition_point(|p| p.t <= rt).wrapping_sub(1))
+                    .map(|p| p.t)
+                    .filter(|t| *t > rt - lookback);
+                let ft_any = rs
+                    .samples
+                    .get(rs.samples.partition_point(|p| p.t <= rt).wrapping_sub(1))
+                    .map(|p| p.t);
+                match ht {
+                    Some(t) if ft_any.is_none_or(|f| f < t) => pts.push(Sample {
                         t: ts,
-                        v: s.t as f64 / 1000.0,
-                    });
+                        v: t as f64 / 1000.0,
+                    }),
+                    _ => {
+                        if let Some(s) = Evaluator::lookup(&rs.samples, rt, lookback) {
+                            pts.push(Sample {
+                                t: ts,
+                                v: s.t as f64 / 1000.0,
+                            });
+                        }
+                    }
                 }
             }
             self.add_samples(pts.len())?;
@@ -455,6 +510,7 @@ impl Evaluator<'_, '_> {
                 out.push(Series {
                     metric: rs.labels.clone(),
                     points: pts,
+                    hists: Vec::new(),
                     drop_name: true,
                 });
             }
@@ -585,8 +641,11 @@ impl Evaluator<'_, '_> {
                 self.check_time()?;
             }
             let samples = &rs.samples;
+            let hs = &rs.hists;
             let mut pts = Vec::new();
+            let mut hpts = Vec::new();
             let (mut lo, mut hi) = (0usize, 0usize);
+            let (mut hlo, mut hhi) = (0usize, 0usize);
             for (i, produced) in produced_any.iter_mut().enumerate() {
                 let ts = self.ts_at(i);
                 let rt = at.unwrap_or(ts) - offset;
@@ -597,7 +656,13 @@ impl Evaluator<'_, '_> {
                 while lo < hi && samples[lo].t <= from {
                     lo += 1;
                 }
-                if lo >= hi {
+                while hhi < hs.len() && hs[hhi].t <= rt {
+                    hhi += 1;
+                }
+                while hlo < hhi && hs[hlo].t <= from {
+                    hlo += 1;
+                }
+                if lo >= hi && hlo >= hhi {
                     continue;
                 }
                 for (j, sa) in scalar_args.iter().enumerate() {
@@ -625,12 +690,32 @@ impl Evaluator<'_, '_> {
                     range,
                     scalars: &scalars,
                 };
-                if let Some(v) = range_func(kind, &w)? {
+                if hlo < hhi {
+                    let ctx = HistCtx {
+                        sh: self.sh,
+                        metric: &rs.labels,
+                        pos: matrix_pos,
+                    };
+                    match range_func_hist(kind, &w, &hs[hlo..hhi], &ctx)? {
+                        Some((_, Some(h))) => {
+                            hpts.push(HPoint { t: ts, h });
+                            *produced = true;
+                        }
+                        Some((v, None)) => {
+                            pts.push(Sample { t: ts, v });
+                            *produced = true;
+                        }
+                        None => {}
+                    }
+                } else if let Some(v) = range_func(kind, &w)? {
                     pts.push(Sample { t: ts, v });
                     *produced = true;
                 }
             }
-            if !pts.is_empty() {
+            if !hpts.is_empty() {
+                self.add_samples(hpts.len())?;
+            }
+            if !pts.is_empty() || !hpts.is_empty() {
                 self.add_samples(pts.len())?;
                 if matches!(kind, RangeFunc::Rate | RangeFunc::Increase)
                     && let Some(name) = rs.labels.metric_name()
@@ -651,12 +736,13 @@ impl Evaluator<'_, '_> {
                 out.push(Series {
                     metric: rs.labels.clone(),
                     points: pts,
+                    hists: hpts,
                     drop_name: drop_name || rs.drop_name,
                 });
             }
         }
         if func == "absent_over_time" {
-            if out.iter().any(|s| s.points.len() == n) {
+            if out.iter().any(|s| s.len() == n) {
                 return Ok(Vec::new());
             }
             let pts: Vec<Sample> = (0..n)
@@ -672,6 +758,7 @@ impl Evaluator<'_, '_> {
             return Ok(vec![Series {
                 metric: absent_labels(args.get(mi)),
                 points: pts,
+                hists: Vec::new(),
                 drop_name: true,
             }]);
         }
@@ -705,6 +792,19 @@ impl Evaluator<'_, '_> {
                     .into_iter()
                     .filter(|p| !is_stale_nan(p.v))
                     .collect(),
+                hists: s
+                    .hists
+                    .into_iter()
+                    .map(|mut p| {
+                        use pharos_model::histogram::CounterResetHint as C;
+                        if matches!(p.h.counter_reset_hint, C::NotCounterReset | C::CounterReset) {
+                            let mut h = (*p.h).clone();
+                            h.counter_reset_hint = C::Unknown;
+                            p.h = H::new(h);
+                        }
+                        p
+                    })
+                    .collect(),
                 drop_name: s.drop_name,
             })
             .collect())
@@ -727,6 +827,7 @@ pub(crate) fn merge_same_labelset(m: Vec<Series>) -> R<Vec<Series>> {
                 merged_any = true;
                 let base = &mut out[i];
                 base.points.extend(s.points);
+                base.hists.extend(s.hists);
             }
             None => {
                 index.insert(s.metric.clone(), out.len());
@@ -737,7 +838,14 @@ pub(crate) fn merge_same_labelset(m: Vec<Series>) -> R<Vec<Series>> {
     if merged_any {
         for s in &mut out {
             s.points.sort_by_key(|p| p.t);
-            if s.points.windows(2).any(|w| w[0].t == w[1].t) {
+            s.hists.sort_by_key(|p| p.t);
+            if s.points.windows(2).any(|w| w[0].t == w[1].t)
+                || s.hists.windows(2).any(|w| w[0].t == w[1].t)
+                || (!s.hists.is_empty()
+                    && s.points
+                        .iter()
+                        .any(|p| s.hists.binary_search_by_key(&p.t, |h| h.t).is_ok()))
+            {
                 return Err(dup_labelset_error());
             }
         }
@@ -872,6 +980,9 @@ fn group_buckets(sh: &crate::eval::Shared<'_>, v: &[Elem], vpos: usize) -> Bucke
     let mut index: FastMap<Labels, usize> = FastMap::default();
     let mut out: BucketGroups = Vec::new();
     for e in v {
+        if e.h.is_some() {
+            continue;
+        }
         let le = e.metric.get("le").unwrap_or("");
         let upper = match parse_go_float(le) {
             Some(u) => u,
@@ -911,9 +1022,19 @@ fn classic_histogram_quantiles(
     label: Option<&str>,
     vpos: usize,
 ) -> Vec<Elem> {
-    let groups = group_buckets(sh, v, vpos);
+    let (natives, groups) = split_histograms(sh, v, vpos);
     let mut out = Vec::new();
     for q in qs {
+        for e in &natives {
+            let Some(h) = &e.h else { continue };
+            let (val, note) = crate::hist::quantile(*q, h);
+            note_quantile(sh, note, &e.metric, vpos);
+            let metric = match label {
+                Some(l) => set_label(&e.metric, l, &format_openmetrics_float(*q)),
+                None => e.metric.clone(),
+            };
+            out.push(Elem::float(metric, 0, val, true));
+        }
         for (metric, buckets) in &groups {
             let mut b = buckets.clone();
             let (val, forced) = bucket_quantile(*q, &mut b);
@@ -931,6 +1052,7 @@ fn classic_histogram_quantiles(
                 metric,
                 t: 0,
                 v: val,
+                h: None,
                 drop_name: true,
             });
         }
@@ -946,15 +1068,103 @@ fn classic_histogram_fraction(
     upper: f64,
     vpos: usize,
 ) -> Vec<Elem> {
-    group_buckets(sh, v, vpos)
-        .into_iter()
-        .map(|(metric, mut b)| Elem {
-            metric,
-            t: 0,
-            v: bucket_fraction(lower, upper, &mut b),
-            drop_name: true,
-        })
-        .collect()
+    let (natives, groups) = split_histograms(sh, v, vpos);
+    let mut out = Vec::new();
+    for e in &natives {
+        let Some(h) = &e.h else { continue };
+        let (val, nans) = crate::hist::fraction(lower, upper, h);
+        if nans {
+            sh.info(
+                &with_metric_name(
+                    "input to histogram_fraction has NaN observations, which are excluded from all fractions",
+                    &e.metric,
+                ),
+                vpos,
+            );
+        }
+        out.push(Elem::float(e.metric.clone(), 0, val, true));
+    }
+    out.extend(groups.into_iter().map(|(metric, mut b)| Elem {
+        metric,
+        t: 0,
+        v: bucket_fraction(lower, upper, &mut b),
+        h: None,
+        drop_name: true,
+    }));
+    out
+}
+
+/// Appends ` for metric name "x"` when the metric has a name.
+fn with_metric_name(msg: &str, metric: &Labels) -> String {
+    match metric.metric_name() {
+        Some(n) if !n.is_empty() => format!("{msg} for metric name {n:?}"),
+        _ => msg.to_string(),
+    }
+}
+
+fn note_quantile(
+    sh: &crate::eval::Shared<'_>,
+    note: crate::hist::QuantileNote,
+    metric: &Labels,
+    vpos: usize,
+) {
+    let msg = match note {
+        crate::hist::QuantileNote::None => return,
+        crate::hist::QuantileNote::NanResult => {
+            "input to histogram_quantile has NaN observations, result is NaN"
+        }
+        crate::hist::QuantileNote::NanSkew => {
+            "input to histogram_quantile has NaN observations, result is skewed higher"
+        }
+    };
+    sh.info(&with_metric_name(msg, metric), vpos);
+}
+
+/// The native histograms of a step and the classic bucket groups, minus
+/// both where a native histogram and classic buckets share labels (with a
+/// warning), as Prometheus's `resetHistograms`.
+fn split_histograms<'v>(
+    sh: &crate::eval::Shared<'_>,
+    v: &'v [Elem],
+    vpos: usize,
+) -> (Vec<&'v Elem>, BucketGroups) {
+    let mut groups = group_buckets(sh, v, vpos);
+    let mut natives = Vec::new();
+    for e in v.iter().filter(|e| e.h.is_some()) {
+        // Group keys are the labels without `le`; compare through the
+        // output labels plus name.
+        let clash = groups.iter().position(|(m, _)| {
+            m == &Labels::from_sorted(e.metric.iter().filter(|l| l.name != "__name__"))
+                && group_name_matches(v, m, e.metric.metric_name())
+        });
+        if let Some(i) = clash {
+            sh.warn(
+                &with_metric_name(
+                    "vector contains a mix of classic and native histograms",
+                    &e.metric,
+                ),
+                vpos,
+            );
+            groups.remove(i);
+            continue;
+        }
+        natives.push(e);
+    }
+    (natives, groups)
+}
+
+/// Whether some classic bucket of the step with output labels `m` has the
+/// metric name `name`.
+fn group_name_matches(v: &[Elem], m: &Labels, name: Option<&str>) -> bool {
+    v.iter().any(|b| {
+        b.h.is_none()
+            && b.metric.metric_name() == name
+            && &Labels::from_sorted(
+                b.metric
+                    .iter()
+                    .filter(|l| l.name != "le" && l.name != "__name__"),
+            ) == m
+    })
 }
 
 /// Go's `strconv.ParseFloat` for the values a `le` label holds.
@@ -1257,6 +1467,397 @@ fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
     let slope = cov / var;
     let intercept = sy / n - slope * sx / n;
     (slope, intercept)
+}
+
+/// Where a range function over histograms reports annotations.
+struct HistCtx<'a, 'b> {
+    sh: &'a crate::eval::Shared<'b>,
+    metric: &'a Labels,
+    pos: usize,
+}
+
+impl HistCtx<'_, '_> {
+    fn name(&self) -> &str {
+        self.metric.metric_name().unwrap_or("")
+    }
+    fn warn(&self, msg: &str) {
+        self.sh.warn(msg, self.pos);
+    }
+    fn info(&self, msg: &str) {
+        self.sh.info(msg, self.pos);
+    }
+    fn mixed(&self) {
+        self.warn(&format!(
+            "encountered a mix of histograms and floats for metric name {:?}",
+            self.name()
+        ));
+    }
+    fn ignored(&self) {
+        self.info(&format!(
+            "ignored histograms in a range containing both floats and histograms for metric name {:?}",
+            self.name()
+        ));
+    }
+    fn mixed_schemas(&self) {
+        self.warn(&format!(
+            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
+            self.name()
+        ));
+    }
+    fn not_counter(&self) {
+        self.warn(&format!(
+            "this native histogram metric is not a counter: {:?}",
+            self.name()
+        ));
+    }
+    fn not_gauge(&self) {
+        self.warn(&format!(
+            "this native histogram metric is not a gauge: {:?}",
+            self.name()
+        ));
+    }
+    fn reconciled(&self, what: &str) {
+        self.info(&format!(
+            "mismatched custom buckets were reconciled during {what}"
+        ));
+    }
+}
+
+/// A range function over a window that holds histograms (and maybe
+/// floats): a float result, a histogram result, or nothing.
+fn range_func_hist(
+    func: RangeFunc,
+    w: &Win<'_>,
+    hs: &[HPoint],
+    cx: &HistCtx<'_, '_>,
+) -> R<Option<(f64, Option<H>)>> {
+    let fs = w.samples;
+    let float_only = |cx: &HistCtx<'_, '_>, min_floats: usize| -> R<Option<(f64, Option<H>)>> {
+        if fs.len() < min_floats.max(1) {
+            if min_floats > 1 && fs.len() == 1 {
+                cx.ignored();
+            }
+            return Ok(None);
+        }
+        let r = range_func(func, w)?;
+        if r.is_some() {
+            cx.ignored();
+        }
+        Ok(r.map(|v| (v, None)))
+    };
+    Ok(match func {
+        RangeFunc::Rate | RangeFunc::Increase | RangeFunc::Delta => {
+            if !fs.is_empty() {
+                cx.mixed();
+                return Ok(None);
+            }
+            hist_rate(w, hs, func != RangeFunc::Delta, func == RangeFunc::Rate, cx)
+                .map(|h| (0.0, Some(h)))
+        }
+        RangeFunc::Irate | RangeFunc::Idelta => {
+            let is_rate = func == RangeFunc::Irate;
+            if fs.len() + hs.len() < 2 {
+                return Ok(None);
+            }
+            // The last two samples of either kind.
+            let mut last: Vec<(i64, Option<&H>, f64)> = Vec::new();
+            for p in &fs[fs.len().saturating_sub(2)..] {
+                last.push((p.t, None, p.v));
+            }
+            for p in &hs[hs.len().saturating_sub(2)..] {
+                last.push((p.t, Some(&p.h), 0.0));
+            }
+            last.sort_by_key(|x| x.0);
+            let (a, b) = (last[last.len() - 2], last[last.len() - 1]);
+            let interval = b.0 - a.0;
+            if interval == 0 {
+                return Ok(None);
+            }
+            match (a.1, b.1) {
+                (Some(ha), Some(hb)) => {
+                    if is_rate
+                        && (ha.counter_reset_hint
+                            == pharos_model::histogram::CounterResetHint::Gauge
+                            || hb.counter_reset_hint
+                                == pharos_model::histogram::CounterResetHint::Gauge)
+                    {
+                        cx.not_counter();
+                    }
+                    if !is_rate
+                        && (ha.counter_reset_hint
+                            != pharos_model::histogram::CounterResetHint::Gauge
+                            || hb.counter_reset_hint
+                                != pharos_model::histogram::CounterResetHint::Gauge)
+                    {
+                        cx.not_gauge();
+                    }
+                    let mut r = (**hb).clone();
+                    if !is_rate || !hist::detect_reset(hb, ha) {
+                        match hist::add_signed(&mut r, ha, -1.0) {
+                            Err(_) => {
+                                cx.mixed_schemas();
+                                return Ok(None);
+                            }
+                            Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+                            Ok(_) => {}
+                        }
+                    }
+                    r.counter_reset_hint = pharos_model::histogram::CounterResetHint::Gauge;
+                    hist::compact(&mut r);
+                    if is_rate {
+                        hist::div(&mut r, interval as f64 / 1000.0);
+                    }
+                    Some((0.0, Some(H::new(r))))
+                }
+                (None, None) => {
+                    let mut v = b.2;
+                    if !is_rate || b.2 >= a.2 || b.2.is_nan() || a.2.is_nan() {
+                        v = b.2 - a.2;
+                    }
+                    if is_rate {
+                        v /= interval as f64 / 1000.0;
+                    }
+                    Some((v, None))
+                }
+                _ => {
+                    cx.mixed();
+                    None
+                }
+            }
+        }
+        RangeFunc::Resets | RangeFunc::Changes => {
+            let mut merged: Vec<(i64, Option<&H>, f64)> = fs
+                .iter()
+                .map(|p| (p.t, None, p.v))
+                .chain(hs.iter().map(|p| (p.t, Some(&p.h), 0.0)))
+                .collect();
+            merged.sort_by_key(|x| x.0);
+            let mut n = 0;
+            for pair in merged.windows(2) {
+                let (p, c) = (pair[0], pair[1]);
+                let hit = match (p.1, c.1) {
+                    (None, None) => {
+                        if func == RangeFunc::Resets {
+                            c.2 < p.2
+                        } else {
+                            c.2 != p.2 && !(c.2.is_nan() && p.2.is_nan())
+                        }
+                    }
+                    (Some(ph), Some(ch)) => {
+                        if func == RangeFunc::Resets {
+                            hist::detect_reset(ch, ph)
+                        } else {
+                            !crate::eval::hist_equals(ch, ph)
+                        }
+                    }
+                    _ => true,
+                };
+                if hit {
+                    n += 1;
+                }
+            }
+            Some((n as f64, None))
+        }
+        RangeFunc::SumOverTime | RangeFunc::AvgOverTime => {
+            if !fs.is_empty() {
+                cx.mixed();
+                return Ok(None);
+            }
+            let mut sum = (*hs[0].h).clone();
+            let mut comp = None;
+            let (mut reset_seen, mut not_reset_seen, mut reconciled) = (false, false, false);
+            let mut track = |h: &pharos_model::histogram::FloatHistogram| match h.counter_reset_hint
+            {
+                pharos_model::histogram::CounterResetHint::CounterReset => reset_seen = true,
+                pharos_model::histogram::CounterResetHint::NotCounterReset => not_reset_seen = true,
+                _ => {}
+            };
+            track(&sum);
+            for p in &hs[1..] {
+                track(&p.h);
+                match hist::kahan_add(&mut sum, &mut comp, &p.h) {
+                    Err(_) => {
+                        cx.mixed_schemas();
+                        return Ok(None);
+                    }
+                    Ok(i) => reconciled |= i.nhcb_reconciled,
+                }
+            }
+            hist::kahan_finish(&mut sum, comp);
+            if reset_seen && not_reset_seen {
+                cx.warn("conflicting counter resets during histogram aggregation");
+            }
+            if reconciled {
+                cx.reconciled("aggregation");
+            }
+            if func == RangeFunc::AvgOverTime {
+                hist::div(&mut sum, hs.len() as f64);
+            }
+            hist::compact(&mut sum);
+            Some((0.0, Some(H::new(sum))))
+        }
+        RangeFunc::CountOverTime => Some(((fs.len() + hs.len()) as f64, None)),
+        RangeFunc::PresentOverTime | RangeFunc::AbsentOverTime => Some((1.0, None)),
+        RangeFunc::LastOverTime => {
+            let h = &hs[hs.len() - 1];
+            match fs.last() {
+                Some(f) if f.t > h.t => Some((f.v, None)),
+                _ => Some((0.0, Some(h.h.clone()))),
+            }
+        }
+        RangeFunc::FirstOverTime => {
+            let h = &hs[0];
+            match fs.first() {
+                Some(f) if f.t < h.t => Some((f.v, None)),
+                _ => Some((0.0, Some(h.h.clone()))),
+            }
+        }
+        RangeFunc::TsOfLastOverTime => {
+            let t = hs[hs.len() - 1].t.max(fs.last().map_or(i64::MIN, |f| f.t));
+            Some((t as f64 / 1000.0, None))
+        }
+        RangeFunc::TsOfFirstOverTime => {
+            let t = hs[0].t.min(fs.first().map_or(i64::MAX, |f| f.t));
+            Some((t as f64 / 1000.0, None))
+        }
+        RangeFunc::Deriv | RangeFunc::PredictLinear | RangeFunc::DoubleExponentialSmoothing => {
+            return float_only(cx, 2);
+        }
+        RangeFunc::MinOverTime
+        | RangeFunc::MaxOverTime
+        | RangeFunc::TsOfMaxOverTime
+        | RangeFunc::TsOfMinOverTime
+        | RangeFunc::StddevOverTime
+        | RangeFunc::StdvarOverTime
+        | RangeFunc::QuantileOverTime
+        | RangeFunc::MadOverTime => return float_only(cx, 1),
+    })
+}
+
+/// rate/increase/delta over histograms (Prometheus's `histogramRate`
+/// plus the extrapolation of `extrapolatedRate`).
+fn hist_rate(
+    w: &Win<'_>,
+    hs: &[HPoint],
+    is_counter: bool,
+    is_rate: bool,
+    cx: &HistCtx<'_, '_>,
+) -> Option<H> {
+    use pharos_model::histogram::{CounterResetHint, FloatHistogram};
+    if hs.len() < 2 {
+        return None;
+    }
+    let first = &hs[0];
+    let last = &hs[hs.len() - 1];
+    let gauge = |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
+    if is_counter && (gauge(&first.h) || gauge(&last.h)) {
+        cx.not_counter();
+    }
+    let mut prev: FloatHistogram = (*first.h).clone();
+    if is_counter && hist::detect_reset(&hs[1].h, &first.h) {
+        prev = FloatHistogram {
+            schema: hs[1].h.schema,
+            custom_values: hs[1].h.custom_values.clone(),
+            ..Default::default()
+        };
+    }
+    let using_custom = hist::is_custom(&prev);
+    if hist::is_custom(&last.h) != using_custom {
+        cx.mixed_schemas();
+        return None;
+    }
+    let mut min_schema = last.h.schema.min(prev.schema);
+    for p in &hs[1..hs.len() - 1] {
+        if !is_counter {
+            continue;
+        }
+        if gauge(&p.h) {
+            cx.not_counter();
+        }
+        min_schema = min_schema.min(p.h.schema);
+        if hist::is_custom(&p.h) != using_custom {
+            cx.mixed_schemas();
+            return None;
+        }
+    }
+    let mut h = (*last.h).clone();
+    hist::reduce_resolution(&mut h, min_schema);
+    match hist::add_signed(&mut h, &prev, -1.0) {
+        Err(_) => {
+            cx.mixed_schemas();
+            return None;
+        }
+        Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+        Ok(_) => {}
+    }
+    if is_counter {
+        let mut prev_ref: &FloatHistogram = &prev;
+        for p in &hs[1..] {
+            if hist::detect_reset(&p.h, prev_ref) {
+                match hist::add_signed(&mut h, prev_ref, 1.0) {
+                    Err(_) => {
+                        cx.mixed_schemas();
+                        return None;
+                    }
+                    Ok(i) if i.nhcb_reconciled => cx.reconciled("addition"),
+                    Ok(_) => {}
+                }
+            }
+            prev_ref = &p.h;
+        }
+    } else if !gauge(&first.h) || !gauge(&last.h) {
+        cx.not_gauge();
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    hist::compact(&mut h);
+    // Extrapolation as for floats.
+    let first_t = first.t;
+    let last_t = last.t;
+    let mut duration_to_start = (first_t - w.range_start) as f64 / 1000.0;
+    let mut duration_to_end = (w.range_end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg = sampled / (hs.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if duration_to_start >= threshold {
+        duration_to_start = avg / 2.0;
+    }
+    if is_counter && h.count > 0.0 && first.h.count >= 0.0 {
+        let to_zero = sampled * (first.h.count / h.count);
+        if to_zero < duration_to_start {
+            duration_to_start = to_zero;
+        }
+    }
+    if duration_to_end >= threshold {
+        duration_to_end = avg / 2.0;
+    }
+    let mut factor = if sampled != 0.0 {
+        (sampled + duration_to_start + duration_to_end) / sampled
+    } else {
+        1.0
+    };
+    if is_rate {
+        factor /= w.range as f64 / 1000.0;
+    }
+    hist::mul(&mut h, factor);
+    Some(H::new(h))
+}
+
+/// Go's `math.Max` (NaN wins).
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min` (NaN wins).
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 #[cfg(test)]

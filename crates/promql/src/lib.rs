@@ -54,6 +54,7 @@
 mod aggregate;
 mod eval;
 mod functions;
+mod hist;
 mod plan;
 mod quantile;
 mod value;
@@ -64,6 +65,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use pharos_model::histogram::FloatHistogram;
 use pharos_model::{Labels, Matcher, Sample};
 use pharos_storage::StorageError;
 
@@ -187,17 +189,70 @@ pub struct VectorSample {
     pub metric: Labels,
     /// Timestamp (ms).
     pub t: i64,
-    /// Value.
+    /// Value (unused when `h` is set).
     pub v: f64,
+    /// The native histogram, when the element is a histogram rather than a
+    /// float.
+    pub h: Option<Box<FloatHistogram>>,
 }
 
-/// One series of a range vector.
+/// One series of a range vector. A series may hold floats and native
+/// histograms at different times (as Prometheus's `Series{Floats,
+/// Histograms}`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeSeries {
     /// Series labels.
     pub metric: Labels,
-    /// Samples in time order.
+    /// Float samples in time order.
     pub samples: Vec<Sample>,
+    /// Native-histogram samples `(t, histogram)` in time order.
+    pub histograms: Vec<(i64, FloatHistogram)>,
+}
+
+/// One bucket of a native histogram as the query API lists it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistogramBucket {
+    /// Which bounds are inclusive, as Prometheus's JSON encodes it:
+    /// 0 = `(lower, upper]`, 1 = `[lower, upper)`, 2 = `(lower, upper)`,
+    /// 3 = `[lower, upper]`.
+    pub boundaries: u8,
+    /// Lower bound.
+    pub lower: f64,
+    /// Upper bound.
+    pub upper: f64,
+    /// Observations in the bucket.
+    pub count: f64,
+}
+
+/// The buckets of `h` in ascending order of value (negative buckets, the
+/// zero bucket when populated, positive buckets), with bounds clipped to
+/// the zero bucket, as Prometheus's `AllBucketIterator`. Empty buckets are
+/// included.
+pub fn histogram_buckets(h: &FloatHistogram) -> Vec<HistogramBucket> {
+    hist::all_buckets(h)
+        .into_iter()
+        .map(|b| {
+            let boundaries = if hist::is_custom(h) {
+                0
+            } else if b.lower == -h.zero_threshold
+                && b.upper == h.zero_threshold
+                && b.lower <= 0.0
+                && b.upper >= 0.0
+            {
+                3
+            } else if b.upper <= 0.0 {
+                1
+            } else {
+                0
+            };
+            HistogramBucket {
+                boundaries,
+                lower: b.lower,
+                upper: b.upper,
+                count: b.count,
+            }
+        })
+        .collect()
 }
 
 /// Why a query failed.
@@ -726,6 +781,14 @@ fn finish(val: Val, vt: VType, start: i64, is_range: bool) -> Result<Value, Quer
                             metric,
                             t: start,
                             v: p.v,
+                            h: None,
+                        });
+                    } else if let Some(p) = s.hists.first() {
+                        out.push(VectorSample {
+                            metric,
+                            t: start,
+                            v: p.h.sum,
+                            h: Some(Box::new((*p.h).clone())),
                         });
                     }
                 }
@@ -750,6 +813,7 @@ fn finish(val: Val, vt: VType, start: i64, is_range: bool) -> Result<Value, Quer
             .map(|s| RangeSeries {
                 metric: s.metric,
                 samples: s.points,
+                histograms: s.hists.into_iter().map(|p| (p.t, (*p.h).clone())).collect(),
             })
             .collect(),
     ))

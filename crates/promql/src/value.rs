@@ -3,7 +3,21 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use std::rc::Rc;
+
+use pharos_model::histogram::FloatHistogram;
 use pharos_model::{Labels, LabelsBuilder, Sample};
+
+/// A shared native histogram value (cloned per step without copying
+/// buckets).
+pub(crate) type H = Rc<FloatHistogram>;
+
+/// A native-histogram point.
+#[derive(Debug, Clone)]
+pub(crate) struct HPoint {
+    pub t: i64,
+    pub h: H,
+}
 
 /// A fast non-cryptographic hasher (the multiply-rotate scheme of rustc's
 /// `FxHasher`) for the evaluator's internal maps keyed by label sets and
@@ -63,7 +77,27 @@ pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 pub(crate) struct Series {
     pub metric: Labels,
     pub points: Vec<Sample>,
+    /// Native-histogram points, in time order, never at a time `points`
+    /// also has (Prometheus's `Series.Histograms`).
+    pub hists: Vec<HPoint>,
     pub drop_name: bool,
+}
+
+impl Series {
+    /// A float-only series.
+    pub(crate) fn floats(metric: Labels, points: Vec<Sample>, drop_name: bool) -> Series {
+        Series {
+            metric,
+            points,
+            hists: Vec::new(),
+            drop_name,
+        }
+    }
+
+    /// Number of points, floats and histograms.
+    pub(crate) fn len(&self) -> usize {
+        self.points.len() + self.hists.len()
+    }
 }
 
 /// An intermediate result. Scalars are a matrix with one label-less series.
@@ -81,7 +115,23 @@ pub(crate) struct Elem {
     /// for `timestamp()` over a selector).
     pub t: i64,
     pub v: f64,
+    /// The histogram value, when the element is a histogram (`v` is then
+    /// meaningless).
+    pub h: Option<H>,
     pub drop_name: bool,
+}
+
+impl Elem {
+    /// A float element.
+    pub(crate) fn float(metric: Labels, t: i64, v: f64, drop_name: bool) -> Elem {
+        Elem {
+            metric,
+            t,
+            v,
+            h: None,
+            drop_name,
+        }
+    }
 }
 
 /// The labels Prometheus treats as metric metadata (`schema.IsMetadataLabel`):

@@ -14,8 +14,9 @@
 
 use std::fmt::Write as _;
 
+use pharos_model::histogram::FloatHistogram;
 use pharos_model::{Labels, format_float};
-use pharos_promql::Value;
+use pharos_promql::{Value, histogram_buckets};
 
 /// Appends `s` as a JSON string literal, escaped like Go's `encoding/json`:
 /// `"`, `\`, control characters, `<`, `>`, `&`, U+2028 and U+2029.
@@ -98,6 +99,46 @@ pub fn write_point(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// Appends a native histogram as Prometheus's `jsonutil.MarshalHistogram`:
+/// `{"count":"<c>","sum":"<s>","buckets":[[<boundaries>,"<lower>","<upper>","<count>"],...]}`,
+/// populated buckets only, `buckets` left out when there are none.
+pub fn write_histogram(out: &mut String, h: &FloatHistogram) {
+    out.push_str("{\"count\":\"");
+    out.push_str(&format_value(h.count));
+    out.push_str("\",\"sum\":\"");
+    out.push_str(&format_value(h.sum));
+    out.push('"');
+    let mut first = true;
+    for b in histogram_buckets(h) {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        let _ = write!(
+            out,
+            "[{},\"{}\",\"{}\",\"{}\"]",
+            b.boundaries,
+            format_value(b.lower),
+            format_value(b.upper),
+            format_value(b.count)
+        );
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push('}');
+}
+
+/// Appends a `[ <time>, {histogram} ]` pair.
+pub fn write_histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push(',');
+    write_histogram(out, h);
+    out.push(']');
+}
+
 /// Appends a label set as a JSON object in label order.
 pub fn write_labels(out: &mut String, labels: &Labels) {
     out.push('{');
@@ -141,8 +182,16 @@ pub fn write_query_data(out: &mut String, value: &Value) {
                 }
                 out.push_str("{\"metric\":");
                 write_labels(out, &s.metric);
-                out.push_str(",\"value\":");
-                write_point(out, s.t, s.v);
+                match &s.h {
+                    None => {
+                        out.push_str(",\"value\":");
+                        write_point(out, s.t, s.v);
+                    }
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        write_histogram_point(out, s.t, h);
+                    }
+                }
                 out.push('}');
             }
             out.push(']');
@@ -155,14 +204,28 @@ pub fn write_query_data(out: &mut String, value: &Value) {
                 }
                 out.push_str("{\"metric\":");
                 write_labels(out, &s.metric);
-                out.push_str(",\"values\":[");
-                for (j, p) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                // As Prometheus: each key only when there are such points.
+                if !s.samples.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, p) in s.samples.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        write_point(out, p.t, p.v);
                     }
-                    write_point(out, p.t, p.v);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.histograms.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, (t, h)) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        write_histogram_point(out, *t, h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             }
             out.push(']');
         }
@@ -277,6 +340,7 @@ mod tests {
                 metric: m.clone(),
                 t: 1_435_781_451_781,
                 v: 1.0,
+                h: None,
             }]),
         );
         assert_eq!(
@@ -295,6 +359,7 @@ mod tests {
                         v: f64::NAN,
                     },
                 ],
+                histograms: vec![],
             }]),
         );
         assert_eq!(
@@ -319,6 +384,77 @@ mod tests {
         let mut s = String::new();
         write_query_data(&mut s, &Value::Vector(vec![]));
         assert_eq!(s, r#"{"resultType":"vector","result":[]}"#);
+    }
+
+    #[test]
+    fn histograms_like_prometheus() {
+        use pharos_model::histogram::Span;
+        // {{schema:0 sum:5 count:4 z_bucket:1 z_bucket_w:0.001 buckets:[1 0 1] n_buckets:[1]}}
+        let h = FloatHistogram {
+            schema: 0,
+            sum: 5.0,
+            count: 4.0,
+            zero_count: 1.0,
+            zero_threshold: 0.001,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 3,
+            }],
+            positive_buckets: vec![1.0, 0.0, 1.0],
+            negative_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            negative_buckets: vec![1.0],
+            ..Default::default()
+        };
+        let m = Labels::from_pairs(&[("__name__", "h")]);
+        let mut s = String::new();
+        write_query_data(
+            &mut s,
+            &Value::Vector(vec![VectorSample {
+                metric: m.clone(),
+                t: 1000,
+                v: 5.0,
+                h: Some(Box::new(h.clone())),
+            }]),
+        );
+        assert_eq!(
+            s,
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"h"},"histogram":[1,{"count":"4","sum":"5","buckets":[[1,"-1","-0.5","1"],[3,"-0.001","0.001","1"],[0,"0.5","1","1"],[0,"2","4","1"]]}]}]}"#
+        );
+        let mut s = String::new();
+        write_query_data(
+            &mut s,
+            &Value::Matrix(vec![RangeSeries {
+                metric: m,
+                samples: vec![],
+                histograms: vec![
+                    (1000, h),
+                    (
+                        2000,
+                        FloatHistogram {
+                            schema: pharos_model::histogram::CUSTOM_BUCKETS_SCHEMA,
+                            count: 2.0,
+                            sum: 3.0,
+                            custom_values: vec![1.0],
+                            positive_spans: vec![Span {
+                                offset: 0,
+                                length: 2,
+                            }],
+                            positive_buckets: vec![1.0, 1.0],
+                            ..Default::default()
+                        },
+                    ),
+                ],
+            }]),
+        );
+        assert!(s.starts_with(r#"{"resultType":"matrix","result":[{"metric":{"__name__":"h"},"histograms":[[1,{"count":"4""#));
+        assert!(s.ends_with(r#"[2,{"count":"2","sum":"3","buckets":[[0,"-Inf","1","1"],[0,"1","+Inf","1"]]}]]}]}"#), "{s}");
+        // An empty histogram has no buckets key.
+        let mut s = String::new();
+        write_histogram(&mut s, &FloatHistogram::default());
+        assert_eq!(s, r#"{"count":"0","sum":"0"}"#);
     }
 
     #[test]
