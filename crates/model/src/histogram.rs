@@ -169,6 +169,80 @@ pub enum HistogramValue {
     Float(FloatHistogram),
 }
 
+impl HistogramValue {
+    /// The float-count form (a clone for [`HistogramValue::Float`]).
+    pub fn to_float(&self) -> FloatHistogram {
+        match self {
+            HistogramValue::Int(h) => h.to_float(),
+            HistogramValue::Float(h) => h.clone(),
+        }
+    }
+
+    /// Validates the histogram (see [`Histogram::validate`] and
+    /// [`FloatHistogram::validate`]).
+    pub fn validate(&self) -> Result<(), HistogramError> {
+        match self {
+            HistogramValue::Int(h) => h.validate(),
+            HistogramValue::Float(h) => h.validate(),
+        }
+    }
+
+    /// The schema of either form.
+    pub fn schema(&self) -> i32 {
+        match self {
+            HistogramValue::Int(h) => h.schema,
+            HistogramValue::Float(h) => h.schema,
+        }
+    }
+
+    /// The counter-reset hint of either form.
+    pub fn counter_reset_hint(&self) -> CounterResetHint {
+        match self {
+            HistogramValue::Int(h) => h.counter_reset_hint,
+            HistogramValue::Float(h) => h.counter_reset_hint,
+        }
+    }
+
+    /// The sum of observations of either form (NaN marks a stale sample).
+    pub fn sum(&self) -> f64 {
+        match self {
+            HistogramValue::Int(h) => h.sum,
+            HistogramValue::Float(h) => h.sum,
+        }
+    }
+}
+
+impl std::fmt::Display for Histogram {
+    /// Prometheus's `Histogram.String()`: like the float form, with the
+    /// counts as integers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fh = self.to_float();
+        write!(f, "{{count:{}, sum:{}", self.count, math::go_g(self.sum))?;
+        let int_bucket = |b: &Bucket| {
+            let mut text = b.to_string();
+            if let Some(colon) = text.rfind(':') {
+                text.truncate(colon + 1);
+                text.push_str(&(b.count as u64).to_string());
+            }
+            text
+        };
+        let negative: Vec<Bucket> = fh
+            .negative_buckets_iter()
+            .filter(|b| b.count != 0.0)
+            .collect();
+        for b in negative.iter().rev() {
+            write!(f, ", {}", int_bucket(b))?;
+        }
+        if self.zero_count != 0 {
+            write!(f, ", {}", int_bucket(&fh.zero_bucket()))?;
+        }
+        for b in fh.positive_buckets_iter().filter(|b| b.count != 0.0) {
+            write!(f, ", {}", int_bucket(&b))?;
+        }
+        f.write_str("}")
+    }
+}
+
 impl std::fmt::Display for FloatHistogram {
     /// Prometheus's `String()`: `{count:5, sum:11, [-1,-0.5):1,
     /// [-0.001,0.001]:2, (0.5,1]:2}` — populated buckets only, ascending,

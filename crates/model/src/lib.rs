@@ -1,5 +1,5 @@
 //! The shared vocabulary of pharos: labels, matchers, samples, time and
-//! durations, and relabeling.
+//! durations, relabeling, and native histograms with their arithmetic.
 //!
 //! Everything above this crate speaks these types, so they are built for the
 //! hot paths: a [`Labels`] is a single reference-counted buffer (cheap to
@@ -18,7 +18,7 @@ pub use duration::Duration;
 pub use histogram::{
     AddInfo, Bucket, CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, Histogram,
     HistogramError, HistogramValue, Span, bucket_upper_bound, format_test_histogram,
-    parse_test_histogram,
+    parse_test_histogram, parse_test_histogram_with_hint,
 };
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};

@@ -1273,3 +1273,63 @@ fn trim_cases_from_promql_tests() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn int_display_like_prometheus() {
+    // Cases of Prometheus's TestHistogramString.
+    let sp = |v: &[(i32, u32)]| {
+        v.iter()
+            .map(|&(offset, length)| Span { offset, length })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(Histogram::default().to_string(), "{count:0, sum:0}");
+    let h = Histogram {
+        count: 9,
+        sum: -3.1415,
+        zero_count: 12,
+        zero_threshold: 0.001,
+        negative_spans: sp(&[(0, 5), (1, 1)]),
+        negative_buckets: vec![1, 2, -2, 1, -1, 0],
+        ..Histogram::default()
+    };
+    assert_eq!(
+        h.to_string(),
+        "{count:9, sum:-3.1415, [-64,-32):1, [-16,-8):1, [-8,-4):2, [-4,-2):1, [-2,-1):3, [-1,-0.5):1, [-0.001,0.001]:12}"
+    );
+    let h = Histogram {
+        count: 19,
+        sum: 2.7,
+        positive_spans: sp(&[(0, 4), (0, 0), (0, 3)]),
+        positive_buckets: vec![1, 2, -2, 1, -1, 0, 0],
+        negative_spans: sp(&[(0, 5), (1, 0), (0, 1)]),
+        negative_buckets: vec![1, 2, -2, 1, -1, 0],
+        ..Histogram::default()
+    };
+    assert_eq!(
+        h.to_string(),
+        "{count:19, sum:2.7, [-64,-32):1, [-16,-8):1, [-8,-4):2, [-4,-2):1, [-2,-1):3, [-1,-0.5):1, (0.5,1]:1, (1,2]:3, (2,4]:1, (4,8]:2, (8,16]:1, (16,32]:1, (32,64]:1}"
+    );
+    let h = Histogram {
+        schema: CUSTOM_BUCKETS_SCHEMA,
+        count: 19,
+        sum: 2.7,
+        positive_spans: sp(&[(0, 4), (0, 0), (0, 3)]),
+        positive_buckets: vec![1, 2, -2, 1, -1, 0, 0],
+        custom_values: vec![1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 50.0],
+        ..Histogram::default()
+    };
+    assert_eq!(
+        h.to_string(),
+        "{count:19, sum:2.7, [-Inf,1]:1, (1,2]:3, (2,5]:1, (5,10]:2, (10,15]:1, (15,20]:1, (20,25]:1}"
+    );
+    // Float and integer forms print the same for integral counts.
+    assert_eq!(h.to_float().to_string(), h.to_string());
+    let v = HistogramValue::Int(h.clone());
+    assert_eq!(v.schema(), CUSTOM_BUCKETS_SCHEMA);
+    assert!(v.to_float().equals(&h.to_float()));
+    // (Prometheus's string test data is not self-consistent.)
+    assert_eq!(
+        v.validate().unwrap_err().to_string(),
+        "10 observations found in buckets, but the Count field is 19: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
+    );
+}
