@@ -63,6 +63,20 @@
 //! format) and replaced by views into a read-only memory map of the file, so
 //! the heap holds only each series' open chunk (`docs/format/head_chunks.md`).
 //!
+//! **Native histograms.** A series' open chunk is either XOR or a
+//! histogram chunk (integer or float counts, Prometheus's encodings 2 and
+//! 3); the histogram state is boxed inside the open-chunk enum, where it
+//! fits the XOR appender's niche, so float series pay nothing for it. A
+//! series may switch between floats and histograms: a new chunk is cut on
+//! every change of kind, as in Prometheus, and histogram chunks are also cut
+//! at about 1 KiB (from 10 samples on) and when the encoder asks (counter
+//! reset, schema change, after a stale marker). Closed chunks carry their
+//! encoding byte in the padding of their bytes handle, into `chunks_head/`
+//! and blocks. Histograms are logged to the WAL as Prometheus's records 7-10
+//! and replayed in log order with the float samples. Readers return float
+//! histograms (integer counts converted) through
+//! [`pharos_storage::SampleIter::histogram`].
+//!
 //! **Write-ahead log.** [`open_head`] builds a head from `wal/` (checkpoint,
 //! then segments) and `chunks_head/`, repairing a torn or corrupt tail by
 //! truncating at the last good record, and attaches a [`CommitLog`] that
