@@ -191,3 +191,92 @@ pub(crate) fn go_g(v: f64) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldexp_is_exact_and_rounds_subnormals_once() {
+        assert_eq!(ldexp(1.0, 0), 1.0);
+        assert_eq!(ldexp(0.75, 3), 6.0);
+        assert_eq!(ldexp(1.0, 1023), f64::from_bits(0x7fe0_0000_0000_0000));
+        assert_eq!(ldexp(1.0, 1024), f64::INFINITY);
+        assert_eq!(ldexp(-1.0, 5000), f64::NEG_INFINITY);
+        assert_eq!(ldexp(1.0, -1022), f64::MIN_POSITIVE);
+        // Subnormals: 2^-1074 is the smallest; half of it ties to even (0),
+        // three quarters rounds up.
+        assert_eq!(ldexp(1.0, -1074), f64::from_bits(1));
+        assert_eq!(ldexp(0.5, -1074), 0.0);
+        assert_eq!(ldexp(0.75, -1074), f64::from_bits(1));
+        assert_eq!(ldexp(1.5, -1074), f64::from_bits(2));
+        assert_eq!(ldexp(1.0, -5000), 0.0);
+        // Subnormal input.
+        assert_eq!(ldexp(f64::from_bits(1), 1074), 1.0);
+        assert!(ldexp(f64::NAN, 3).is_nan());
+        assert_eq!(ldexp(0.0, 100), 0.0);
+    }
+
+    #[test]
+    fn bounds_for_negative_and_positive_schemas() {
+        assert_eq!(bucket_upper_bound(-4, 0), 1.0);
+        assert_eq!(bucket_upper_bound(-4, 1), 65536.0);
+        assert_eq!(bucket_upper_bound(-4, -1), 1.0 / 65536.0);
+        assert_eq!(bucket_upper_bound(3, 8), 2.0);
+        assert_eq!(bucket_upper_bound(3, -8), 0.5);
+        // Index -1 of schema 3 is the last table entry times 2^0... i.e.
+        // the bucket just below 1.
+        assert!(bucket_upper_bound(3, -1) < 1.0 && bucket_upper_bound(3, -1) > 0.9);
+        // Extreme indices do not panic.
+        assert_eq!(bucket_upper_bound(-4, i32::MAX), f64::INFINITY);
+        assert_eq!(bucket_upper_bound(-4, i32::MIN), 0.0);
+        assert_eq!(bucket_upper_bound(8, i32::MIN), 0.0);
+        assert_eq!(bucket_upper_bound(8, i32::MAX), f64::INFINITY);
+        assert_eq!(target_idx(5, 2, 0), 2);
+        assert_eq!(target_idx(-5, 2, 0), -1);
+        assert_eq!(target_idx(0, 2, 0), 0);
+        assert_eq!(target_idx(1, 2, 0), 1);
+        assert_eq!(
+            get_bound(-1, CUSTOM_BUCKETS_SCHEMA, &[1.0]),
+            f64::NEG_INFINITY
+        );
+        assert_eq!(get_bound(0, CUSTOM_BUCKETS_SCHEMA, &[1.0]), 1.0);
+        assert_eq!(get_bound(1, CUSTOM_BUCKETS_SCHEMA, &[1.0]), f64::INFINITY);
+        assert_eq!(get_bound(7, CUSTOM_BUCKETS_SCHEMA, &[1.0]), f64::INFINITY);
+    }
+
+    #[test]
+    fn go_g_formatting() {
+        for (v, want) in [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (-3.1415, "-3.1415"),
+            (123400.0, "123400"),
+            (1e6, "1e+06"),
+            (2349209.324, "2.349209324e+06"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (1e21, "1e+21"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (0.35355339059327373, "0.35355339059327373"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(go_g(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn kahan_compensates() {
+        let (mut s, mut c) = (0.0, 0.0);
+        for v in [1e16, 1.0, 1.0, -1e16] {
+            (s, c) = kahan_inc(v, s, c);
+        }
+        assert_eq!(s + c, 2.0);
+        let (s, c) = kahan_inc(f64::INFINITY, 1.0, 0.5);
+        assert_eq!((s, c), (f64::INFINITY, 0.0));
+    }
+}
