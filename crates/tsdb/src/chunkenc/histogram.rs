@@ -1527,3 +1527,339 @@ pub(crate) mod tests {
         }
     }
 }
+
+/// A check against chunks written by a real Prometheus: set
+/// `PHAROS_HIST_CHUNKS` to a file of lines `encoding series mint maxt hex`
+/// (one m-mapped head chunk each, in file order) and run the ignored test.
+/// Every integer/float histogram chunk must decode, re-encode to the same
+/// bytes, and each series' samples, fed through our append rules, must cut
+/// the same chunks with the same headers and bytes.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) mod interop {
+    use super::*;
+    use crate::chunkenc::FloatHistogramChunk;
+    use std::collections::BTreeMap;
+
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Drops zero-count buckets of an integer histogram (undoing recoding).
+    pub(crate) fn strip_int(h: &Histogram) -> Histogram {
+        let mut out = h.clone();
+        for (spans, buckets, ospans, obuckets) in [
+            (
+                &h.positive_spans,
+                &h.positive_buckets,
+                &mut out.positive_spans,
+                &mut out.positive_buckets,
+            ),
+            (
+                &h.negative_spans,
+                &h.negative_buckets,
+                &mut out.negative_spans,
+                &mut out.negative_buckets,
+            ),
+        ] {
+            let mut cur = 0i64;
+            let mut idx = Vec::new();
+            let mut abs = Vec::new();
+            for (i, d) in super::super::histogram_meta::BucketIter::new(spans).zip(buckets) {
+                cur += d;
+                if cur != 0 {
+                    idx.push(i);
+                    abs.push(cur);
+                }
+            }
+            *ospans = tests::spans_for(&idx);
+            let mut prev = 0;
+            *obuckets = abs
+                .iter()
+                .map(|&a| {
+                    let d = a - prev;
+                    prev = a;
+                    d
+                })
+                .collect();
+        }
+        out
+    }
+
+    pub(crate) fn strip_float(h: &FloatHistogram) -> FloatHistogram {
+        let mut out = h.clone();
+        for (spans, buckets, ospans, obuckets) in [
+            (
+                &h.positive_spans,
+                &h.positive_buckets,
+                &mut out.positive_spans,
+                &mut out.positive_buckets,
+            ),
+            (
+                &h.negative_spans,
+                &h.negative_buckets,
+                &mut out.negative_spans,
+                &mut out.negative_buckets,
+            ),
+        ] {
+            let mut idx = Vec::new();
+            let mut vals = Vec::new();
+            for (i, &v) in super::super::histogram_meta::BucketIter::new(spans).zip(buckets) {
+                if v != 0.0 {
+                    idx.push(i);
+                    vals.push(v);
+                }
+            }
+            *ospans = tests::spans_for(&idx);
+            *obuckets = vals;
+        }
+        out
+    }
+
+    /// Our bytes must equal theirs, except that Prometheus sometimes leaves
+    /// one more all-zero byte at the end (counted).
+    fn check_same(ours: &[u8], theirs: &[u8], what: &str, padded: &mut usize) {
+        if ours.len() + 1 == theirs.len()
+            && theirs.last() == Some(&0)
+            && ours == &theirs[..ours.len()]
+        {
+            *padded += 1;
+            return;
+        }
+        assert_eq!(ours, theirs, "{what}");
+    }
+
+    #[test]
+    #[ignore = "needs PHAROS_HIST_CHUNKS, a dump of Prometheus-written chunks"]
+    fn prometheus_written_chunks() {
+        let path = std::env::var("PHAROS_HIST_CHUNKS").expect("PHAROS_HIST_CHUNKS");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut by_series: BTreeMap<(u8, u64), Vec<Vec<u8>>> = BTreeMap::new();
+        let (mut n_int, mut n_float, mut n_samples) = (0, 0, 0);
+        let mut padded = 0;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let enc: u8 = f[0].parse().unwrap();
+            let series: u64 = f[1].parse().unwrap();
+            let data = hex(f[4]);
+            match enc {
+                2 => {
+                    n_int += 1;
+                    let c = HistogramChunk::from_bytes(data.clone());
+                    let mut again = HistogramChunk::new_with_header(c.counter_reset_header());
+                    let mut it = c.iter();
+                    let mut h = Histogram::default();
+                    while let Some(t) = it.next_into(&mut h) {
+                        n_samples += 1;
+                        assert_eq!(
+                            again.append(t, &h).unwrap(),
+                            HistogramAppendOutcome::Appended
+                        );
+                    }
+                    assert!(it.err().is_none(), "{line}: {:?}", it.err());
+                    check_same(again.bytes(), &data, line, &mut padded);
+                }
+                3 => {
+                    n_float += 1;
+                    let c = FloatHistogramChunk::from_bytes(data.clone());
+                    let mut again = FloatHistogramChunk::new_with_header(c.counter_reset_header());
+                    let mut it = c.iter();
+                    let mut h = FloatHistogram::default();
+                    while let Some(t) = it.next_into(&mut h) {
+                        n_samples += 1;
+                        assert_eq!(
+                            again.append(t, &h).unwrap(),
+                            HistogramAppendOutcome::Appended
+                        );
+                    }
+                    assert!(it.err().is_none(), "{line}: {:?}", it.err());
+                    check_same(again.bytes(), &data, line, &mut padded);
+                }
+                _ => continue,
+            }
+            by_series.entry((enc, series)).or_default().push(data);
+        }
+        eprintln!(
+            "{n_int} integer and {n_float} float histogram chunks, {n_samples} samples \
+             re-encoded, {padded} with one trailing zero byte more"
+        );
+
+        // Replay each series through the append rules.
+        let (mut cut_same, mut cut_other) = (0, 0);
+        for ((enc, series), chunks) in &by_series {
+            if *enc == 2 {
+                let mut mine: Vec<HistogramChunk> = Vec::new();
+                for (k, data) in chunks.iter().enumerate() {
+                    let theirs = HistogramChunk::from_bytes(data.clone());
+                    let gauge = theirs.counter_reset_header() == CounterResetHeader::Gauge;
+                    let mut it = theirs.iter();
+                    let mut h = Histogram::default();
+                    let mut first = true;
+                    while let Some(t) = it.next_into(&mut h) {
+                        let s = if gauge { h.clone() } else { strip_int(&h) };
+                        if first && k > 0 {
+                            let cur = mine.last_mut().unwrap();
+                            let hdr = match cur.clone().append(t, &s).unwrap() {
+                                HistogramAppendOutcome::NewChunk(hdr) => {
+                                    cut_same += 1;
+                                    hdr
+                                }
+                                HistogramAppendOutcome::Appended => {
+                                    cut_other += 1;
+                                    cur.next_chunk_header(&s)
+                                }
+                            };
+                            mine.push(HistogramChunk::new_with_header(hdr));
+                        } else if first {
+                            mine.push(HistogramChunk::new());
+                        }
+                        first = false;
+                        let out = mine.last_mut().unwrap().append(t, &s).unwrap();
+                        assert_eq!(
+                            out,
+                            HistogramAppendOutcome::Appended,
+                            "series {series} chunk {k} t {t}"
+                        );
+                    }
+                    let what = format!(
+                        "series {series} chunk {k}: header {:?} vs {:?}",
+                        mine.last().unwrap().counter_reset_header(),
+                        theirs.counter_reset_header()
+                    );
+                    check_same(mine.last().unwrap().bytes(), data, &what, &mut padded);
+                }
+            } else {
+                let mut mine: Vec<FloatHistogramChunk> = Vec::new();
+                for (k, data) in chunks.iter().enumerate() {
+                    let theirs = FloatHistogramChunk::from_bytes(data.clone());
+                    let gauge = theirs.counter_reset_header() == CounterResetHeader::Gauge;
+                    let mut it = theirs.iter();
+                    let mut h = FloatHistogram::default();
+                    let mut first = true;
+                    while let Some(t) = it.next_into(&mut h) {
+                        let s = if gauge { h.clone() } else { strip_float(&h) };
+                        if first && k > 0 {
+                            let cur = mine.last_mut().unwrap();
+                            let hdr = match cur.clone().append(t, &s).unwrap() {
+                                HistogramAppendOutcome::NewChunk(hdr) => {
+                                    cut_same += 1;
+                                    hdr
+                                }
+                                HistogramAppendOutcome::Appended => {
+                                    cut_other += 1;
+                                    cur.next_chunk_header(&s)
+                                }
+                            };
+                            mine.push(FloatHistogramChunk::new_with_header(hdr));
+                        } else if first {
+                            mine.push(FloatHistogramChunk::new());
+                        }
+                        first = false;
+                        let out = mine.last_mut().unwrap().append(t, &s).unwrap();
+                        assert_eq!(
+                            out,
+                            HistogramAppendOutcome::Appended,
+                            "float series {series} chunk {k} t {t}"
+                        );
+                    }
+                    let what = format!(
+                        "float series {series} chunk {k}: header {:?} vs {:?}",
+                        mine.last().unwrap().counter_reset_header(),
+                        theirs.counter_reset_header()
+                    );
+                    check_same(mine.last().unwrap().bytes(), data, &what, &mut padded);
+                }
+            }
+        }
+        eprintln!(
+            "replayed: {cut_same} cuts decided by the append rules, {cut_other} by size/time"
+        );
+    }
+}
+
+/// Chunks written by Prometheus 2.42.0 (scraping native histograms over
+/// protobuf, m-mapped into `chunks_head`), kept as test vectors.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod prometheus_vectors {
+    use super::interop::{hex, strip_int};
+    use super::*;
+
+    /// A counter chunk cut by a counter reset (header `10`), 21 samples,
+    /// buckets appearing along the way (so Prometheus recoded it).
+    const COUNTER_RESET_21: &str = "001580744e2946328c65fc000344002cf53122000e87a16292d3c46f1bb8658596ad21358b7dee34be75095e3eb6bfb3dc8332752c9f85d3341e1072d20b214d3e80b35d532d208f6f224e7e32d6f18dcb5f6e7da61aeb54e324bc494b4edf90ac5c4902f597913bedce58575f28d2a1ceb1b91becd362561080ec4ac9589465e48960b81c35acd19b791d7afc8b749549614cacec95a090c5eba109274eb3de5d5942ff2281081f5db4ab32768c3410aaf0381b2bc6c250f458a032e9e4ed4a8bda0cf79ae97e48a2f2164f17c261e6c2e05a318a71871da4e07d8845795e4bdaf03059a107356e5156f862383be61bf48bf4ab7944";
+    /// A counter chunk with an `Unknown` header (cut by a schema change).
+    const UNKNOWN_16: &str = "001000744e36946328c69fc000344002b0d4b78a00d04c8d51ee73fa6ab86748edcee3960fe61606a31b2326adb1b09cd769d0454576f30b19b9d6a19f8d7df5af8c4b7578c04ca74b05dee4ebb824855ebe21c2bf595a5295f797816b96e52cdfce16bca51d39fc860a1d6f8955e325cdb9c641ba525a699255ba91d99683fa0ded7ab695ee1bb2f00d81f8f919e2b5e2b35ebbfbcedefb78c596f13b8815424354a50536923156d069e646ee88576ea6f2f7a21856d18e562a8c65bb9c6578c07ff05ca1d1f7bde950";
+    /// A gauge chunk (header `11`), zero threshold 0 (the byte `00`).
+    const GAUGE_17: &str = "0011c0008c71167f0000d1000b48d26467807c659331292fcc30d2dc1c32dcdf4effda7481c81feec4b6d88186be00201f65519bb4c45846e71fbcb598d9c00f64d9bcbecad0830f1da4e2db2807c3abb637dafc5235dd530f52b403d37436a9147dba73ddee325aac5b5128000408be24317e49badbe2f15accaee5c2d95000297250c11327cc561b61879ed8eed5a000013903c178c3d6cad93dd570c65d000016dfec77a23553157da6cf1f535880138980eb593ea4771baa6231db6b18ebc0092ffe534b578554c5edb79b9950c94e007df1fdd94c5b5e6c331b89ce566a377400f974433cedd6e311a9c8e1f69b5c437948018b72d980d11638c46df5f94c2ecd8cb40008a718ba617910c36ea38fd2e1f14d84a0003ab6ce7ec52ca6d31185d8e5b775";
+    /// 30 samples of a series that then disappeared: the 31st is the
+    /// stale marker.
+    const STALE_31: &str = "001f00eab4a28ca318ff0000d1000ac352c400000000000000011bb867858e22bff8c6313097ffc6f0d80c48d61606d062e6c0b12245cd42781b8181b42c0903607c088b9312222e6b13c0de0c5cdc162448b9b43e0440981103609e04204604204e042062f7fcd0000000000020";
+
+    fn decode(bytes: &[u8]) -> Vec<(i64, Histogram)> {
+        let c = HistogramChunk::from_bytes(bytes.to_vec());
+        let mut it = c.iter();
+        let mut h = Histogram::default();
+        let mut out = Vec::new();
+        while let Some(t) = it.next_into(&mut h) {
+            out.push((t, h.clone()));
+        }
+        assert!(it.err().is_none(), "{:?}", it.err());
+        assert_eq!(out.len(), usize::from(c.num_samples()));
+        out
+    }
+
+    #[test]
+    fn reencode_and_replay() {
+        for (name, hx, header) in [
+            ("reset", COUNTER_RESET_21, CounterResetHeader::CounterReset),
+            ("unknown", UNKNOWN_16, CounterResetHeader::Unknown),
+            ("gauge", GAUGE_17, CounterResetHeader::Gauge),
+            ("stale", STALE_31, CounterResetHeader::Unknown),
+        ] {
+            let bytes = hex(hx);
+            let samples = decode(&bytes);
+            assert_eq!(
+                HistogramChunk::from_bytes(bytes.clone()).counter_reset_header(),
+                header
+            );
+            // Re-encoding the decoded samples gives Prometheus's bytes.
+            let mut c = HistogramChunk::new_with_header(header);
+            for (t, h) in &samples {
+                assert_eq!(
+                    c.append(*t, h).unwrap(),
+                    HistogramAppendOutcome::Appended,
+                    "{name}"
+                );
+            }
+            assert_eq!(c.bytes(), &bytes[..], "{name}");
+            // Counter samples with the buckets recoding added removed again:
+            // our rules recode the same way.
+            if header != CounterResetHeader::Gauge {
+                let mut c = HistogramChunk::new_with_header(header);
+                for (t, h) in &samples {
+                    let out = c.append(*t, &strip_int(h)).unwrap();
+                    assert_eq!(out, HistogramAppendOutcome::Appended, "{name}");
+                }
+                assert_eq!(c.bytes(), &bytes[..], "{name} replay");
+            }
+        }
+        let stale = decode(&hex(STALE_31));
+        assert!(is_stale_nan(stale[30].1.sum));
+        assert!(!is_stale_nan(stale[29].1.sum));
+        let gauge = decode(&hex(GAUGE_17));
+        assert_eq!(gauge[0].1.zero_threshold, 0.0);
+        assert_eq!(gauge[0].1.schema, 1);
+        assert!(
+            gauge
+                .iter()
+                .all(|(_, h)| h.counter_reset_hint == CounterResetHint::Gauge)
+        );
+        // Recoding happened: the first sample carries empty buckets.
+        let reset = decode(&hex(COUNTER_RESET_21));
+        let first = &reset[0].1;
+        assert!(strip_int(first).positive_buckets.len() < first.positive_buckets.len());
+    }
+}
