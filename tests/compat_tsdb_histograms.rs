@@ -5,6 +5,12 @@
 //! opened by Prometheus, which must return every sample with the counts
 //! and sums pharos stored, from blocks and from its WAL replay alike.
 //!
+//!
+//! And the other way: Prometheus 2.42 scrapes native histograms (protobuf
+//! exposition served by the test) into its WAL, head chunk files and 10 s
+//! blocks; pharos opens that directory and returns every histogram as
+//! served.
+//!
 //! (`promtool tsdb dump` of 2.42 stops at the first histogram sample of a
 //! series, printing nothing for it, so it cannot check the chunks; the
 //! query API can.)
@@ -14,13 +20,16 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{have, http_get, in_ci, urlencode};
 use pharos_model::{FloatHistogram, Histogram, HistogramValue, Labels, Span};
-use pharos_storage::Appendable;
+use pharos_storage::{Appendable, Queryable};
 use pharos_tsdb::{Db, DbOptions};
 
 const H: i64 = 3600 * 1000;
@@ -201,4 +210,220 @@ fn prometheus_reads_pharos_histograms_from_blocks_wal_and_head_chunks() {
         assert_eq!((*count, *sum), (h.count, h.sum), "nh_float at {t}");
         assert_eq!(*buckets, h.count, "nh_float buckets at {t}");
     }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        out.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    out.push(x as u8);
+}
+
+fn put_key(out: &mut Vec<u8>, field: u64, wire: u64) {
+    put_varint(out, (field << 3) | wire);
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+    put_key(out, field, 2);
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_double(out: &mut Vec<u8>, field: u64, v: f64) {
+    put_key(out, field, 1);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn zigzag(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
+}
+
+/// `io.prometheus.client.Histogram` for `h` (integer counts).
+fn proto_histogram(h: &Histogram) -> Vec<u8> {
+    let mut b = Vec::new();
+    put_key(&mut b, 1, 0);
+    put_varint(&mut b, h.count);
+    put_double(&mut b, 2, h.sum);
+    put_key(&mut b, 5, 0);
+    put_varint(&mut b, zigzag(i64::from(h.schema)));
+    put_double(&mut b, 6, h.zero_threshold);
+    put_key(&mut b, 7, 0);
+    put_varint(&mut b, h.zero_count);
+    let spans = |b: &mut Vec<u8>, field: u64, spans: &[Span]| {
+        for s in spans {
+            let mut m = Vec::new();
+            put_key(&mut m, 1, 0);
+            put_varint(&mut m, zigzag(i64::from(s.offset)));
+            put_key(&mut m, 2, 0);
+            put_varint(&mut m, u64::from(s.length));
+            put_bytes(b, field, &m);
+        }
+    };
+    let deltas = |b: &mut Vec<u8>, field: u64, d: &[i64]| {
+        let mut m = Vec::new();
+        for &x in d {
+            put_varint(&mut m, zigzag(x));
+        }
+        put_bytes(b, field, &m);
+    };
+    spans(&mut b, 9, &h.negative_spans);
+    deltas(&mut b, 10, &h.negative_buckets);
+    spans(&mut b, 12, &h.positive_spans);
+    deltas(&mut b, 13, &h.positive_buckets);
+    b
+}
+
+/// A length-delimited `MetricFamily` `nh_scraped` of type HISTOGRAM.
+fn proto_family(h: &Histogram) -> Vec<u8> {
+    let mut metric = Vec::new();
+    put_bytes(&mut metric, 7, &proto_histogram(h));
+    let mut fam = Vec::new();
+    put_bytes(&mut fam, 1, b"nh_scraped");
+    put_bytes(&mut fam, 2, b"A native histogram.");
+    put_key(&mut fam, 3, 0);
+    put_varint(&mut fam, 4);
+    put_bytes(&mut fam, 4, &metric);
+    let mut out = Vec::new();
+    put_varint(&mut out, fam.len() as u64);
+    out.extend_from_slice(&fam);
+    out
+}
+
+/// Serves `int_hist(n)` for the n-th scrape (n from 1) until `stop`.
+fn serve_histograms(l: TcpListener, served: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    l.set_nonblocking(true).unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((mut c, _)) = l.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        c.set_nonblocking(false).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+        let body = proto_family(&int_hist(n));
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = c.write_all(head.as_bytes());
+        let _ = c.write_all(&body);
+    }
+}
+
+#[test]
+fn pharos_reads_histograms_prometheus_scraped() {
+    if !(have("prometheus")) {
+        assert!(!in_ci(), "prometheus must be installed in CI");
+        eprintln!("skipping: prometheus not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_addr = target.local_addr().unwrap();
+    let served = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (served, stop) = (served.clone(), stop.clone());
+        std::thread::spawn(move || serve_histograms(target, served, stop))
+    };
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: nh\n    static_configs:\n      - targets: ['{target_addr}']\n"
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log_path = dir.path().join("prometheus.log");
+    let mut child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.min-block-duration=10s")
+        .arg("--storage.tsdb.max-block-duration=10s")
+        .arg("--enable-feature=native-histograms")
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start prometheus");
+    let plog = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Long enough for head compactions into 10 s blocks.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(35) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // SIGTERM: a clean shutdown (WAL and head chunk files stay for replay).
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let n = served.load(Ordering::SeqCst);
+    assert!(n >= 25, "only {n} scrapes; prometheus log:\n{}", plog());
+    let blocks = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("meta.json").exists())
+        .count();
+    assert!(blocks > 0, "prometheus cut no block; log:\n{}", plog());
+
+    let db = Db::open(&data, DbOptions::with_retention(100 * 365 * 24 * H)).unwrap();
+    assert!(!db.blocks().is_empty());
+    let q = db.querier(i64::MIN, i64::MAX).unwrap();
+    let m =
+        pharos_model::Matcher::new(pharos_model::MatchOp::Equal, "__name__", "nh_scraped").unwrap();
+    let mut set = q.select(true, None, &[m]);
+    let mut s = set.next().expect("nh_scraped not found");
+    let mut last_i = 0u64;
+    let mut seen = 0u64;
+    while let Some(x) = s.samples.next() {
+        let h = s.samples.histogram().expect("a histogram sample").clone();
+        // int_hist(i) has count 8i + 2.
+        let i = (h.count as u64 - 2) / 8;
+        assert!(i > last_i, "histograms out of order: {i} after {last_i}");
+        last_i = i;
+        let want = int_hist(i);
+        assert_eq!(x.v, want.sum);
+        assert_eq!(
+            (h.count, h.zero_count, h.sum),
+            (want.count as f64, want.zero_count as f64, want.sum)
+        );
+        assert_eq!(h.schema, want.schema);
+        assert_eq!(h.positive_spans, want.positive_spans);
+        assert_eq!(h.negative_spans, want.negative_spans);
+        let abs = |d: &[i64]| {
+            let mut acc = 0;
+            d.iter()
+                .map(|x| {
+                    acc += x;
+                    acc as f64
+                })
+                .collect::<Vec<f64>>()
+        };
+        assert_eq!(h.positive_buckets, abs(&want.positive_buckets));
+        assert_eq!(h.negative_buckets, abs(&want.negative_buckets));
+        seen += 1;
+    }
+    assert!(s.samples.err().is_none(), "{:?}", s.samples.err());
+    assert!(set.next().is_none());
+    // Every scrape Prometheus stored (the last one may be cut by the
+    // shutdown) came back.
+    assert!(
+        seen + 2 >= n && seen <= n,
+        "{seen} histograms read, {n} served"
+    );
+    db.close().unwrap();
 }
