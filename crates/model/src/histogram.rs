@@ -23,13 +23,20 @@
 //! The layout mirrors Prometheus's `model/histogram` field by field so that
 //! the WAL, chunk and API encodings map one to one, and the arithmetic
 //! (in the submodules) follows Prometheus's `histogram.go`,
-//! `float_histogram.go` and `generic.go` in behaviour: PromQL results must
-//! come out bit-identical, including which buckets exist.
+//! `float_histogram.go` and `generic.go` (main, 3.x) in behaviour: PromQL
+//! results must come out bit-identical, bucket for bucket, so the same
+//! floating-point operations happen in the same order (bucket bounds even
+//! come from Prometheus's table of mantissas). One deliberate difference:
+//! where Prometheus edits spans in place and may leave adjacent spans
+//! (offset 0) behind, we always produce canonical spans; counts and the
+//! set of stored buckets are the same, and after `compact` (which PromQL
+//! always applies) so are the spans.
 //!
-//! Submodules: `float` (add/sub/mul/div, reset detection, resolution
-//! changes, validation), `int` (the integer histogram), `layout`
-//! (span/bucket manipulation shared by both), `buckets` (bucket bounds and
-//! iterators), `math` (bucket boundary arithmetic), `notation` (the
+//! Submodules: `float` (add/sub/mul/div, Kahan summation, reset
+//! detection, resolution changes, validation), `int` (the integer
+//! histogram), `layout` (span/bucket manipulation shared by both),
+//! `buckets` (bucket bounds and iterators), `math` (bucket boundary
+//! arithmetic), `trim` (PromQL's `</` and `>/`), `notation` (the
 //! `{{schema:1 buckets:[1 2]}}` test notation).
 
 mod buckets;

@@ -876,19 +876,20 @@ impl FloatHistogram {
     /// spans are inconsistent with the buckets (then nothing is changed).
     pub fn try_reduce_resolution(&mut self, target_schema: i32) -> Result<(), HistogramError> {
         check_reduction(self.schema, target_schema)?;
-        let (ps, pb, _) = layout::reduce(
+        let add = |a: f64, b: f64| a + b;
+        let (ps, pb) = layout::reduce(
             &self.positive_spans,
             &self.positive_buckets,
-            None,
             self.schema,
             target_schema,
+            add,
         )?;
-        let (ns, nb, _) = layout::reduce(
+        let (ns, nb) = layout::reduce(
             &self.negative_spans,
             &self.negative_buckets,
-            None,
             self.schema,
             target_schema,
+            add,
         )?;
         self.positive_spans = ps;
         self.positive_buckets = pb;

@@ -191,26 +191,15 @@ impl Histogram {
     /// involved, the target is not lower, or spans and buckets disagree.
     pub fn reduce_resolution(&mut self, target_schema: i32) -> Result<(), HistogramError> {
         check_reduction(self.schema, target_schema)?;
+        // Merge on absolute counts (exact in i64), then delta-encode again.
         let mut sides = Vec::with_capacity(2);
         for (spans, buckets) in [
             (&self.positive_spans, &self.positive_buckets),
             (&self.negative_spans, &self.negative_buckets),
         ] {
-            // Reduce on absolute counts held as f64 would lose precision
-            // above 2^53; do it on i64 via the float helper's layout only.
             let abs = deltas_to_absolute(buckets);
-            let as_f: Vec<f64> = vec![0.0; abs.len()];
-            let (new_spans, _, _) = layout::reduce(spans, &as_f, None, self.schema, target_schema)?;
-            let mut merged: Vec<i64> = Vec::with_capacity(abs.len());
-            let mut last_t: Option<i32> = None;
-            for (idx, pos) in layout::SpanWalk::new(spans, abs.len()) {
-                let t = super::math::target_idx(idx, self.schema, target_schema);
-                match (last_t, merged.last_mut()) {
-                    (Some(l), Some(m)) if l == t => *m = m.wrapping_add(abs[pos]),
-                    _ => merged.push(abs[pos]),
-                }
-                last_t = Some(t);
-            }
+            let (new_spans, merged) =
+                layout::reduce(spans, &abs, self.schema, target_schema, i64::wrapping_add)?;
             sides.push((new_spans, absolute_to_deltas(&merged)));
         }
         let (ns, nb) = sides.pop().unwrap_or_default();

@@ -246,16 +246,16 @@ pub(crate) fn check_spans(spans: &[Span], num_buckets: usize) -> Result<(), Hist
 }
 
 /// Reduces one side from `origin` to the lower `target` schema, merging
-/// buckets (with Kahan summation into `comp` when given, which must be in
-/// step with `buckets`). Errors as Prometheus on negative offsets and on a
-/// span/bucket count mismatch.
-pub(crate) fn reduce(
+/// the values of buckets that fall into the same target bucket with
+/// `merge`. Errors as Prometheus on negative offsets and on a span/bucket
+/// count mismatch.
+pub(crate) fn reduce<T: Copy>(
     spans: &[Span],
-    buckets: &[f64],
-    comp: Option<&[f64]>,
+    buckets: &[T],
     origin: i32,
     target: i32,
-) -> Result<KahanSide, HistogramError> {
+    merge: impl Fn(T, T) -> T,
+) -> Result<(Vec<Span>, Vec<T>), HistogramError> {
     let mut total: usize = 0;
     for (n, span) in spans.iter().enumerate() {
         if n > 0 && span.offset < 0 {
@@ -279,27 +279,15 @@ pub(crate) fn reduce(
             buckets.len()
         )));
     }
-    let mut out: Vec<(i32, (f64, f64))> = Vec::with_capacity(buckets.len());
+    let mut out: Vec<(i32, T)> = Vec::with_capacity(buckets.len());
     for (idx, pos) in SpanWalk::new(spans, buckets.len()) {
         let t = target_idx(idx, origin, target);
-        let v = buckets[pos];
-        let c = comp.map(|c| c.get(pos).copied().unwrap_or(0.0));
         match out.last_mut() {
-            Some((last, (sum, csum))) if *last == t => match c {
-                Some(c) => {
-                    let (s, cc) = kahan_inc(v, *sum, *csum);
-                    let (s, cc) = kahan_inc(c, s, cc);
-                    *sum = s;
-                    *csum = cc;
-                }
-                None => *sum += v,
-            },
-            _ => out.push((t, (v, c.unwrap_or(0.0)))),
+            Some((last, acc)) if *last == t => *acc = merge(*acc, buckets[pos]),
+            _ => out.push((t, buckets[pos])),
         }
     }
-    let (spans, pairs) = encode(out);
-    let (vals, comps) = pairs.into_iter().unzip();
-    Ok((spans, vals, comps))
+    Ok(encode(out))
 }
 
 /// Decodes side `b`, dropping its leading buckets whose upper bound is at
