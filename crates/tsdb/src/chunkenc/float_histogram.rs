@@ -14,8 +14,8 @@ use pharos_model::{Timestamp, is_stale_nan};
 
 use super::bstream::BitReader;
 use super::histogram::{
-    HistogramAppendOutcome, bounds_match, bucket_budget, check_decoded_schema, check_shape,
-    clear_float, copy_into,
+    HistogramAppendOutcome, MAX_SCHEMA, bounds_match, bucket_budget, check_decoded_schema,
+    check_shape, clear_float, copy_into, reduce_side,
 };
 use super::histogram_meta::{
     CUSTOM_SCHEMA, CounterResetHeader, HEADER_LEN, Insert, Layout, adjust_for_inserts, count_of,
@@ -656,18 +656,47 @@ impl<'a> FloatHistogramIterator<'a> {
         Ok(())
     }
 
-    /// Decodes the next sample into `h`, reusing its vectors, and returns
-    /// its timestamp; `None` at the end or on corrupt data. Hints and stale
-    /// markers as in [`super::HistogramIterator::next_into`].
-    pub fn next_into(&mut self, h: &mut FloatHistogram) -> Option<i64> {
-        if !self.advance() {
+    /// Decodes the next sample without handing it out and returns its
+    /// timestamp; `None` at the end or on corrupt data.
+    pub fn next_t(&mut self) -> Option<i64> {
+        self.advance().then_some(self.st.t)
+    }
+
+    /// The timestamp of the current sample, once one was decoded.
+    pub fn at_t(&self) -> Option<i64> {
+        (self.num_read > 0 && self.err.is_none()).then_some(self.st.t)
+    }
+
+    /// Moves to the first sample with `t >= ts` (never back) and returns
+    /// its timestamp.
+    pub fn seek(&mut self, ts: i64) -> Option<i64> {
+        if self.err.is_some() {
             return None;
         }
+        while self.num_read == 0 || self.st.t < ts {
+            self.next_t()?;
+        }
+        self.at_t()
+    }
+
+    /// Decodes the next sample into `h`, reusing its vectors, and returns
+    /// its timestamp; `None` at the end or on corrupt data. Hints, stale
+    /// markers and schemas above 8 as in
+    /// [`super::HistogramIterator::next_into`].
+    pub fn next_into(&mut self, h: &mut FloatHistogram) -> Option<i64> {
+        self.next_t()?;
+        self.at_into(h)
+    }
+
+    /// Writes the current sample into `h` and returns its timestamp; `None`
+    /// before the first sample or after an error.
+    pub fn at_into(&mut self, h: &mut FloatHistogram) -> Option<i64> {
+        let t = self.at_t()?;
         let st = &self.st;
         if is_stale_nan(st.sum.value) {
             clear_float(h);
             h.sum = st.sum.value;
-            return Some(st.t);
+            return Some(t);
         }
         h.counter_reset_hint = hint_for(self.header, self.num_read);
         h.schema = st.layout.schema;
@@ -682,7 +711,20 @@ impl<'a> FloatHistogramIterator<'a> {
         h.negative_buckets.clear();
         h.negative_buckets.extend(st.n.iter().map(|x| x.value));
         copy_into(&mut h.custom_values, &st.layout.custom_values);
-        Some(st.t)
+        if h.schema > MAX_SCHEMA {
+            let from = h.schema;
+            h.schema = MAX_SCHEMA;
+            if !reduce_side(&mut h.positive_spans, &mut h.positive_buckets, from, false)
+                || !reduce_side(&mut h.negative_spans, &mut h.negative_buckets, from, false)
+            {
+                self.err = Some(TsdbError::CorruptChunk(format!(
+                    "float histogram chunk: spans of schema {from} cannot be reduced (sample {} of {})",
+                    self.num_read, self.num_total
+                )));
+                return None;
+            }
+        }
+        Some(t)
     }
 }
 

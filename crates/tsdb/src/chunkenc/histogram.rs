@@ -635,12 +635,34 @@ pub(crate) fn bucket_budget(
     Ok((p as usize, n as usize))
 }
 
-/// Checks a decoded schema the way the encoder restricts it.
+/// Checks a decoded schema as Prometheus does: custom buckets and the
+/// exponential schemas -9..=52 it reserves are readable (schemas above 8
+/// are reduced to 8 when a sample is read out).
 pub(crate) fn check_decoded_schema(schema: i32) -> Result<(), &'static str> {
-    if schema == CUSTOM_SCHEMA || (-4..=8).contains(&schema) {
+    if schema == CUSTOM_SCHEMA || (-9..=52).contains(&schema) {
         Ok(())
     } else {
-        Err("unsupported histogram schema")
+        Err("unknown histogram schema")
+    }
+}
+
+/// Highest schema handed out by the iterators.
+pub(crate) const MAX_SCHEMA: i32 = 8;
+
+/// Reduces one side of a decoded sample to [`MAX_SCHEMA`] in place.
+pub(crate) fn reduce_side<T: super::histogram_meta::BucketValue>(
+    spans: &mut Vec<Span>,
+    buckets: &mut Vec<T>,
+    from: i32,
+    deltas: bool,
+) -> bool {
+    match super::histogram_meta::reduce_resolution(spans, buckets, from, MAX_SCHEMA, deltas) {
+        Some((s, b)) => {
+            *spans = s;
+            *buckets = b;
+            true
+        }
+        None => false,
     }
 }
 
@@ -773,6 +795,30 @@ impl<'a> HistogramIterator<'a> {
         Ok(())
     }
 
+    /// Decodes the next sample without handing it out and returns its
+    /// timestamp (use [`HistogramIterator::at_into`] to read it); `None` at
+    /// the end or on corrupt data (see [`HistogramIterator::err`]).
+    pub fn next_t(&mut self) -> Option<i64> {
+        self.advance().then_some(self.st.t)
+    }
+
+    /// The timestamp of the current sample, once one was decoded.
+    pub fn at_t(&self) -> Option<i64> {
+        (self.num_read > 0 && self.err.is_none()).then_some(self.st.t)
+    }
+
+    /// Moves to the first sample with `t >= ts` (staying on the current one
+    /// if it qualifies; never moving back) and returns its timestamp.
+    pub fn seek(&mut self, ts: i64) -> Option<i64> {
+        if self.err.is_some() {
+            return None;
+        }
+        while self.num_read == 0 || self.st.t < ts {
+            self.next_t()?;
+        }
+        self.at_t()
+    }
+
     /// Decodes the next sample into `h`, reusing its vectors, and returns
     /// its timestamp; `None` at the end or on corrupt data (see
     /// [`HistogramIterator::err`]).
@@ -782,15 +828,37 @@ impl<'a> HistogramIterator<'a> {
     /// one (whatever the chunk header says; callers that trust the chunk
     /// order may use [`HistogramIterator::counter_reset_header`]). A stale
     /// marker decodes as an empty histogram whose sum is the stale NaN.
+    /// Schemas above 8 (written by newer versions) are reduced to 8.
     pub fn next_into(&mut self, h: &mut Histogram) -> Option<i64> {
-        if !self.advance() {
-            return None;
-        }
+        self.next_t()?;
+        self.at_into(h)
+    }
+
+    /// Like [`HistogramIterator::next_into`], converted to float counts
+    /// (absolute bucket counts).
+    pub fn next_float_into(&mut self, fh: &mut FloatHistogram) -> Option<i64> {
+        self.next_t()?;
+        self.at_float_into(fh)
+    }
+
+    fn fail_reduce(&mut self) -> Option<i64> {
+        self.err = Some(TsdbError::CorruptChunk(format!(
+            "histogram chunk: spans of schema {} cannot be reduced (sample {} of {})",
+            self.st.layout.schema, self.num_read, self.num_total
+        )));
+        None
+    }
+
+    /// Writes the current sample into `h` (see
+    /// [`HistogramIterator::next_into`]) and returns its timestamp; `None`
+    /// before the first sample or after an error.
+    pub fn at_into(&mut self, h: &mut Histogram) -> Option<i64> {
+        let t = self.at_t()?;
         let st = &self.st;
         if is_stale_nan(st.sum) {
             clear_int(h);
             h.sum = st.sum;
-            return Some(st.t);
+            return Some(t);
         }
         h.counter_reset_hint = hint_for(self.header, self.num_read);
         h.schema = st.layout.schema;
@@ -803,20 +871,27 @@ impl<'a> HistogramIterator<'a> {
         copy_into(&mut h.positive_buckets, &st.p);
         copy_into(&mut h.negative_buckets, &st.n);
         copy_into(&mut h.custom_values, &st.layout.custom_values);
-        Some(st.t)
+        if h.schema > MAX_SCHEMA {
+            let from = h.schema;
+            h.schema = MAX_SCHEMA;
+            if !reduce_side(&mut h.positive_spans, &mut h.positive_buckets, from, true)
+                || !reduce_side(&mut h.negative_spans, &mut h.negative_buckets, from, true)
+            {
+                return self.fail_reduce();
+            }
+        }
+        Some(t)
     }
 
-    /// Like [`HistogramIterator::next_into`], converted to float counts
-    /// (absolute bucket counts).
-    pub fn next_float_into(&mut self, fh: &mut FloatHistogram) -> Option<i64> {
-        if !self.advance() {
-            return None;
-        }
+    /// Writes the current sample into `fh` as float counts; see
+    /// [`HistogramIterator::at_into`].
+    pub fn at_float_into(&mut self, fh: &mut FloatHistogram) -> Option<i64> {
+        let t = self.at_t()?;
         let st = &self.st;
         if is_stale_nan(st.sum) {
             clear_float(fh);
             fh.sum = st.sum;
-            return Some(st.t);
+            return Some(t);
         }
         fh.counter_reset_hint = hint_for(self.header, self.num_read);
         fh.schema = st.layout.schema;
@@ -829,7 +904,24 @@ impl<'a> HistogramIterator<'a> {
         cumulate_into(&mut fh.positive_buckets, &st.p);
         cumulate_into(&mut fh.negative_buckets, &st.n);
         copy_into(&mut fh.custom_values, &st.layout.custom_values);
-        Some(st.t)
+        if fh.schema > MAX_SCHEMA {
+            let from = fh.schema;
+            fh.schema = MAX_SCHEMA;
+            if !reduce_side(
+                &mut fh.positive_spans,
+                &mut fh.positive_buckets,
+                from,
+                false,
+            ) || !reduce_side(
+                &mut fh.negative_spans,
+                &mut fh.negative_buckets,
+                from,
+                false,
+            ) {
+                return self.fail_reduce();
+            }
+        }
+        Some(t)
     }
 }
 
@@ -1331,6 +1423,65 @@ pub(crate) mod tests {
         assert_eq!(c.num_samples(), 0);
         let mut bad = HistogramChunk::from_bytes(vec![0, 1]);
         assert!(bad.append(1, &h1()).is_err());
+    }
+
+    #[test]
+    fn seek_and_at() {
+        let mut c = HistogramChunk::new();
+        let mut h = h1();
+        for i in 0..10 {
+            h.count += 1;
+            c.append(i * 100, &h).unwrap();
+        }
+        let mut it = c.iter();
+        let mut out = Histogram::default();
+        assert_eq!(it.at_t(), None);
+        assert_eq!(it.at_into(&mut out), None);
+        assert_eq!(it.seek(250), Some(300));
+        assert_eq!(it.seek(250), Some(300));
+        assert_eq!(it.at_into(&mut out), Some(300));
+        assert_eq!(out.count, 5 + 4);
+        assert_eq!(it.next_t(), Some(400));
+        assert_eq!(it.next_into(&mut out), Some(500));
+        assert_eq!(out.count, 5 + 6);
+        assert_eq!(it.seek(10_000), None);
+        assert!(it.err().is_none());
+    }
+
+    #[test]
+    fn schemas_above_8_are_reduced_on_read() {
+        // Prometheus reads schemas up to 52 (from newer writers) and
+        // reduces them to 8; our encoder refuses them, so write raw.
+        let h = Histogram {
+            schema: 10,
+            count: 36,
+            sum: 1.0,
+            positive_spans: sp(&[(1, 8)]),
+            positive_buckets: vec![1, 1, 1, 1, 1, 1, 1, 1], // 1..=8
+            ..Histogram::default()
+        };
+        let mut c = HistogramChunk::new();
+        c.append_raw(7, &h);
+        let mut out = Histogram::default();
+        let mut it = c.iter();
+        assert_eq!(it.next_into(&mut out), Some(7));
+        assert_eq!(out.schema, 8);
+        // Indices 1..=4 merge into 1, 5..=8 into 2: 10 and 26.
+        assert_eq!(out.positive_spans, sp(&[(1, 2)]));
+        assert_eq!(out.positive_buckets, vec![10, 16]);
+        let mut it = c.iter();
+        let mut f = FloatHistogram::default();
+        it.next_float_into(&mut f).unwrap();
+        assert_eq!(
+            (f.schema, f.positive_buckets.clone()),
+            (8, vec![10.0, 26.0])
+        );
+        // Schema 53 is unknown.
+        let mut bad = HistogramChunk::new();
+        bad.append_raw(7, &Histogram { schema: 53, ..h });
+        let mut it = bad.iter();
+        assert_eq!(it.next_into(&mut out), None);
+        assert!(it.err().is_some());
     }
 
     #[test]

@@ -408,7 +408,7 @@ pub(crate) fn expand_spans_and_buckets<T: BucketValue + PartialOrd>(
     let mut a_next = ai.next();
     let mut b_next = bi.next();
     let (mut a_ci, mut b_ci) = (0usize, 0usize);
-    let step = |acc: T, v: T| if deltas { acc + v } else { v };
+    let step = |acc: T, v: T| if deltas { acc.wadd(v) } else { v };
     let mut a_count = if a_next.is_some() {
         a_val(0)
     } else {
@@ -581,12 +581,30 @@ pub(crate) fn expand_spans_both_ways(
 }
 
 /// Bucket values the insert logic works on.
-pub(crate) trait BucketValue:
-    Copy + Default + std::ops::Add<Output = Self> + std::ops::Neg<Output = Self>
-{
+/// Integers wrap (decoded data may be arbitrary; the encoder's arithmetic
+/// wraps like Go's).
+pub(crate) trait BucketValue: Copy + Default + PartialEq {
+    /// Addition (wrapping for integers).
+    fn wadd(self, o: Self) -> Self;
+    /// Negation (wrapping for integers).
+    fn wneg(self) -> Self;
 }
-impl BucketValue for i64 {}
-impl BucketValue for f64 {}
+impl BucketValue for i64 {
+    fn wadd(self, o: i64) -> i64 {
+        self.wrapping_add(o)
+    }
+    fn wneg(self) -> i64 {
+        self.wrapping_neg()
+    }
+}
+impl BucketValue for f64 {
+    fn wadd(self, o: f64) -> f64 {
+        self + o
+    }
+    fn wneg(self) -> f64 {
+        -self
+    }
+}
 
 /// Rewrites bucket values `input` for a layout widened by `inserts` into
 /// `out` (cleared first). Inserted buckets are empty: with `deltas` the
@@ -604,13 +622,13 @@ pub(crate) fn insert<T: BucketValue>(
     for (i, &d) in input.iter().enumerate() {
         if ii >= inserts.len() || i != inserts[ii].pos {
             out.push(d);
-            v = v + d;
+            v = v.wadd(d);
             continue;
         }
         let mut first = true;
         while ii < inserts.len() && inserts[ii].pos == i {
             if deltas && first {
-                out.push(-v);
+                out.push(v.wneg());
                 first = false;
             } else {
                 out.push(T::default());
@@ -620,18 +638,62 @@ pub(crate) fn insert<T: BucketValue>(
             }
             ii += 1;
         }
-        out.push(if deltas { d + v } else { d });
-        v = v + d;
+        out.push(if deltas { d.wadd(v) } else { d });
+        v = v.wadd(d);
     }
     // Inserts after the last bucket.
     while ii < inserts.len() {
-        out.push(if deltas { -v } else { T::default() });
+        out.push(if deltas { v.wneg() } else { T::default() });
         for _ in 1..inserts[ii].num {
             out.push(T::default());
         }
         ii += 1;
         v = T::default();
     }
+}
+
+/// Merges buckets of schema `from` into the coarser schema `to` (both
+/// exponential, `to < from`), as Prometheus does when a chunk holds a
+/// schema above 8 written by a newer version. Values are delta-encoded
+/// when `deltas`. `None` when a span after the first has a negative offset.
+pub(crate) fn reduce_resolution<T: BucketValue>(
+    spans: &[Span],
+    buckets: &[T],
+    from: i32,
+    to: i32,
+    deltas: bool,
+) -> Option<(Vec<Span>, Vec<T>)> {
+    if spans.iter().skip(1).any(|s| s.offset < 0) {
+        return None;
+    }
+    let shift = (from - to).clamp(0, 63) as u32;
+    let mut out_spans = Vec::new();
+    let mut abs: Vec<T> = Vec::new();
+    let mut last_target = None;
+    let mut last = 0i64;
+    let mut cur = T::default();
+    for (idx, &v) in BucketIter::new(spans).zip(buckets) {
+        cur = if deltas { cur.wadd(v) } else { v };
+        let target = ((idx - 1) >> shift) + 1;
+        if last_target == Some(target) {
+            if let Some(a) = abs.last_mut() {
+                *a = a.wadd(cur);
+            }
+        } else {
+            push_bucket(&mut out_spans, &mut last, target);
+            abs.push(cur);
+            last_target = Some(target);
+        }
+    }
+    if deltas {
+        let mut prev = T::default();
+        for a in abs.iter_mut() {
+            let v = *a;
+            *a = v.wadd(prev.wneg());
+            prev = v;
+        }
+    }
+    Some((out_spans, abs))
 }
 
 /// The spans `spans` widened by `inserts` (whose `bucket_idx` say where).
@@ -845,6 +907,21 @@ mod tests {
             }]
         );
         assert_eq!(adjust_for_inserts(&b, &bwd), sp(&[(0, 4)]));
+    }
+
+    #[test]
+    fn reduce_resolution_merges() {
+        // Schema 2 -> 0: indices 1..=4 -> 1, 5..=8 -> 2, 0 and -3..=0 -> 0.
+        let spans = sp(&[(-3, 4), (1, 3), (2, 1)]); // -3 -2 -1 0 | 2 3 4 | 7
+        let abs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let (s, b) = reduce_resolution(&spans, &abs, 2, 0, false).unwrap();
+        assert_eq!(s, sp(&[(0, 3)]));
+        assert_eq!(b, vec![10.0, 18.0, 8.0]);
+        let deltas = [1i64, 1, 1, 1, 1, 1, 1, 1];
+        let (s, b) = reduce_resolution(&spans, &deltas, 2, 0, true).unwrap();
+        assert_eq!(s, sp(&[(0, 3)]));
+        assert_eq!(b, vec![10, 8, -10]); // 10, 18, 8
+        assert!(reduce_resolution(&sp(&[(0, 1), (-2, 1)]), &[1i64, 1], 2, 0, true).is_none());
     }
 
     #[test]
