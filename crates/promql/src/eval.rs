@@ -1020,7 +1020,7 @@ pub(crate) fn scalar_binop(op: BinOp, a: f64, b: f64) -> f64 {
         BinOp::Lss => btos(a < b),
         BinOp::Gte => btos(a >= b),
         BinOp::Lte => btos(a <= b),
-        BinOp::And | BinOp::Or | BinOp::Unless => f64::NAN,
+        BinOp::And | BinOp::Or | BinOp::Unless | BinOp::TrimUpper | BinOp::TrimLower => f64::NAN,
     }
 }
 
@@ -1049,15 +1049,15 @@ fn vector_scalar_binop(
     for e in v {
         let (lf, rf) = if swap { (s, e.v) } else { (e.v, s) };
         let (mut val, mut hval, mut keep) = match &e.h {
-            None => {
+            None if !op.is_trim() => {
                 let (v, k) = elem_binop(op, lf, rf);
                 (v, None, k)
             }
-            Some(h) => {
+            h => {
                 let (lh, rh) = if swap {
-                    (None, Some(h))
+                    (None, h.as_ref())
                 } else {
-                    (Some(h), None)
+                    (h.as_ref(), None)
                 };
                 match hist_elem_binop(op, lf, rf, lh, rh) {
                     Ok((v, h, k, note)) => {
@@ -1186,7 +1186,7 @@ fn vector_binop(
         } else {
             (ls.v, rs.v, ls.h.as_ref(), rs.h.as_ref())
         };
-        let (mut val, mut hval, keep) = if hl.is_none() && hr.is_none() {
+        let (mut val, mut hval, keep) = if hl.is_none() && hr.is_none() && !op.is_trim() {
             let (v, k) = elem_binop(op, fl, fr);
             (v, None, k)
         } else {
@@ -1293,6 +1293,8 @@ pub(crate) fn op_str(op: BinOp) -> &'static str {
         BinOp::And => "and",
         BinOp::Or => "or",
         BinOp::Unless => "unless",
+        BinOp::TrimUpper => "</",
+        BinOp::TrimLower => ">/",
     }
 }
 
@@ -1339,6 +1341,7 @@ pub(crate) fn hist_elem_binop(
         ))
     };
     match (lh, rh) {
+        (None, None) if op.is_trim() => Err(incompatible("float", "float")),
         (None, None) => {
             let (v, k) = elem_binop(op, lf, rf);
             Ok((v, None, k, None))
@@ -1361,6 +1364,11 @@ pub(crate) fn hist_elem_binop(
                     hist::div(&mut r, rf);
                 }
                 hist::compact(&mut r);
+                Ok((0.0, Some(H::new(r)), true, None))
+            }
+            BinOp::TrimUpper | BinOp::TrimLower => {
+                let mut r = (**h).clone();
+                hist::trim(&mut r, rf, op == BinOp::TrimUpper);
                 Ok((0.0, Some(H::new(r)), true, None))
             }
             _ => Err(incompatible("histogram", "float")),

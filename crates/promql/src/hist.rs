@@ -889,6 +889,183 @@ pub(crate) fn variance(h: &FloatHistogram) -> f64 {
     (var + c) / h.count
 }
 
+/// Midpoint of the surviving part of a trimmed bucket.
+fn trim_midpoint(lo: f64, hi: f64, positive: bool, linear: bool) -> f64 {
+    if lo.is_infinite() {
+        if hi.is_infinite() {
+            return 0.0;
+        }
+        if hi > 0.0 {
+            return hi / 2.0;
+        }
+        return hi;
+    } else if hi.is_infinite() {
+        return lo;
+    }
+    if linear {
+        return (lo + hi) / 2.0;
+    }
+    let g = (lo * hi).abs().sqrt();
+    if positive { g } else { -g }
+}
+
+/// Kept count and midpoint of a bucket with an infinite bound.
+fn trim_infinite_bucket(upper_trim: bool, b: &Bucket, rhs: f64) -> (f64, f64) {
+    let zero_if_inf = |x: f64| if x.is_infinite() { 0.0 } else { x };
+    if b.lower == f64::NEG_INFINITY {
+        if upper_trim {
+            if rhs >= b.upper {
+                return (b.count, 0.0);
+            }
+            if rhs > 0.0 && b.upper > 0.0 && b.upper.is_finite() {
+                return (b.count * rhs / b.upper, rhs / 2.0);
+            }
+            if b.upper <= 0.0 {
+                return (b.count, rhs);
+            }
+            return (0.0, zero_if_inf(b.upper));
+        }
+        if rhs <= b.lower {
+            return (b.count, 0.0);
+        }
+        if rhs >= 0.0 && b.upper > rhs && b.upper.is_finite() {
+            return (b.count * (1.0 - rhs / b.upper), (rhs + b.upper) / 2.0);
+        }
+        return (0.0, zero_if_inf(b.upper));
+    }
+    if upper_trim {
+        return (0.0, zero_if_inf(b.lower));
+    }
+    if rhs >= b.lower {
+        return (b.count, rhs);
+    }
+    (0.0, zero_if_inf(b.lower))
+}
+
+/// Kept count and midpoint of a bucket containing the trim point.
+fn trim_bucket(b: &Bucket, rhs: f64, upper_trim: bool, positive: bool, custom: bool) -> (f64, f64) {
+    if b.lower == f64::NEG_INFINITY || b.upper == f64::INFINITY {
+        return trim_infinite_bucket(upper_trim, b, rhs);
+    }
+    let under = if rhs <= b.lower {
+        0.0
+    } else if rhs >= b.upper {
+        b.count
+    } else {
+        b.count * fraction_below(b, rhs, custom)
+    };
+    if upper_trim {
+        (under, trim_midpoint(b.lower, rhs, positive, custom))
+    } else {
+        (
+            b.count - under,
+            trim_midpoint(rhs, b.upper, positive, custom),
+        )
+    }
+}
+
+/// `h </ rhs` (`upper_trim`: keep observations below `rhs`) or
+/// `h >/ rhs` (keep those above), as Prometheus's `TrimBuckets`: buckets
+/// beyond the trim point are dropped, the one containing it is
+/// interpolated, and count and sum are re-estimated from bucket midpoints
+/// when anything was trimmed.
+pub(crate) fn trim(h: &mut FloatHistogram, rhs: f64, upper_trim: bool) {
+    let custom = is_custom(h);
+    let (mut count, mut sum) = (0.0, 0.0);
+    let mut trimmed = false;
+    let (mut has_pos, mut has_neg) = (false, false);
+    for positive in [true, false] {
+        if !positive && custom {
+            continue;
+        }
+        let (spans, counts) = if positive {
+            (&h.positive_spans, &mut h.positive_buckets)
+        } else {
+            (&h.negative_spans, &mut h.negative_buckets)
+        };
+        let idxs = expand(spans, counts);
+        for (k, (idx, c)) in idxs.into_iter().enumerate() {
+            if c == 0.0 {
+                continue;
+            }
+            if positive {
+                has_pos = true;
+            } else {
+                has_neg = true;
+            }
+            let b = if positive {
+                Bucket {
+                    lower: bound(idx - 1, h.schema, &h.custom_values),
+                    upper: bound(idx, h.schema, &h.custom_values),
+                    count: c,
+                }
+            } else {
+                Bucket {
+                    lower: -exp_bound(idx, h.schema),
+                    upper: -exp_bound(idx - 1, h.schema),
+                    count: c,
+                }
+            };
+            let (keep_all, partial) = if upper_trim {
+                (b.upper <= rhs, b.lower < rhs)
+            } else {
+                (b.lower >= rhs, b.upper > rhs)
+            };
+            if keep_all {
+                count += c;
+                sum += trim_midpoint(b.lower, b.upper, positive, custom) * c;
+            } else if partial {
+                let (keep, mid) = trim_bucket(&b, rhs, upper_trim, positive, custom);
+                count += keep;
+                sum += mid * keep;
+                if counts[k] != keep {
+                    counts[k] = keep;
+                    trimmed = true;
+                }
+            } else {
+                counts[k] = 0.0;
+                trimmed = true;
+            }
+        }
+    }
+    if h.zero_count > 0.0 {
+        let (mut lo, mut hi) = (-h.zero_threshold, h.zero_threshold);
+        if has_neg && !has_pos {
+            hi = 0.0;
+        }
+        if has_pos && !has_neg {
+            lo = 0.0;
+        }
+        let zc = h.zero_count;
+        let (keep, mid) = if upper_trim {
+            if rhs <= lo {
+                (0.0, 0.0)
+            } else if rhs >= hi {
+                (zc, (lo + hi) / 2.0)
+            } else {
+                (zc * (rhs - lo) / (hi - lo), (lo + rhs) / 2.0)
+            }
+        } else if rhs <= lo {
+            (zc, (lo + hi) / 2.0)
+        } else if rhs >= hi {
+            (0.0, 0.0)
+        } else {
+            (zc * (hi - rhs) / (hi - lo), (rhs + hi) / 2.0)
+        };
+        if h.zero_count != keep {
+            h.zero_count = keep;
+            trimmed = true;
+        }
+        sum += mid * keep;
+        count += keep;
+    }
+    if trimmed {
+        h.count = count;
+        h.sum = sum;
+        compact(h);
+    }
+}
+
 /// Prometheus's `FloatHistogram.String()`:
 /// `{count:N, sum:S, [lo,hi):c, ..., [-z,z]:c, (lo,hi]:c, ...}` listing
 /// populated buckets only.

@@ -392,7 +392,7 @@ impl Engine {
             _ if self.opts.lookback_delta > 0 => self.opts.lookback_delta,
             _ => 5 * 60 * 1000,
         };
-        let expr = parse_expr(query)?;
+        let (expr, trims) = parse_expr_with_trims(query)?;
         let mut ctx = PlanCtx::new(
             query,
             start,
@@ -401,6 +401,7 @@ impl Engine {
             self.opts.no_step_subquery_interval.max(1),
             self.opts.enable_experimental_functions,
         );
+        ctx.trims = trims;
         let node = plan::convert(&expr, &mut ctx)?;
         let vt = node.vtype();
         if is_range && vt != VType::Scalar && vt != VType::Vector {
@@ -476,7 +477,47 @@ pub fn format_query(query: &str) -> Result<String, QueryError> {
 
 /// Parses with `promql-parser`, turning its (rare) panics into errors.
 fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    let owned = rewrite_raw_strings(query);
+    parse_expr_with_trims(query).map(|(e, _)| e)
+}
+
+/// Replaces the trim operators `</` and `>/` (which promql-parser does not
+/// know; they bind like comparisons) by `<` and `>`, and says for every
+/// `<`/`>` operator in text order whether it was a trim.
+fn rewrite_trims(q: &str) -> (String, Vec<bool>) {
+    let mut trims = Vec::new();
+    let chars = code_chars(q);
+    let mut cut: Vec<usize> = Vec::new();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        if c != '<' && c != '>' {
+            continue;
+        }
+        match chars.get(k + 1) {
+            Some(&(j, '=')) if j == i + 1 => {}
+            Some(&(j, '/')) if j == i + 1 => {
+                trims.push(true);
+                cut.push(j);
+            }
+            _ => trims.push(false),
+        }
+    }
+    let mut out = q.to_string();
+    for j in cut.into_iter().rev() {
+        out.replace_range(j..j + 1, " ");
+    }
+    (out, trims)
+}
+
+/// [`parse_expr`] that also reports the trim operators (see
+/// [`rewrite_trims`]).
+fn parse_expr_with_trims(
+    query: &str,
+) -> Result<(promql_parser::parser::Expr, Vec<bool>), QueryError> {
+    let (rewritten, trims) = rewrite_trims(query);
+    parse_expr_inner(&rewritten, query).map(|e| (e, trims))
+}
+
+fn parse_expr_inner(text: &str, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    let owned = rewrite_raw_strings(text);
     match std::panic::catch_unwind(move || promql_parser::parser::parse(&owned)) {
         Ok(Ok(e)) => Ok(e),
         Ok(Err(msg)) => Err(QueryError::Parse(prometheus_parse_error(query, &msg))),

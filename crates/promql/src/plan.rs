@@ -81,9 +81,17 @@ pub(crate) enum BinOp {
     And,
     Or,
     Unless,
+    /// `</`: keep histogram observations below the scalar.
+    TrimUpper,
+    /// `>/`: keep histogram observations above the scalar.
+    TrimLower,
 }
 
 impl BinOp {
+    /// The trim operators `</` and `>/`.
+    pub(crate) fn is_trim(self) -> bool {
+        matches!(self, BinOp::TrimUpper | BinOp::TrimLower)
+    }
     pub(crate) fn is_comparison(self) -> bool {
         matches!(
             self,
@@ -265,6 +273,11 @@ pub(crate) struct PlanCtx<'a> {
     /// Cursor for the position finder.
     cursor: usize,
     next_selector: usize,
+    /// For each `<`/`>` operator of the text, in order, whether it was
+    /// written `</`/`>/` (trim operators, which promql-parser does not
+    /// know and so sees as `<`/`>`).
+    pub trims: Vec<bool>,
+    next_cmp: usize,
 }
 
 impl<'a> PlanCtx<'a> {
@@ -285,6 +298,8 @@ impl<'a> PlanCtx<'a> {
             experimental,
             cursor: 0,
             next_selector: 0,
+            trims: Vec::new(),
+            next_cmp: 0,
         }
     }
 
@@ -632,6 +647,19 @@ fn conv(e: &pp::Expr, ctx: &mut PlanCtx<'_>, path: PathTimes) -> Result<Node, Qu
                 ));
             }
             let lhs = conv(&b.lhs, ctx, path)?;
+            // The operator comes after everything in the left operand.
+            let op = match op {
+                BinOp::Lss | BinOp::Gtr => {
+                    let k = ctx.next_cmp;
+                    ctx.next_cmp += 1;
+                    match (ctx.trims.get(k), op) {
+                        (Some(true), BinOp::Lss) => BinOp::TrimUpper,
+                        (Some(true), _) => BinOp::TrimLower,
+                        _ => op,
+                    }
+                }
+                other => other,
+            };
             let rhs = conv(&b.rhs, ctx, path)?;
             Node::Binary {
                 op,
