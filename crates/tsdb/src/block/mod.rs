@@ -617,9 +617,10 @@ pub(crate) fn sync_dir(p: &Path) -> Result<(), TsdbError> {
 }
 
 /// Writes a new block into `parent` from every series `querier` returns
-/// (its range should be `[mint, maxt - 1]`), re-encoding samples into XOR
-/// chunks of up to 120 samples. The block becomes visible only when
-/// complete. Returns `None` (and writes nothing) when there are no samples.
+/// (its range should be `[mint, maxt - 1]`), re-encoding float samples
+/// into XOR chunks of up to 120 samples and native histograms into
+/// histogram chunks (see `SeriesChunker`). The block becomes visible only
+/// when complete. Returns `None` (and writes nothing) when there are no samples.
 pub fn write_block(
     parent: &Path,
     querier: &dyn Querier,

@@ -358,3 +358,51 @@ fn histograms_survive_restart_mmapped_chunks_and_checkpoint() {
     assert_eq!(fh.1.len(), 200);
     same(&fh.1[0], 20_000, &float_hist(200));
 }
+
+#[test]
+fn checkpoint_keeps_live_histograms_and_drops_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let wopts = crate::WalOptions {
+        segment_size: 32 * 1024,
+        compress: false,
+    };
+    let a = lbl("ih");
+    let b = lbl("fh");
+    let (h, wal) = crate::open_head(dir.path(), HeadOptions::default(), wopts).unwrap();
+    for i in 0..2000u64 {
+        let mut app = h.appender();
+        let t = i as i64 * 1000;
+        app.append_histogram(0, &a, t, HistogramValue::Int(int_hist(i)))
+            .unwrap();
+        app.append_histogram(0, &b, t, HistogramValue::Float(float_hist(i)))
+            .unwrap();
+        app.commit().unwrap();
+    }
+    let want = read_all(&h, 1_000_000, i64::MAX);
+    h.truncate(1_000_000);
+    let st = wal.checkpoint_stats(&h, 1_000_000).unwrap();
+    assert!(st.segments_deleted > 0, "{st:?}");
+    assert!(st.samples_kept > 0 && st.samples_dropped > 0, "{st:?}");
+    wal.close().unwrap();
+    drop(h);
+    let (h, wal) = crate::open_head(dir.path(), HeadOptions::default(), wopts).unwrap();
+    assert_eq!(wal.replay_stats().checkpoint, Some(st_index(&st)));
+    assert_eq!(read_all(&h, 1_000_000, i64::MAX), want);
+    // The checkpoint dropped the old samples of the segments it replaced
+    // (segments after it may still hold some; replay keeps those, as
+    // Prometheus does).
+    let got = read_all(&h, i64::MIN, i64::MAX);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|s| s.1.len() < 2000), "nothing was dropped");
+}
+
+fn st_index(st: &crate::wal::CheckpointStats) -> u32 {
+    st.dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("checkpoint.")
+        .parse()
+        .unwrap()
+}
