@@ -112,6 +112,8 @@ struct Appendable {
 pub struct FloatHistogramChunk {
     w: ByteBitWriter,
     st: Option<Box<FloatState>>,
+    /// Whether the first sample's hint may set the header.
+    hint_sets_header: bool,
 }
 
 impl PartialEq for FloatHistogramChunk {
@@ -134,6 +136,7 @@ impl FloatHistogramChunk {
         FloatHistogramChunk {
             w: ByteBitWriter::from_parts(bytes, 0),
             st: Some(Box::new(FloatState::fresh())),
+            hint_sets_header: true,
         }
     }
 
@@ -141,6 +144,7 @@ impl FloatHistogramChunk {
     pub fn new_with_header(h: CounterResetHeader) -> FloatHistogramChunk {
         let mut c = FloatHistogramChunk::new();
         set_header(&mut c.w.bytes, h);
+        c.hint_sets_header = false;
         c
     }
 
@@ -149,6 +153,7 @@ impl FloatHistogramChunk {
         FloatHistogramChunk {
             w: ByteBitWriter::from_parts(bytes, 0),
             st: None,
+            hint_sets_header: true,
         }
     }
 
@@ -258,6 +263,9 @@ impl FloatHistogramChunk {
         }
         if num == 0 {
             self.append_raw(t, h);
+            if !self.hint_sets_header {
+                return Ok(HistogramAppendOutcome::Appended);
+            }
             match h.counter_reset_hint {
                 CounterResetHint::Gauge => set_header(&mut self.w.bytes, CounterResetHeader::Gauge),
                 CounterResetHint::CounterReset => {

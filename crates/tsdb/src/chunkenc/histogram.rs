@@ -134,6 +134,9 @@ pub struct HistogramChunk {
     /// Appender state; `None` until recovered from bytes given to
     /// [`HistogramChunk::from_bytes`].
     st: Option<Box<IntState>>,
+    /// Whether the first sample's hint may set the header (not when the
+    /// caller gave the header with `new_with_header`).
+    hint_sets_header: bool,
 }
 
 impl PartialEq for HistogramChunk {
@@ -156,14 +159,19 @@ impl HistogramChunk {
         HistogramChunk {
             w: ByteBitWriter::from_parts(bytes, 0),
             st: Some(Box::default()),
+            hint_sets_header: true,
         }
     }
 
     /// An empty chunk with the given counter-reset header (as returned in
-    /// [`HistogramAppendOutcome::NewChunk`]).
+    /// [`HistogramAppendOutcome::NewChunk`] or by
+    /// [`HistogramChunk::next_chunk_header`]). The header is kept whatever
+    /// the first sample's hint says; a chunk from [`HistogramChunk::new`]
+    /// instead takes `Gauge` or `CounterReset` from its first sample's hint.
     pub fn new_with_header(h: CounterResetHeader) -> HistogramChunk {
         let mut c = HistogramChunk::new();
         set_header(&mut c.w.bytes, h);
+        c.hint_sets_header = false;
         c
     }
 
@@ -174,6 +182,7 @@ impl HistogramChunk {
         HistogramChunk {
             w: ByteBitWriter::from_parts(bytes, 0),
             st: None,
+            hint_sets_header: true,
         }
     }
 
@@ -292,6 +301,9 @@ impl HistogramChunk {
         }
         if num == 0 {
             self.append_raw(t, h);
+            if !self.hint_sets_header {
+                return Ok(HistogramAppendOutcome::Appended);
+            }
             match h.counter_reset_hint {
                 CounterResetHint::Gauge => set_header(&mut self.w.bytes, CounterResetHeader::Gauge),
                 CounterResetHint::CounterReset => {
@@ -1294,6 +1306,32 @@ pub(crate) mod tests {
             decode_all(&n)[0].1.counter_reset_hint,
             CounterResetHint::Unknown
         );
+    }
+
+    #[test]
+    fn given_header_wins_over_hint() {
+        // A counter sample hinted CounterReset after a gauge chunk: the new
+        // chunk gets NotCounterReset, as Prometheus writes it.
+        let mut g = HistogramChunk::new();
+        let mut gh = h1();
+        gh.counter_reset_hint = CounterResetHint::Gauge;
+        g.append(1, &gh).unwrap();
+        let mut h = h1();
+        h.counter_reset_hint = CounterResetHint::CounterReset;
+        let HistogramAppendOutcome::NewChunk(hdr) = g.append(2, &h).unwrap() else {
+            panic!("expected a new chunk");
+        };
+        assert_eq!(hdr, CounterResetHeader::NotCounterReset);
+        let mut n = HistogramChunk::new_with_header(hdr);
+        n.append(2, &h).unwrap();
+        assert_eq!(
+            n.counter_reset_header(),
+            CounterResetHeader::NotCounterReset
+        );
+        // Without a given header the hint decides.
+        let mut f = HistogramChunk::new();
+        f.append(2, &h).unwrap();
+        assert_eq!(f.counter_reset_header(), CounterResetHeader::CounterReset);
     }
 
     #[test]
