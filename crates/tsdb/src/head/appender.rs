@@ -103,10 +103,9 @@ fn apply_mixed(
         } else {
             let p = &hists[j];
             j += 1;
-            (
-                p.t,
-                st.append_histogram(p.t, &p.h, max_samples, chunk_range),
-            )
+            let r = st.append_histogram(p.t, &p.h, max_samples, chunk_range);
+            c.hist_appended += u64::from(r.is_ok());
+            (p.t, r)
         };
         c.record(t, r);
     }
@@ -118,6 +117,7 @@ pub(crate) struct ApplyCounts {
     pub(crate) ooo: u64,
     pub(crate) dup: u64,
     pub(crate) invalid: u64,
+    pub(crate) hist_appended: u64,
     pub(crate) chunks: u64,
     pub(crate) mint: Timestamp,
     pub(crate) maxt: Timestamp,
@@ -130,6 +130,7 @@ impl ApplyCounts {
             ooo: 0,
             dup: 0,
             invalid: 0,
+            hist_appended: 0,
             chunks: 0,
             mint: i64::MAX,
             maxt: i64::MIN,
@@ -385,6 +386,10 @@ impl<'a> HeadAppender<'a> {
         drop(_no_gc);
         let k = &head.counters;
         k.samples_appended.fetch_add(c.appended, Relaxed);
+        if c.hist_appended > 0 {
+            k.histogram_samples_appended
+                .fetch_add(c.hist_appended, Relaxed);
+        }
         if c.ooo > 0 {
             k.out_of_order.fetch_add(c.ooo, Relaxed);
         }

@@ -124,6 +124,7 @@ fn int_and_float_histograms_round_trip_through_chunks() {
     }
     app.commit().unwrap();
     assert_eq!(h.stats().samples_appended, 600);
+    assert_eq!(h.stats().histogram_samples_appended, 600);
     // Several chunks each (cut at 120 samples or 1 KiB).
     assert!(h.stats().chunks >= 6, "{:?}", h.stats());
     let got = read_all(&h, i64::MIN, i64::MAX);
@@ -333,6 +334,7 @@ fn histograms_survive_restart_mmapped_chunks_and_checkpoint() {
         let (h, wal) = crate::open_head(dir.path(), opts(), crate::WalOptions::default()).unwrap();
         let st = wal.replay_stats();
         assert!(st.mmapped_chunks > 0, "{st:?}");
+        assert!(h.stats().histogram_samples_appended > 0);
         assert_eq!(read_all(&h, i64::MIN, i64::MAX), want);
         // Keep appending after the replay, then truncate and checkpoint.
         let mut app = h.appender();

@@ -139,8 +139,10 @@ pub struct HeadStats {
     pub series_created: u64,
     /// Series removed (garbage-collected, truncated or rolled back).
     pub series_removed: u64,
-    /// Samples committed.
+    /// Samples committed (float and native histogram).
     pub samples_appended: u64,
+    /// Of those, native histogram samples.
+    pub histogram_samples_appended: u64,
     /// Samples rejected as out of order (at append or at commit).
     pub out_of_order_samples: u64,
     /// Samples rejected as older than the head accepts.
@@ -177,6 +179,7 @@ struct Counters {
     series_created: AtomicU64,
     series_removed: AtomicU64,
     samples_appended: AtomicU64,
+    histogram_samples_appended: AtomicU64,
     out_of_order: AtomicU64,
     out_of_bound: AtomicU64,
     duplicate: AtomicU64,
@@ -379,6 +382,7 @@ impl Head {
             series_created: created,
             series_removed: removed,
             samples_appended: c.samples_appended.load(Relaxed),
+            histogram_samples_appended: c.histogram_samples_appended.load(Relaxed),
             out_of_order_samples: c.out_of_order.load(Relaxed),
             out_of_bound_samples: c.out_of_bound.load(Relaxed),
             duplicate_samples: c.duplicate.load(Relaxed),
@@ -428,7 +432,8 @@ impl Head {
                 "counter",
                 float,
                 "Samples appended to the head.",
-                f(s.samples_appended),
+                f(s.samples_appended
+                    .saturating_sub(s.histogram_samples_appended)),
             ),
             (
                 "pharos_tsdb_out_of_order_samples_total",
@@ -519,6 +524,13 @@ impl Head {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name}{labels} {}", format_float(v));
+            if name == "pharos_tsdb_head_samples_appended_total" {
+                let _ = writeln!(
+                    out,
+                    "{name}{{type=\"histogram\"}} {}",
+                    format_float(f(s.histogram_samples_appended))
+                );
+            }
         }
     }
 

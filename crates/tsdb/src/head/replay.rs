@@ -155,6 +155,7 @@ impl Head {
                 continue;
             };
             let mut state = s.state.lock();
+            let before = st.appended;
             for (_, t, h) in run {
                 let t = *t;
                 if state.head.is_none() && state.closed.last().is_some_and(|c| t <= c.max_t) {
@@ -178,6 +179,10 @@ impl Head {
                     Err(Check::NoOp | Check::Ok) => {}
                 }
             }
+            inner
+                .counters
+                .histogram_samples_appended
+                .fetch_add(st.appended - before, Relaxed);
         }
     }
 

@@ -527,8 +527,13 @@ fn metrics_text() {
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    // Every sample line is preceded by its HELP and TYPE.
-    let lines: Vec<&str> = out.lines().collect();
+    assert!(out.contains("pharos_tsdb_head_samples_appended_total{type=\"histogram\"} 0\n"));
+    // Every sample line is preceded by its HELP and TYPE (the histogram
+    // line follows the float one of the same family).
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.contains("type=\"histogram\""))
+        .collect();
     assert_eq!(lines.len() % 3, 0);
     for c in lines.chunks(3) {
         assert!(c[0].starts_with("# HELP ") && c[1].starts_with("# TYPE "));
