@@ -966,4 +966,99 @@ mod tests {
         insert(&[4.0, 5.0, 6.0], &mut out, &bw, false);
         assert_eq!(out, vec![0.0, 4.0, 5.0, 0.0, 6.0]);
     }
+
+    /// Spans for sorted unique indices, with a few non-canonical cuts
+    /// (zero-offset splits and empty spans) chosen by `cuts`.
+    fn spans_with_cuts(idx: &[i64], cuts: &[bool]) -> Vec<Span> {
+        let mut out: Vec<Span> = Vec::new();
+        let mut last = 0i64;
+        for (k, &i) in idx.iter().enumerate() {
+            let cut = cuts.get(k).copied().unwrap_or(false);
+            if k > 0 && i == last + 1 && !cut {
+                out.last_mut().unwrap().length += 1;
+            } else {
+                let off = if k == 0 { i } else { i - last - 1 };
+                if cut && k > 0 {
+                    // An empty span carrying the gap, then a zero-offset one.
+                    out.push(Span {
+                        offset: off as i32,
+                        length: 0,
+                    });
+                    out.push(Span {
+                        offset: 0,
+                        length: 1,
+                    });
+                } else {
+                    out.push(Span {
+                        offset: off as i32,
+                        length: 1,
+                    });
+                }
+            }
+            last = i;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn expand_matches_set_model(
+            a in proptest::collection::btree_map(-20i64..20, 0u8..4, 0..12),
+            b in proptest::collection::btree_map(-20i64..20, 0u8..4, 0..12),
+            cuts_a in proptest::collection::vec(proptest::bool::ANY, 12),
+            cuts_b in proptest::collection::vec(proptest::bool::ANY, 12),
+        ) {
+            let ai: Vec<i64> = a.keys().copied().collect();
+            let bi: Vec<i64> = b.keys().copied().collect();
+            let sa = spans_with_cuts(&ai, &cuts_a);
+            let sb = spans_with_cuts(&bi, &cuts_b);
+            proptest::prop_assert_eq!(BucketIter::new(&sa).collect::<Vec<_>>(), ai.clone());
+            let av: Vec<f64> = a.values().map(|&v| f64::from(v)).collect();
+            let bv: Vec<f64> = b.values().map(|&v| f64::from(v)).collect();
+            let union: std::collections::BTreeSet<i64> = ai.iter().chain(&bi).copied().collect();
+            let union: Vec<i64> = union.into_iter().collect();
+
+            // Counter rules.
+            let ok = a.iter().all(|(i, &v)| b.get(i).map_or(v == 0, |&w| v <= w));
+            let got = expand_spans_and_buckets(&sa, &sb, |i| av[i], |i| bv[i], false);
+            proptest::prop_assert_eq!(got.is_some(), ok);
+            if let Some((fwd, bwd)) = got {
+                let mut wa = Vec::new();
+                insert(&av, &mut wa, &fwd, false);
+                let mut wb = Vec::new();
+                insert(&bv, &mut wb, &bwd, false);
+                proptest::prop_assert_eq!(wa.len(), union.len());
+                proptest::prop_assert_eq!(wb.len(), union.len());
+                for (k, i) in union.iter().enumerate() {
+                    proptest::prop_assert_eq!(wa[k], a.get(i).map_or(0.0, |&v| f64::from(v)));
+                    proptest::prop_assert_eq!(wb[k], b.get(i).map_or(0.0, |&v| f64::from(v)));
+                }
+                let widened = adjust_for_inserts(&sb, &bwd);
+                let idx: std::collections::BTreeSet<i64> = ai.iter().filter(|i| !b.contains_key(i)).chain(&bi).copied().collect();
+                proptest::prop_assert_eq!(BucketIter::new(&widened).collect::<Vec<_>>(), idx.into_iter().collect::<Vec<_>>());
+                // Delta-encoded values give the same verdict and widen alike.
+                let deltas = |v: &[f64]| { let mut p = 0i64; v.iter().map(|&x| { let d = x as i64 - p; p = x as i64; d }).collect::<Vec<i64>>() };
+                let (ad, bd) = (deltas(&av), deltas(&bv));
+                let got_d = expand_spans_and_buckets(&sa, &sb, |i| ad[i], |i| bd[i], true);
+                proptest::prop_assert_eq!(got_d.clone().map(|x| x.0), Some(fwd.clone()));
+                let mut wad = Vec::new();
+                insert(&ad, &mut wad, &fwd, true);
+                let mut cum = 0i64;
+                let abs: Vec<f64> = wad.iter().map(|d| { cum += d; cum as f64 }).collect();
+                proptest::prop_assert_eq!(abs, wa);
+            }
+
+            // Gauge rules: always the union.
+            let (f, bw, merged) = expand_spans_both_ways(&sa, &sb);
+            proptest::prop_assert_eq!(BucketIter::new(&merged).collect::<Vec<_>>(), union.clone());
+            let mut wa = Vec::new();
+            insert(&av, &mut wa, &f, false);
+            let mut wb = Vec::new();
+            insert(&bv, &mut wb, &bw, false);
+            for (k, i) in union.iter().enumerate() {
+                proptest::prop_assert_eq!(wa[k], a.get(i).map_or(0.0, |&v| f64::from(v)));
+                proptest::prop_assert_eq!(wb[k], b.get(i).map_or(0.0, |&v| f64::from(v)));
+            }
+        }
+    }
 }
