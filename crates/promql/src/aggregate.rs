@@ -26,6 +26,7 @@ struct Group {
     /// Native-histogram state of sum/avg.
     hist: Option<FloatHistogram>,
     hist_comp: Option<FloatHistogram>,
+    hist_avg: Option<hist::HistAvg>,
     has_float: bool,
     has_hist: bool,
     incompatible: bool,
@@ -330,6 +331,7 @@ pub(crate) fn aggregate(
                     complete: false,
                     hist: None,
                     hist_comp: None,
+                    hist_avg: None,
                     has_float: true,
                     has_hist: false,
                     incompatible: false,
@@ -429,11 +431,14 @@ pub(crate) fn aggregate(
                 if g.incompatible {
                     continue;
                 }
-                if let Some(mut h) = g.hist.take() {
-                    hist::kahan_finish(&mut h, g.hist_comp.take());
-                    if op == AggOp::Avg {
-                        hist::div(&mut h, g.count);
-                    }
+                let h = match g.hist_avg.take() {
+                    Some(a) => Some(a.finish()),
+                    None => g.hist.take().map(|mut h| {
+                        hist::kahan_finish(&mut h, g.hist_comp.take());
+                        h
+                    }),
+                };
+                if let Some(mut h) = h {
                     hist::compact(&mut h);
                     let s = &mut result[ri];
                     s.hists.push(HPoint {
@@ -514,16 +519,24 @@ fn aggregate_hist(
             if !first && op == AggOp::Avg {
                 g.count += 1.0;
             }
-            match g.hist.as_mut() {
-                None => {
-                    if first {
-                        g.hist = Some(h.clone());
-                        g.has_float = false;
-                        track(g);
-                    }
+            if first {
+                if op == AggOp::Avg {
+                    g.hist_avg = Some(hist::HistAvg::new(h));
+                } else {
+                    g.hist = Some(h.clone());
                 }
-                Some(acc) => {
-                    let r = hist::kahan_add(acc, &mut g.hist_comp, h);
+                g.has_float = false;
+                track(g);
+                return;
+            }
+            let r = match (g.hist.as_mut(), g.hist_avg.as_mut()) {
+                (Some(acc), _) => Some(hist::kahan_add(acc, &mut g.hist_comp, h)),
+                (None, Some(avg)) => Some(avg.add(h)),
+                (None, None) => None,
+            };
+            match r {
+                None => {}
+                Some(r) => {
                     track(g);
                     match r {
                         Err(_) => {

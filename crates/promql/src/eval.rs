@@ -362,6 +362,9 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                     }
                     cur = it.next();
                 }
+                if sel.stats_only && !hists.is_empty() {
+                    stats_only_histograms(&mut hists);
+                }
                 let nsamples = samples.len() + hists.len();
                 if let Some(e) = it.err() {
                     return Err(QueryError::Storage(e));
@@ -1408,5 +1411,35 @@ pub(crate) fn hist_elem_binop(
             BinOp::Neq => Ok((0.0, Some(a.clone()), !hist_equals(a, b), None)),
             _ => Err(incompatible("histogram", "histogram")),
         },
+    }
+}
+
+/// Turns a series' histograms into what Prometheus's
+/// `HistogramStatsIterator` returns: schema, count, sum and counter-reset
+/// hint only, an unknown hint replaced by the result of reset detection
+/// against the previous histogram read.
+fn stats_only_histograms(hists: &mut [HPoint]) {
+    use pharos_model::histogram::{CounterResetHint, FloatHistogram};
+    let mut last: Option<H> = None;
+    for p in hists.iter_mut() {
+        let full = p.h.clone();
+        let hint = match (full.counter_reset_hint, &last) {
+            (CounterResetHint::Unknown, Some(prev)) => {
+                if hist::detect_reset(&full, prev) {
+                    CounterResetHint::CounterReset
+                } else {
+                    CounterResetHint::NotCounterReset
+                }
+            }
+            (h, _) => h,
+        };
+        p.h = H::new(FloatHistogram {
+            counter_reset_hint: hint,
+            schema: full.schema,
+            count: full.count,
+            sum: full.sum,
+            ..Default::default()
+        });
+        last = Some(full);
     }
 }

@@ -1673,9 +1673,14 @@ fn range_func_hist(
                 _ => {}
             };
             track(&sum);
+            let mut avg = (func == RangeFunc::AvgOverTime).then(|| hist::HistAvg::new(&sum));
             for p in &hs[1..] {
                 track(&p.h);
-                match hist::kahan_add(&mut sum, &mut comp, &p.h) {
+                let r = match avg.as_mut() {
+                    Some(a) => a.add(&p.h),
+                    None => hist::kahan_add(&mut sum, &mut comp, &p.h),
+                };
+                match r {
                     Err(_) => {
                         cx.mixed_schemas();
                         return Ok(None);
@@ -1683,15 +1688,15 @@ fn range_func_hist(
                     Ok(i) => reconciled |= i.nhcb_reconciled,
                 }
             }
-            hist::kahan_finish(&mut sum, comp);
+            match avg {
+                Some(a) => sum = a.finish(),
+                None => hist::kahan_finish(&mut sum, comp),
+            }
             if reset_seen && not_reset_seen {
                 cx.warn("conflicting counter resets during histogram aggregation");
             }
             if reconciled {
                 cx.reconciled("aggregation");
-            }
-            if func == RangeFunc::AvgOverTime {
-                hist::div(&mut sum, hs.len() as f64);
             }
             hist::compact(&mut sum);
             Some((0.0, Some(H::new(sum))))

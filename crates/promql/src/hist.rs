@@ -551,6 +551,79 @@ pub(crate) fn kahan_finish(acc: &mut FloatHistogram, comp: Option<FloatHistogram
     }
 }
 
+/// Whether any count or the sum is infinite (Prometheus's `HasOverflow`).
+pub(crate) fn has_overflow(h: &FloatHistogram) -> bool {
+    h.count.is_infinite()
+        || h.sum.is_infinite()
+        || h.zero_count.is_infinite()
+        || h.positive_buckets.iter().any(|b| b.is_infinite())
+        || h.negative_buckets.iter().any(|b| b.is_infinite())
+}
+
+/// The running mean of histograms as Prometheus computes `avg` and
+/// `avg_over_time`: a Kahan sum divided at the end, switching to an
+/// incremental mean once the sum would overflow.
+#[derive(Debug, Clone)]
+pub(crate) struct HistAvg {
+    value: FloatHistogram,
+    comp: Option<FloatHistogram>,
+    incremental: bool,
+    count: f64,
+}
+
+impl HistAvg {
+    /// Starts with one histogram.
+    pub(crate) fn new(h: &FloatHistogram) -> HistAvg {
+        HistAvg {
+            value: h.clone(),
+            comp: None,
+            incremental: false,
+            count: 1.0,
+        }
+    }
+
+    /// Adds a histogram.
+    pub(crate) fn add(&mut self, h: &FloatHistogram) -> Result<AddInfo, HistError> {
+        self.count += 1.0;
+        let n = self.count;
+        if !self.incremental {
+            let mut v = self.value.clone();
+            let mut c = self.comp.clone();
+            let info = kahan_add(&mut v, &mut c, h)?;
+            if !has_overflow(&v) {
+                self.value = v;
+                self.comp = c;
+                return Ok(info);
+            }
+            self.incremental = true;
+            div(&mut self.value, n - 1.0);
+            if let Some(c) = self.comp.as_mut() {
+                div(c, n - 1.0);
+            }
+        }
+        let q = (n - 1.0) / n;
+        if let Some(c) = self.comp.as_mut() {
+            mul(c, q);
+        }
+        let mut to_add = h.clone();
+        div(&mut to_add, n);
+        mul(&mut self.value, q);
+        kahan_add(&mut self.value, &mut self.comp, &to_add)
+    }
+
+    /// The mean.
+    pub(crate) fn finish(mut self) -> FloatHistogram {
+        if !self.incremental {
+            div(&mut self.value, self.count);
+            if let Some(c) = self.comp.as_mut() {
+                div(c, self.count);
+            }
+        }
+        kahan_finish(&mut self.value, self.comp);
+        self.value
+    }
+}
+
 /// Scales all counts and the sum by `f` (Prometheus's `Mul`).
 pub(crate) fn mul(h: &mut FloatHistogram, f: f64) {
     h.zero_count *= f;

@@ -60,6 +60,12 @@ pub(crate) struct Selector {
     pub fetch_end: i64,
     /// Text position of the selector in the query (byte offset).
     pub pos: usize,
+    /// Only histogram statistics are needed (the selector sits below
+    /// `histogram_count`/`histogram_sum`/`histogram_avg` with no subquery,
+    /// quantile, fraction or trim in between): histograms are read as
+    /// Prometheus's `HistogramStatsIterator` hands them out, without buckets
+    /// and with counter-reset hints detected on the fly.
+    pub stats_only: bool,
 }
 
 /// Binary operators.
@@ -461,7 +467,43 @@ pub(crate) fn is_valid_label_name(s: &str) -> bool {
 
 /// Converts a parsed expression.
 pub(crate) fn convert(e: &pp::Expr, ctx: &mut PlanCtx<'_>) -> Result<Node, QueryError> {
-    conv(e, ctx, PathTimes::default())
+    let mut n = conv(e, ctx, PathTimes::default())?;
+    mark_stats_only(&mut n, false);
+    Ok(n)
+}
+
+/// Sets [`Selector::stats_only`] as Prometheus's
+/// `detectHistogramStatsDecoding`: the operator closest above a selector
+/// decides (a histogram statistics function enables, a subquery,
+/// quantile, fraction or trim disables).
+fn mark_stats_only(n: &mut Node, stats: bool) {
+    match n {
+        Node::VectorSel(s) | Node::MatrixSel { sel: s, .. } => s.stats_only = stats,
+        Node::Subquery { expr, .. } => mark_stats_only(expr, false),
+        Node::Neg(e) => mark_stats_only(e, stats),
+        Node::Binary { op, lhs, rhs, .. } => {
+            let st = stats && !op.is_trim();
+            mark_stats_only(lhs, st);
+            mark_stats_only(rhs, st);
+        }
+        Node::Aggregate { expr, param, .. } => {
+            mark_stats_only(expr, stats);
+            if let Some(p) = param {
+                mark_stats_only(p, stats);
+            }
+        }
+        Node::Call { func, args, .. } => {
+            let st = match func.as_str() {
+                "histogram_count" | "histogram_sum" | "histogram_avg" => true,
+                "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => false,
+                _ => stats,
+            };
+            for a in args {
+                mark_stats_only(a, st);
+            }
+        }
+        Node::Number(_) | Node::Str(_) => {}
+    }
 }
 
 fn vtype_of(e: &pp::Expr) -> VType {
@@ -515,6 +557,7 @@ fn make_selector(
         fetch_start: start,
         fetch_end: end,
         pos,
+        stats_only: false,
     })
 }
 

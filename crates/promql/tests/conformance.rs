@@ -1106,7 +1106,13 @@ fn at_modifier_cases(expr: &str, ts: i64) -> Option<Vec<(String, i64)>> {
     if !set_at(&mut e, at) {
         return None;
     }
-    let s = e.to_string();
+    // promql-parser prints the literal +Inf as `Inf`; Prometheus (whose
+    // printer promqltest uses) writes `+Inf`, and annotation positions
+    // depend on it.
+    let s = Regex::new(r"(^|[\s(,])Inf\b")
+        .unwrap()
+        .replace_all(&e.to_string(), "${1}+Inf")
+        .into_owned();
     let times: Vec<i64> = if ts == 0 {
         vec![-1000, 0, 1000]
     } else {
