@@ -150,9 +150,25 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-/// Deterministic sampling offset in [0, 1) for `limit_ratio`.
+/// Deterministic sampling offset in [0, 1) for `limit_ratio`: Prometheus's
+/// `labels.Hash()` (xxHash64 of its default "stringlabels" encoding: each
+/// name and value preceded by its length, one byte below 255, else 255 and
+/// three little-endian bytes) over the largest `u64`, so that the same
+/// series are sampled as by Prometheus.
 fn ratio_offset(l: &Labels) -> f64 {
-    l.hash64() as f64 / u64::MAX as f64
+    let mut buf: Vec<u8> = Vec::with_capacity(l.encoded_len() + 16);
+    for x in l.iter() {
+        for s in [x.name, x.value] {
+            let n = s.len();
+            if n < 255 {
+                buf.push(n as u8);
+            } else {
+                buf.extend_from_slice(&[255, n as u8, (n >> 8) as u8, (n >> 16) as u8]);
+            }
+            buf.extend_from_slice(s.as_bytes());
+        }
+    }
+    xxhash_rust::xxh64::xxh64(&buf, 0) as f64 / u64::MAX as f64
 }
 
 fn add_ratio_sample(ratio: f64, l: &Labels) -> bool {
