@@ -423,3 +423,224 @@ fn parse_errors_like_prometheus() {
             .starts_with("1:10: parse error: expected type range vector")
     );
 }
+
+// ---------------------------------------------------------------------------
+// Native histograms through the public API, over an in-memory storage whose
+// iterator hands out histograms as `SampleIter::histogram()` promises.
+
+use pharos_model::histogram::{CounterResetHint, FloatHistogram, Span};
+use pharos_storage::SampleIter;
+
+/// A sample of the histogram storage: a float or a histogram.
+#[derive(Clone)]
+enum HS {
+    F(f64),
+    H(FloatHistogram),
+}
+
+struct HistIter {
+    pts: Vec<(i64, HS)>,
+    pos: usize,
+    started: bool,
+}
+
+impl HistIter {
+    fn cur(&self) -> Option<Sample> {
+        self.pts.get(self.pos).map(|(t, p)| Sample {
+            t: *t,
+            v: match p {
+                HS::F(v) => *v,
+                HS::H(h) => h.sum,
+            },
+        })
+    }
+}
+
+impl SampleIter for HistIter {
+    fn next(&mut self) -> Option<Sample> {
+        if self.started {
+            self.pos += 1;
+        }
+        self.started = true;
+        self.cur()
+    }
+    fn seek(&mut self, ts: i64) -> Option<Sample> {
+        self.started = true;
+        while self.pos < self.pts.len() && self.pts[self.pos].0 < ts {
+            self.pos += 1;
+        }
+        self.cur()
+    }
+    fn histogram(&self) -> Option<&FloatHistogram> {
+        match self.pts.get(self.pos) {
+            Some((_, HS::H(h))) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HMem(Vec<(Labels, Vec<(i64, HS)>)>);
+
+impl Queryable for HMem {
+    fn querier(&self, _mint: i64, _maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl Querier for HMem {
+    fn select(
+        &self,
+        _sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn SeriesSet> {
+        let v: Vec<StSeries> = self
+            .0
+            .iter()
+            .filter(|(l, _)| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
+            })
+            .map(|(l, s)| StSeries {
+                labels: l.clone(),
+                samples: Box::new(HistIter {
+                    pts: s.clone(),
+                    pos: 0,
+                    started: false,
+                }),
+            })
+            .collect();
+        Box::new(VecSeriesSet::new(v))
+    }
+    fn label_values(&self, _: &str, _: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        Ok(vec![])
+    }
+    fn label_names(&self, _: &[Matcher]) -> Result<Vec<String>, StorageError> {
+        Ok(vec![])
+    }
+}
+
+/// A schema-0 histogram with `n` observations in each of the buckets
+/// (0.5,1], (1,2], (2,4].
+fn hist(n: f64) -> FloatHistogram {
+    FloatHistogram {
+        schema: 0,
+        count: 3.0 * n,
+        sum: 5.0 * n,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 3,
+        }],
+        positive_buckets: vec![n, n, n],
+        ..Default::default()
+    }
+}
+
+fn hist_storage() -> HMem {
+    // A counter histogram growing by 6 observations a minute, with a reset
+    // at 6m; and a gauge-ish float series.
+    let pts = (0..=10)
+        .map(|i| {
+            let n = if i < 6 {
+                2.0 * i as f64
+            } else {
+                2.0 * (i - 6) as f64
+            };
+            (i * 60_000, HS::H(hist(n)))
+        })
+        .collect();
+    HMem(vec![
+        (Labels::from_pairs(&[("__name__", "req_seconds")]), pts),
+        (
+            Labels::from_pairs(&[("__name__", "up")]),
+            vec![(600_000, HS::F(1.0))],
+        ),
+    ])
+}
+
+#[test]
+fn histogram_selector_and_functions() {
+    let e = Engine::new(EngineOptions::default());
+    let s = hist_storage();
+    let r = e.instant_query(&s, "req_seconds", 300_000).unwrap();
+    let Value::Vector(v) = r.value else {
+        panic!("not a vector")
+    };
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].h.as_deref(), Some(&hist(10.0)));
+    // Functions of the histogram.
+    let r = e
+        .instant_query(&s, "histogram_count(req_seconds)", 300_000)
+        .unwrap();
+    assert_eq!(vector(r), vec![("{}".to_string(), 30.0)]);
+    let r = e
+        .instant_query(&s, "histogram_quantile(0.5, req_seconds)", 300_000)
+        .unwrap();
+    assert_eq!(vector(r), vec![("{}".to_string(), 2f64.sqrt() * 1.0)]);
+    let r = e
+        .instant_query(&s, "histogram_fraction(0, 2, req_seconds)", 300_000)
+        .unwrap();
+    let got = vector(r)[0].1;
+    assert!((got - 2.0 / 3.0).abs() < 1e-12, "{got}");
+    // Floats are ignored by the histogram functions.
+    let r = e.instant_query(&s, "histogram_count(up)", 600_000).unwrap();
+    assert_eq!(vector(r), vec![]);
+}
+
+#[test]
+fn histogram_rate_handles_the_reset() {
+    let e = Engine::new(EngineOptions::default());
+    let s = hist_storage();
+    // increase over (4m, 8m]: counts 30 (5m), 0 (6m, reset), 6 (7m), 12
+    // (8m): 12 - 30 + 30 = 12, extrapolated from 3m of samples to 4m.
+    let r = e
+        .instant_query(&s, "histogram_count(increase(req_seconds[4m]))", 480_000)
+        .unwrap();
+    let got = vector(r)[0].1;
+    assert!((got - 16.0).abs() < 1e-9, "{got}");
+    let r = e
+        .instant_query(&s, "rate(req_seconds[4m])", 480_000)
+        .unwrap();
+    let Value::Vector(v) = r.value else {
+        panic!("not a vector")
+    };
+    let h = v[0].h.as_deref().unwrap();
+    assert_eq!(h.counter_reset_hint, CounterResetHint::Gauge);
+    assert!((h.count - 16.0 / 240.0).abs() < 1e-9);
+    assert_eq!(h.positive_buckets.len(), 3);
+}
+
+#[test]
+fn histogram_range_query_and_annotations() {
+    let e = Engine::new(EngineOptions::default());
+    let s = hist_storage();
+    let r = e
+        .range_query(&s, "req_seconds * 2", 0, 120_000, 60_000)
+        .unwrap();
+    let Value::Matrix(m) = r.value else {
+        panic!("not a matrix")
+    };
+    assert_eq!(m.len(), 1);
+    assert!(m[0].samples.is_empty());
+    let counts: Vec<(i64, f64)> = m[0].histograms.iter().map(|(t, h)| (*t, h.count)).collect();
+    assert_eq!(counts, vec![(0, 0.0), (60_000, 12.0), (120_000, 24.0)]);
+    // Histogram plus float: no result, an info annotation.
+    let r = e.instant_query(&s, "req_seconds + 1", 300_000).unwrap();
+    assert_eq!(vector(r), vec![]);
+    let r = e.instant_query(&s, "req_seconds + 1", 300_000).unwrap();
+    assert_eq!(
+        r.infos,
+        vec![
+            "PromQL info: incompatible sample types encountered for binary operator \"+\": histogram + float (1:1)"
+                .to_string()
+        ]
+    );
+    // max() ignores histograms with an info.
+    let r = e.instant_query(&s, "max(req_seconds)", 300_000).unwrap();
+    assert_eq!(
+        r.infos,
+        vec!["PromQL info: ignored histogram in max aggregation (1:5)".to_string()]
+    );
+}
