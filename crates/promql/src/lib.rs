@@ -47,9 +47,25 @@
 //! promql-parser's wording (for example `invalid promql query` where
 //! Prometheus says `unexpected identifier "bar"`).
 //!
-//! Not supported: native histograms (the storage has none), the
-//! experimental `info()` function, duration arithmetic and
-//! `anchored`/`smoothed` selectors (not parsed by promql-parser 0.11).
+//! * **Native histograms beside floats.** A series of an intermediate
+//!   result keeps its float points and its histogram points in two vectors
+//!   (Prometheus's `Series{Floats, Histograms}`), and an instant-vector
+//!   element carries an optional shared histogram. Float-only queries pay
+//!   one empty vector per series and never touch histogram code. The
+//!   arithmetic (schema and zero-bucket reconciliation, Kahan sums,
+//!   counter-reset detection, quantiles, fractions, trimming) lives in the
+//!   private `hist` module and works on `(bucket index, count)` lists,
+//!   which keeps each operation short; PromQL histograms have tens of
+//!   buckets. Histograms reached only through `histogram_count`/`_sum`/
+//!   `_avg` are read as Prometheus's `HistogramStatsIterator` returns them
+//!   (no buckets, counter-reset hints detected on the fly), because
+//!   annotations depend on those hints.
+//! * **Trim operators.** `</` and `>/` are unknown to promql-parser 0.11:
+//!   the text is rewritten to `<`/`>` before parsing and the comparisons
+//!   that were trims are mapped back by their order in the text.
+//!
+//! Not supported: the experimental `info()` function, duration arithmetic
+//! and `anchored`/`smoothed` selectors (not parsed by promql-parser 0.11).
 
 mod aggregate;
 mod eval;
@@ -463,6 +479,8 @@ impl Engine {
 
 /// Parses `query` into promql-parser's AST (for the API's `format_query`
 /// and `parse_query`), with the same fixes and error wording as the engine.
+/// The AST has no trim operators: `</` and `>/` appear in it as `<` and
+/// `>` (use [`format_query`] to print a query back).
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     parse_expr(query)
 }
@@ -470,9 +488,39 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
 /// The query reformatted by promql-parser's pretty printer (Prometheus's
 /// `Pretty(0)`: one line when short, indented over lines when long).
 pub fn format_query(query: &str) -> Result<String, QueryError> {
-    let e = parse_expr(query)?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || e.prettify()))
-        .map_err(|_| QueryError::Execution(format!("could not format query {query:?}")))
+    let (e, trims) = parse_expr_with_trims(query)?;
+    let text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || e.prettify()))
+        .map_err(|_| QueryError::Execution(format!("could not format query {query:?}")))?;
+    Ok(restore_trims(&text, &trims))
+}
+
+/// Puts the trim operators back into printed text: the printer keeps the
+/// operators' order, so the k-th `<`/`>` operator is a trim when the k-th
+/// of the original text was.
+fn restore_trims(text: &str, trims: &[bool]) -> String {
+    if !trims.contains(&true) {
+        return text.to_string();
+    }
+    let chars = code_chars(text);
+    let mut at: Vec<usize> = Vec::new();
+    let mut k = 0;
+    for (n, &(i, c)) in chars.iter().enumerate() {
+        if c != '<' && c != '>' {
+            continue;
+        }
+        if matches!(chars.get(n + 1), Some(&(j, '=')) if j == i + 1) {
+            continue;
+        }
+        if trims.get(k) == Some(&true) {
+            at.push(i + 1);
+        }
+        k += 1;
+    }
+    let mut out = text.to_string();
+    for i in at.into_iter().rev() {
+        out.insert(i, '/');
+    }
+    out
 }
 
 /// Parses with `promql-parser`, turning its (rare) panics into errors.

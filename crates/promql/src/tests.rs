@@ -644,3 +644,15 @@ fn histogram_range_query_and_annotations() {
         vec!["PromQL info: ignored histogram in max aggregation (1:5)".to_string()]
     );
 }
+
+#[test]
+fn trim_operators_are_formatted_back() {
+    assert_eq!(
+        format_query("h   </ 2 < bool 3 >/ 1").unwrap(),
+        "h </ 2 < bool 3 >/ 1"
+    );
+    assert_eq!(
+        format_query(r#"f{l="</"} > 1"#).unwrap(),
+        r#"f{l="</"} > 1"#
+    );
+}
