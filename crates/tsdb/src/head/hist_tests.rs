@@ -408,3 +408,71 @@ fn st_index(st: &crate::wal::CheckpointStats) -> u32 {
         .parse()
         .unwrap()
 }
+
+fn nhcb(i: u64) -> Histogram {
+    Histogram {
+        schema: pharos_model::CUSTOM_BUCKETS_SCHEMA,
+        count: 5 * i + 1,
+        sum: 0.5 * i as f64,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 3,
+        }],
+        positive_buckets: vec![i as i64, i as i64 + 1, -1],
+        custom_values: vec![0.1, 1.0],
+        ..Histogram::default()
+    }
+}
+
+#[test]
+fn custom_buckets_and_gauge_histograms_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, g) = (lbl("nhcb"), lbl("gauge_h"));
+    let gauge = |i: u64| FloatHistogram {
+        counter_reset_hint: CounterResetHint::Gauge,
+        ..float_hist(10 - i)
+    };
+    {
+        let (h, wal) = crate::open_head(
+            dir.path(),
+            HeadOptions::default(),
+            crate::WalOptions::default(),
+        )
+        .unwrap();
+        let mut app = h.appender();
+        for i in 0..10u64 {
+            app.append_histogram(0, &a, i as i64, HistogramValue::Int(nhcb(i)))
+                .unwrap();
+            app.append_histogram(0, &g, i as i64, HistogramValue::Float(gauge(i)))
+                .unwrap();
+        }
+        app.commit().unwrap();
+        wal.close().unwrap();
+    }
+    let (h, _wal) = crate::open_head(
+        dir.path(),
+        HeadOptions::default(),
+        crate::WalOptions::default(),
+    )
+    .unwrap();
+    let q = h.querier(i64::MIN, i64::MAX).unwrap();
+    let mut set = q.select(true, None, &[]);
+    let mut s = set.next().unwrap();
+    assert_eq!(s.labels, g);
+    for i in 0..10u64 {
+        assert_eq!(s.samples.next().unwrap().t, i as i64);
+        let got = s.samples.histogram().unwrap();
+        // Decreasing counts in a gauge histogram are no counter reset: one
+        // chunk, every sample marked as a gauge.
+        assert_eq!(got, &gauge(i));
+    }
+    let mut s = set.next().unwrap();
+    assert_eq!(s.labels, a);
+    for i in 0..10u64 {
+        assert_eq!(s.samples.next().unwrap().t, i as i64);
+        let mut got = s.samples.histogram().unwrap().clone();
+        got.counter_reset_hint = CounterResetHint::Unknown;
+        assert_eq!(got, to_float(&nhcb(i)));
+    }
+    assert_eq!(h.stats().chunks, 2);
+}
