@@ -98,11 +98,12 @@ impl Head {
     }
 
     /// Attaches chunks loaded from `chunks_head/` to the (just replayed)
-    /// series `sref`, if it holds none yet. Returns how many. Chunks of an
-    /// encoding we cannot read (Prometheus's out-of-order chunks, future
-    /// encodings) end the run: the WAL rebuilds what follows.
+    /// series `sref`, if it holds none yet. Returns how many. Prometheus's
+    /// out-of-order chunks (encoding bit 7) are left out; a chunk of an
+    /// encoding we cannot read ends the run (the WAL rebuilds what follows).
     pub(crate) fn attach_mmapped(&self, sref: u64, mut chunks: Vec<LoadedChunk>) -> u64 {
         use crate::chunkenc::{ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, ENCODING_XOR};
+        chunks.retain(|c| c.bytes.encoding() & 0x80 == 0);
         if let Some(bad) = chunks.iter().position(|c| {
             !matches!(
                 c.bytes.encoding(),
