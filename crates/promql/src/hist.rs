@@ -25,14 +25,14 @@ pub(crate) fn expand(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
         if n == 0 {
             idx = s.offset;
         } else {
-            idx += s.offset;
+            idx = idx.wrapping_add(s.offset);
         }
         for _ in 0..s.length {
             if let Some(c) = counts.get(k) {
                 out.push((idx, *c));
             }
             k += 1;
-            idx += 1;
+            idx = idx.wrapping_add(1);
         }
     }
     out
@@ -55,7 +55,7 @@ pub(crate) fn collapse(v: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
                 }
             }
             Some(n) => spans.push(Span {
-                offset: idx - n,
+                offset: idx.wrapping_sub(n),
                 length: 1,
             }),
             None => spans.push(Span {
@@ -64,7 +64,7 @@ pub(crate) fn collapse(v: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
             }),
         }
         counts.push(c);
-        next = Some(idx + 1);
+        next = Some(idx.wrapping_add(1));
     }
     (spans, counts)
 }
@@ -79,6 +79,11 @@ pub(crate) fn compact(h: &mut FloatHistogram) {
 
 /// Upper bound of bucket `idx` (positive side) of an exponential schema.
 pub(crate) fn exp_bound(idx: i32, schema: i32) -> f64 {
+    if !(-4..=8).contains(&schema) {
+        // Not a valid exponential schema (storage validates them); compute
+        // the bound directly rather than shifting out of range.
+        return (f64::from(idx) * (-f64::from(schema)).exp2()).exp2();
+    }
     if schema < 0 {
         let exp = i64::from(idx) << (-schema);
         if exp == 1024 {
@@ -124,7 +129,7 @@ pub(crate) fn all_buckets(h: &FloatHistogram) -> Vec<Bucket> {
     if is_custom(h) {
         for (idx, c) in expand(&h.positive_spans, &h.positive_buckets) {
             out.push(Bucket {
-                lower: bound(idx - 1, h.schema, &h.custom_values),
+                lower: bound(idx.saturating_sub(1), h.schema, &h.custom_values),
                 upper: bound(idx, h.schema, &h.custom_values),
                 count: c,
             });
@@ -137,7 +142,7 @@ pub(crate) fn all_buckets(h: &FloatHistogram) -> Vec<Bucket> {
     {
         let mut b = Bucket {
             lower: -exp_bound(idx, h.schema),
-            upper: -exp_bound(idx - 1, h.schema),
+            upper: -exp_bound(idx.saturating_sub(1), h.schema),
             count: c,
         };
         if b.upper < 0.0 && b.upper > -zt {
@@ -154,7 +159,7 @@ pub(crate) fn all_buckets(h: &FloatHistogram) -> Vec<Bucket> {
     }
     for (idx, c) in expand(&h.positive_spans, &h.positive_buckets) {
         let mut b = Bucket {
-            lower: exp_bound(idx - 1, h.schema),
+            lower: exp_bound(idx.saturating_sub(1), h.schema),
             upper: exp_bound(idx, h.schema),
             count: c,
         };
@@ -168,7 +173,8 @@ pub(crate) fn all_buckets(h: &FloatHistogram) -> Vec<Bucket> {
 
 /// Bucket index in schema `to` of index `idx` in schema `from` (`to <= from`).
 fn target_idx(idx: i32, from: i32, to: i32) -> i32 {
-    ((idx - 1) >> (from - to)) + 1
+    let shift = (i64::from(from) - i64::from(to)).clamp(0, 31);
+    (idx.saturating_sub(1) >> shift).saturating_add(1)
 }
 
 /// Merges buckets to a lower resolution.
@@ -248,7 +254,7 @@ fn zero_count_for_larger_threshold(h: &FloatHistogram, mut larger: f64) -> (f64,
     'outer: loop {
         let mut zc = h.zero_count;
         for &(idx, c) in &pos {
-            let lower = exp_bound(idx - 1, h.schema);
+            let lower = exp_bound(idx.saturating_sub(1), h.schema);
             let upper = exp_bound(idx, h.schema);
             if lower >= larger {
                 break;
@@ -262,7 +268,7 @@ fn zero_count_for_larger_threshold(h: &FloatHistogram, mut larger: f64) -> (f64,
             }
         }
         for &(idx, c) in &neg {
-            let upper = -exp_bound(idx - 1, h.schema);
+            let upper = -exp_bound(idx.saturating_sub(1), h.schema);
             let lower = -exp_bound(idx, h.schema);
             if upper <= -larger {
                 break;
@@ -287,11 +293,11 @@ fn trim_buckets_in_zero_bucket(h: &mut FloatHistogram) {
     let schema = h.schema;
     let p: Vec<(i32, f64)> = expand(&h.positive_spans, &h.positive_buckets)
         .into_iter()
-        .filter(|(idx, _)| exp_bound(*idx - 1, schema) >= zt)
+        .filter(|(idx, _)| exp_bound(idx.saturating_sub(1), schema) >= zt)
         .collect();
     let n: Vec<(i32, f64)> = expand(&h.negative_spans, &h.negative_buckets)
         .into_iter()
-        .filter(|(idx, _)| -exp_bound(*idx - 1, schema) <= -zt)
+        .filter(|(idx, _)| -exp_bound(idx.saturating_sub(1), schema) <= -zt)
         .collect();
     (h.positive_spans, h.positive_buckets) = collapse(&p);
     (h.negative_spans, h.negative_buckets) = collapse(&n);
@@ -302,7 +308,14 @@ fn trim_buckets_in_zero_bucket(h: &mut FloatHistogram) {
 fn reconcile_zero_buckets(h: &mut FloatHistogram, other: &FloatHistogram) -> f64 {
     let mut other_zc = other.zero_count;
     let mut other_zt = other.zero_threshold;
-    while other_zt != h.zero_threshold {
+    // Each round widens a threshold to a bucket bound; a NaN threshold
+    // (invalid data) would never compare equal, so bound the rounds.
+    let mut rounds = 0;
+    while other_zt != h.zero_threshold && rounds < 1000 {
+        rounds += 1;
+        if other_zt.is_nan() || h.zero_threshold.is_nan() {
+            break;
+        }
         if h.zero_threshold > other_zt {
             (other_zc, other_zt) = zero_count_for_larger_threshold(other, h.zero_threshold);
         }
@@ -1068,14 +1081,14 @@ pub(crate) fn trim(h: &mut FloatHistogram, rhs: f64, upper_trim: bool) {
             }
             let b = if positive {
                 Bucket {
-                    lower: bound(idx - 1, h.schema, &h.custom_values),
+                    lower: bound(idx.saturating_sub(1), h.schema, &h.custom_values),
                     upper: bound(idx, h.schema, &h.custom_values),
                     count: c,
                 }
             } else {
                 Bucket {
                     lower: -exp_bound(idx, h.schema),
-                    upper: -exp_bound(idx - 1, h.schema),
+                    upper: -exp_bound(idx.saturating_sub(1), h.schema),
                     count: c,
                 }
             };
@@ -1154,7 +1167,7 @@ pub(crate) fn to_string(h: &FloatHistogram) -> String {
                 s.push_str(&format!(
                     ", [{},{}):{}",
                     g(-exp_bound(idx, h.schema)),
-                    g(-exp_bound(idx - 1, h.schema)),
+                    g(-exp_bound(idx.saturating_sub(1), h.schema)),
                     g(c)
                 ));
             }
@@ -1172,7 +1185,7 @@ pub(crate) fn to_string(h: &FloatHistogram) -> String {
         if c != 0.0 {
             s.push_str(&format!(
                 ", ({},{}]:{}",
-                g(bound(idx - 1, h.schema, &h.custom_values)),
+                g(bound(idx.saturating_sub(1), h.schema, &h.custom_values)),
                 g(bound(idx, h.schema, &h.custom_values)),
                 g(c)
             ));
@@ -1205,6 +1218,78 @@ mod tests {
         assert_eq!(exp_bound(0, 0), 1.0);
         assert!((exp_bound(1, 1) - std::f64::consts::SQRT_2).abs() < 1e-15);
         assert_eq!(exp_bound(1, -1), 4.0);
+    }
+
+    fn arb_hist() -> impl proptest::strategy::Strategy<Value = FloatHistogram> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![Just(-53), -6i32..10],
+            proptest::collection::vec((-5i32..5, 0u32..4), 0..4),
+            proptest::collection::vec(-3.0f64..10.0, 0..12),
+            proptest::collection::vec(-10.0f64..10.0, 0..4),
+            prop_oneof![0.0f64..1.0, Just(f64::NAN)],
+        )
+            .prop_map(|(schema, spans, buckets, custom, zt)| {
+                let spans: Vec<Span> = spans
+                    .into_iter()
+                    .map(|(offset, length)| Span { offset, length })
+                    .collect();
+                let mut custom = custom;
+                custom.sort_by(f64::total_cmp);
+                FloatHistogram {
+                    schema,
+                    count: buckets.iter().sum(),
+                    sum: 1.0,
+                    zero_threshold: zt,
+                    zero_count: 1.0,
+                    negative_spans: spans.clone(),
+                    negative_buckets: buckets.clone(),
+                    positive_spans: spans,
+                    positive_buckets: buckets,
+                    custom_values: custom,
+                    ..Default::default()
+                }
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn operations_never_panic(a in arb_hist(), b in arb_hist(), x in -5.0f64..5.0) {
+            let mut s = a.clone();
+            let _ = add_signed(&mut s, &b, -1.0);
+            let mut k = a.clone();
+            let mut c = None;
+            let _ = kahan_add(&mut k, &mut c, &b);
+            kahan_finish(&mut k, c);
+            let mut avg = HistAvg::new(&a);
+            let _ = avg.add(&b);
+            let _ = avg.finish();
+            let _ = detect_reset(&a, &b);
+            let _ = quantile(x / 5.0, &a);
+            let _ = fraction(x, x + 1.0, &a);
+            let _ = variance(&a);
+            let _ = to_string(&a);
+            let mut t = a.clone();
+            trim(&mut t, x, x > 0.0);
+            let mut r = a;
+            reduce_resolution(&mut r, -4);
+            compact(&mut r);
+        }
+    }
+
+    #[test]
+    fn odd_schemas_do_not_panic() {
+        for schema in [-53, -20, -5, 9, 40, i32::MIN, i32::MAX] {
+            let mut a = h(schema, &[(-3, 2)], &[1.0, 2.0]);
+            let b = h(0, &[(0, 2)], &[1.0, 1.0]);
+            let _ = exp_bound(5, schema);
+            let _ = add_signed(&mut a, &b, 1.0);
+            let _ = detect_reset(&a, &b);
+            let _ = quantile(0.5, &a);
+            let _ = fraction(0.0, 1.0, &a);
+            let _ = to_string(&a);
+            trim(&mut a, 1.0, true);
+        }
     }
 
     #[test]
