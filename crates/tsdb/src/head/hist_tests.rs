@@ -476,3 +476,133 @@ fn custom_buckets_and_gauge_histograms_survive_a_restart() {
     }
     assert_eq!(h.stats().chunks, 2);
 }
+
+mod model {
+    //! Random mixes of floats, integer and float histograms (with counter
+    //! resets and stale markers) on one series, against a model of what
+    //! the head keeps; then the same through a block.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Float(f64),
+        Int(u64),
+        FloatH(u64),
+        Stale,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..10).prop_map(|x| Op::Float(f64::from(x))),
+            (0u64..30).prop_map(Op::Int),
+            (0u64..30).prop_map(Op::FloatH),
+            Just(Op::Stale),
+        ]
+    }
+
+    fn value(o: &Op) -> Result<f64, HistogramValue> {
+        match o {
+            Op::Float(v) => Ok(*v),
+            Op::Int(i) => Err(HistogramValue::Int(int_hist(*i))),
+            Op::FloatH(i) => Err(HistogramValue::Float(float_hist(*i))),
+            Op::Stale => Err(HistogramValue::Int(Histogram {
+                sum: stale_nan(),
+                ..Histogram::default()
+            })),
+        }
+    }
+
+    fn expect(o: &Op) -> (u64, Option<FloatHistogram>) {
+        match value(o) {
+            Ok(v) => (v.to_bits(), None),
+            Err(HistogramValue::Int(h)) => (h.sum.to_bits(), Some(to_float(&h))),
+            Err(HistogramValue::Float(h)) => (h.sum.to_bits(), Some(h)),
+        }
+    }
+
+    fn clean(v: Vec<Got>) -> Vec<(i64, u64, Option<FloatHistogram>)> {
+        v.into_iter()
+            .map(|(t, x, h)| {
+                // Stale markers decode as empty histograms with the marker
+                // as sum (NaN, unequal to itself; `x` holds its bits).
+                let h = h.map(|h| {
+                    if is_stale_nan(h.sum) {
+                        FloatHistogram::default()
+                    } else {
+                        h
+                    }
+                });
+                (t, x.to_bits(), h)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn head_and_block_keep_what_the_model_keeps(
+            ops in prop::collection::vec((0i64..3, op(), any::<bool>()), 1..250),
+        ) {
+            let h = Head::new(HeadOptions { chunk_range: 100, ..HeadOptions::default() });
+            let a = lbl("s");
+            let mut want: Vec<(i64, u64, Option<FloatHistogram>)> = Vec::new();
+            let mut t = 0i64;
+            let mut app = h.appender();
+            for (dt, o, commit) in &ops {
+                t += dt;
+                let r = match value(o) {
+                    Ok(v) => app.append(0, &a, t, v),
+                    Err(hv) => app.append_histogram(0, &a, t, hv),
+                };
+                let (bits, hist) = expect(o);
+                let hist = hist.map(|h| if is_stale_nan(h.sum) {
+                    FloatHistogram::default()
+                } else { h });
+                match want.last() {
+                    Some(l) if l.0 == t => {
+                        // Same time: only an identical sample is accepted (as a
+                        // no-op); histogram equality ignores the hint.
+                        let same = l.1 == bits && l.2.as_ref().map(|x| x.count) == hist.as_ref().map(|x| x.count)
+                            && l.2.is_some() == hist.is_some();
+                        prop_assert_eq!(r.is_ok(), same, "at {} {:?}", t, o);
+                    }
+                    _ => {
+                        prop_assert!(r.is_ok(), "at {} {:?}: {:?}", t, o, r);
+                        want.push((t, bits, hist));
+                    }
+                }
+                if *commit {
+                    app.commit().unwrap();
+                    app = h.appender();
+                }
+            }
+            app.commit().unwrap();
+            let got = read_all(&h, i64::MIN, i64::MAX);
+            prop_assert_eq!(got.len(), 1);
+            let got = clean(got.into_iter().next().unwrap().1);
+            prop_assert_eq!(&got, &want);
+
+            // Through a block.
+            let dir = tempfile::tempdir().unwrap();
+            let q = h.querier(i64::MIN, i64::MAX).unwrap();
+            let meta = crate::block::write_block(dir.path(), &*q, 0, t + 1, Default::default())
+                .unwrap()
+                .unwrap();
+            let b = std::sync::Arc::new(crate::block::Block::open(&dir.path().join(&meta.ulid)).unwrap());
+            let bq = b.querier(i64::MIN, i64::MAX);
+            let mut set = bq.select(true, None, &[]);
+            let mut s = set.next().unwrap();
+            let mut v = Vec::new();
+            while let Some(x) = s.samples.next() {
+                let hh = s.samples.histogram().cloned().map(|mut h| {
+                    h.counter_reset_hint = CounterResetHint::Unknown;
+                    h
+                });
+                v.push((x.t, x.v, hh));
+            }
+            prop_assert!(s.samples.err().is_none(), "{:?}", s.samples.err());
+            prop_assert_eq!(&clean(v), &want);
+        }
+    }
+}
