@@ -501,6 +501,8 @@ mod model {
         ]
     }
 
+    // Ok: a float sample, Err: a histogram one (test code, size is moot).
+    #[allow(clippy::result_large_err)]
     fn value(o: &Op) -> Result<f64, HistogramValue> {
         match o {
             Op::Float(v) => Ok(*v),
