@@ -16,7 +16,7 @@ pub mod chunks;
 mod encoding;
 pub mod index;
 pub mod meta;
-mod mmap;
+pub(crate) mod mmap;
 pub mod tombstones;
 
 use std::path::{Path, PathBuf};

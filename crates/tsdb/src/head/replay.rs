@@ -107,34 +107,64 @@ impl Head {
     /// samples in log order (the caller shards by series so this holds).
     /// Samples failing the head's checks are dropped, as at commit time.
     pub(crate) fn replay_samples(&self, samples: &[(u64, Timestamp, f64)], st: &mut ApplyStats) {
-        let inner = &self.inner;
-        let opts = &inner.opts;
-        let min_valid = inner.min_valid_time.load(Relaxed);
+        let min_valid = self.inner.min_valid_time.load(Relaxed);
         for run in samples.chunk_by(|a, b| a.0 == b.0) {
-            let Some(s) = inner.series.get_by_ref(run[0].0) else {
-                st.unknown_series += run.len() as u64;
+            self.replay_run(
+                run[0].0,
+                run.len(),
+                run.iter().map(|&(_, t, v)| (t, v)),
+                min_valid,
+                st,
+            );
+        }
+    }
+
+    /// Applies replayed samples `(t, v)` of the one series `sref`, in log
+    /// order, with the rules of [`Head::replay_samples`].
+    pub(crate) fn replay_series_samples(
+        &self,
+        sref: u64,
+        samples: &[(Timestamp, f64)],
+        st: &mut ApplyStats,
+    ) {
+        let min_valid = self.inner.min_valid_time.load(Relaxed);
+        self.replay_run(sref, samples.len(), samples.iter().copied(), min_valid, st);
+    }
+
+    /// One series' run of samples: one lookup, one lock.
+    #[inline]
+    fn replay_run(
+        &self,
+        sref: u64,
+        len: usize,
+        samples: impl Iterator<Item = (Timestamp, f64)>,
+        min_valid: Timestamp,
+        st: &mut ApplyStats,
+    ) {
+        let opts = &self.inner.opts;
+        let Some(s) = self.inner.series.get_by_ref(sref) else {
+            st.unknown_series += len as u64;
+            return;
+        };
+        let mut state = s.state.lock();
+        for (t, v) in samples {
+            if state.head.is_none() && state.closed.last().is_some_and(|c| t <= c.max_t) {
+                st.in_mmapped += 1;
                 continue;
-            };
-            let mut state = s.state.lock();
-            for &(_, t, v) in run {
-                if state.head.is_none() && state.closed.last().is_some_and(|c| t <= c.max_t) {
-                    st.in_mmapped += 1;
-                    continue;
+            }
+            if t < min_valid {
+                st.out_of_order += 1;
+                continue;
+            }
+            match state.append(t, v, opts.max_samples_per_chunk, opts.chunk_range) {
+                Ok(cut) => {
+                    st.appended += 1;
+                    st.chunks += u64::from(cut);
+                    st.mint = st.mint.min(t);
+                    st.maxt = st.maxt.max(t);
                 }
-                if t < min_valid {
-                    st.out_of_order += 1;
-                    continue;
-                }
-                match state.append(t, v, opts.max_samples_per_chunk, opts.chunk_range) {
-                    Ok(cut) => {
-                        st.appended += 1;
-                        st.chunks += u64::from(cut);
-                        st.mint = st.mint.min(t);
-                        st.maxt = st.maxt.max(t);
-                    }
-                    Err(Check::OutOfOrder | Check::Duplicate) => st.out_of_order += 1,
-                    Err(Check::NoOp | Check::Ok | Check::Invalid) => {}
-                }
+                Err(Check::OutOfOrder | Check::Duplicate) => st.out_of_order += 1,
+                Err(Check::NoOp | Check::Ok | Check::Invalid) => {}
             }
         }
     }

@@ -19,9 +19,9 @@ use pharos_storage::StorageError;
 use super::checkpoint::{CheckpointStats, last_checkpoint, write_checkpoint};
 use super::{SegmentReader, Wal, WalOptions, list_segments};
 use crate::TsdbError;
-use crate::head::{ApplyStats, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord};
+use crate::head::{ApplyStats, CommitBatch, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord};
 use crate::head_chunks::{ChunkDiskMapper, LoadedChunk};
-use crate::record::{self, HistogramRecord, Record, TombstoneRecord};
+use crate::record::{self, Record, TombstoneRecord};
 
 /// Samples per samples record written: keeps records well under a page
 /// multiple and bounded in size for huge commits.
@@ -122,8 +122,7 @@ impl CommitLog for HeadWal {
     fn log_with_histograms(
         &self,
         series: &[SeriesRecord],
-        samples: &[SampleRecord],
-        histograms: &[HistogramRecord],
+        batches: &[CommitBatch],
     ) -> Result<(), StorageError> {
         let Some(wal) = self.wal.get() else {
             return Err(StorageError::Closed);
@@ -134,18 +133,20 @@ impl CommitLog for HeadWal {
             record::encode_series(series, &mut b);
             bufs.push(b);
         }
-        for chunk in samples.chunks(SAMPLES_PER_RECORD) {
-            let mut b = Vec::with_capacity(17 + chunk.len() * 12);
-            record::encode_samples(chunk, &mut b);
-            bufs.push(b);
-        }
-        // Histograms are large: a tenth as many per record as floats.
-        for chunk in histograms.chunks(SAMPLES_PER_RECORD / 10) {
-            for typ in record::HISTOGRAM_RECORD_TYPES {
-                let mut b = Vec::new();
-                record::encode_histograms(chunk, typ, &mut b);
-                if !b.is_empty() {
-                    bufs.push(b);
+        for batch in batches {
+            for chunk in batch.samples.chunks(SAMPLES_PER_RECORD) {
+                let mut b = Vec::with_capacity(17 + chunk.len() * 12);
+                record::encode_samples(chunk, &mut b);
+                bufs.push(b);
+            }
+            // Histograms are large: a tenth as many per record as floats.
+            for chunk in batch.histograms.chunks(SAMPLES_PER_RECORD / 10) {
+                for typ in record::HISTOGRAM_RECORD_TYPES {
+                    let mut b = Vec::new();
+                    record::encode_histograms(chunk, typ, &mut b);
+                    if !b.is_empty() {
+                        bufs.push(b);
+                    }
                 }
             }
         }
@@ -388,7 +389,8 @@ struct DecodedBatch {
 /// batches, so each series still sees its samples in log order) native
 /// histogram samples.
 enum ShardBatch {
-    Floats(Vec<(u64, i64, f64)>),
+    /// Float samples as the decoders split them (parts in log order).
+    Floats(Vec<Vec<(u64, i64, f64)>>),
     Histograms(Vec<(u64, i64, HistogramValue)>),
 }
 
@@ -401,7 +403,137 @@ enum Decoded {
         parts: Vec<Vec<(u64, i64, f64)>>,
         /// Number of samples.
         total: usize,
+        /// Of those, samples dropped because a chunk loaded from
+        /// `chunks_head/` holds them.
+        in_mmapped: usize,
     },
+}
+
+/// The newest time held by the chunks loaded from `chunks_head/`, by the
+/// series reference they were written under (the WAL's): decoders drop
+/// the samples those chunks already hold before they cost a copy, a sort
+/// and a series lookup (the appliers check again, per series).
+struct MmapFloor {
+    /// Indexed by reference; `i64::MIN` for series without loaded chunks.
+    /// Empty (no early dropping) when references are too sparse to index.
+    dense: Vec<i64>,
+}
+
+impl MmapFloor {
+    fn new(mmapped: &HashMap<u64, Vec<LoadedChunk>>) -> MmapFloor {
+        let max = mmapped.keys().max().copied().unwrap_or(0);
+        let limit = (mmapped.len() as u64)
+            .saturating_mul(4)
+            .saturating_add(1 << 20);
+        let mut dense = Vec::new();
+        if !mmapped.is_empty() && max < limit {
+            dense = vec![i64::MIN; max as usize + 1];
+            for (&r, v) in mmapped {
+                if let Some(c) = v.last() {
+                    dense[r as usize] = c.maxt;
+                }
+            }
+        }
+        MmapFloor { dense }
+    }
+
+    /// Whether a loaded chunk of series `r` holds time `t`.
+    fn covers(&self, r: u64, t: i64) -> bool {
+        usize::try_from(r)
+            .ok()
+            .and_then(|i| self.dense.get(i))
+            .is_some_and(|&m| t <= m)
+    }
+}
+
+/// Scratch space of [`group_by_series`], kept by each applier.
+#[derive(Default)]
+struct GroupScratch {
+    counts: Vec<u32>,
+    tv: Vec<(i64, f64)>,
+    out: Vec<(u64, i64, f64)>,
+}
+
+/// A shard's batch grouped by series.
+enum Grouped<'a> {
+    /// Series `lo + k` has the samples `tv[ends[k - 1]..ends[k]]` (from 0
+    /// for `k = 0`).
+    Dense {
+        lo: u64,
+        ends: &'a [u32],
+        tv: &'a [(i64, f64)],
+    },
+    /// `(ref, t, v)` sorted by reference.
+    Sorted(&'a [(u64, i64, f64)]),
+}
+
+/// Groups a shard's samples (the decoders' parts, in log order) by series
+/// reference, each series' samples kept in log order: one lookup and one
+/// lock per series per batch then. References come from a counter, so
+/// they are dense: a stable counting sort places every sample's time and
+/// value (the reference is implied by the place) with one counting pass
+/// and one copy, no concatenation and no merge passes. Sparse references
+/// fall back to concatenating and one stable sort.
+fn group_by_series(mut parts: Vec<Vec<(u64, i64, f64)>>, g: &mut GroupScratch) -> Grouped<'_> {
+    parts.retain(|p| !p.is_empty());
+    let n: usize = parts.iter().map(Vec::len).sum();
+    let (mut lo, mut hi) = (u64::MAX, 0u64);
+    for s in parts.iter().flatten() {
+        lo = lo.min(s.0);
+        hi = hi.max(s.0);
+    }
+    let keys = hi.saturating_sub(lo);
+    if n == 0 || keys > (n as u64).saturating_mul(4) + 4096 || n >= u32::MAX as usize {
+        g.out.clear();
+        for p in &parts {
+            g.out.extend_from_slice(p);
+        }
+        g.out.sort_by_key(|s| s.0);
+        return Grouped::Sorted(&g.out);
+    }
+    let keys = keys as usize + 1;
+    g.counts.clear();
+    g.counts.resize(keys + 1, 0);
+    for s in parts.iter().flatten() {
+        g.counts[(s.0 - lo) as usize + 1] += 1;
+    }
+    for i in 1..g.counts.len() {
+        g.counts[i] += g.counts[i - 1];
+    }
+    // Every slot is written below; the old contents do not matter.
+    g.tv.resize(n, (0, 0.0));
+    for &(r, t, v) in parts.iter().flatten() {
+        let k = (r - lo) as usize;
+        g.tv[g.counts[k] as usize] = (t, v);
+        g.counts[k] += 1;
+    }
+    // Each key's counter now stands at the end of its samples.
+    Grouped::Dense {
+        lo,
+        ends: &g.counts[..keys],
+        tv: &g.tv,
+    }
+}
+
+/// Float samples waiting for one applier, as the decoders split them.
+#[derive(Default)]
+struct Pending {
+    parts: Vec<Vec<(u64, i64, f64)>>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, p: Vec<(u64, i64, f64)>) {
+        if !p.is_empty() {
+            self.len += p.len();
+            self.parts.push(p);
+        }
+    }
+
+    fn take(&mut self) -> Vec<Vec<(u64, i64, f64)>> {
+        self.len = 0;
+        std::mem::take(&mut self.parts)
+    }
 }
 
 /// Where reading a segment stopped early.
@@ -428,8 +560,12 @@ fn read_segments(
         snappy: Vec::new(),
     };
     for (idx, path) in segs {
-        let data = fs::read(path)?;
-        let mut r = SegmentReader::new(&data);
+        // Mapped, not read: no copy into a fresh buffer (nothing writes a
+        // segment while the head is being replayed from it).
+        let data =
+            crate::block::mmap::Bytes::open(path).map_err(|e| io::Error::other(e.to_string()))?;
+        let data = data.as_ref();
+        let mut r = SegmentReader::new(data);
         while let Some((snappy, rec)) = r.next_raw() {
             batch.data.extend_from_slice(rec);
             batch.ends.push(batch.data.len());
@@ -475,6 +611,7 @@ fn replay_segments(
     segs: &[(u32, PathBuf)],
     stats: &Mutex<ReplayStats>,
     mmapped: &mut HashMap<u64, Vec<LoadedChunk>>,
+    floor: &MmapFloor,
     tombstones: &Mutex<Vec<TombstoneRecord>>,
 ) -> Result<(Option<Damage>, ApplyStats), io::Error> {
     let n = std::thread::available_parallelism()
@@ -515,30 +652,35 @@ fn replay_segments(
                         } else {
                             Ok(raw)
                         };
-                        let decoded = match rec {
-                            Ok(r) => record::decode(r),
-                            Err(_) => Err(record::RecordError {
-                                pos: 0,
-                                msg: "snappy payload does not decompress",
-                            }),
-                        };
-                        let d = match decoded {
-                            Ok(Record::Samples(v)) => {
+                        let d = match rec {
+                            // Samples go straight into per-shard parts.
+                            Ok(r) if r.first() == Some(&record::SAMPLES) => {
+                                // At least 10 bytes a sample.
+                                let cap = r.len() / 10 / n + 16;
                                 let mut parts: Vec<Vec<(u64, i64, f64)>> =
-                                    vec![Vec::with_capacity(v.len() / n + 1); n];
-                                for s in &v {
-                                    parts[(s.series_ref % n as u64) as usize].push((
-                                        s.series_ref,
-                                        s.t,
-                                        s.v,
-                                    ));
-                                }
-                                Decoded::Samples {
-                                    parts,
-                                    total: v.len(),
+                                    (0..n).map(|_| Vec::with_capacity(cap)).collect();
+                                let mut in_mmapped = 0usize;
+                                let got = record::decode_samples_with(r, |sref, t, v| {
+                                    if floor.covers(sref, t) {
+                                        in_mmapped += 1;
+                                    } else {
+                                        parts[(sref % n as u64) as usize].push((sref, t, v));
+                                    }
+                                });
+                                match got {
+                                    Ok(total) => Decoded::Samples {
+                                        parts,
+                                        total,
+                                        in_mmapped,
+                                    },
+                                    Err(e) => Decoded::Record(Err(e)),
                                 }
                             }
-                            other => Decoded::Record(other),
+                            Ok(r) => Decoded::Record(record::decode(r)),
+                            Err(_) => Decoded::Record(Err(record::RecordError {
+                                pos: 0,
+                                msg: "snappy payload does not decompress",
+                            })),
                         };
                         records.push(d);
                         start = end;
@@ -560,16 +702,28 @@ fn replay_segments(
         for rx in apply_rxs {
             appliers.push(sc.spawn(move || {
                 let mut st = ApplyStats::default();
+                let mut scratch = GroupScratch::default();
                 for batch in rx {
-                    // Group each series' samples (a stable sort keeps their
-                    // order; the batch is made of runs already sorted by
-                    // reference, one per commit, so this is a cheap merge):
-                    // one lookup and one lock per series per batch.
+                    // Group each series' samples, keeping their order: one
+                    // lookup and one lock per series per batch.
                     match batch {
-                        ShardBatch::Floats(mut batch) => {
-                            batch.sort_by_key(|s| s.0);
-                            head.replay_samples(&batch, &mut st);
-                        }
+                        ShardBatch::Floats(parts) => match group_by_series(parts, &mut scratch) {
+                            Grouped::Sorted(b) => head.replay_samples(b, &mut st),
+                            Grouped::Dense { lo, ends, tv } => {
+                                let mut start = 0usize;
+                                for (k, &end) in ends.iter().enumerate() {
+                                    let end = end as usize;
+                                    if end > start {
+                                        head.replay_series_samples(
+                                            lo + k as u64,
+                                            &tv[start..end],
+                                            &mut st,
+                                        );
+                                    }
+                                    start = end;
+                                }
+                            }
+                        },
                         ShardBatch::Histograms(mut batch) => {
                             batch.sort_by_key(|s| s.0);
                             head.replay_histograms(&batch, &mut st);
@@ -584,10 +738,9 @@ fn replay_segments(
         let mut aliases: HashMap<u64, u64> = HashMap::new();
         let mut waiting: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
         let mut next = 0u64;
-        let mut shards: Vec<Vec<(u64, i64, f64)>> = (0..n)
-            .map(|_| Vec::with_capacity(SHARD_BATCH * 2))
-            .collect();
+        let mut shards: Vec<Pending> = (0..n).map(|_| Pending::default()).collect();
         let mut local = ReplayStats::default();
+        let mut skipped_in_mmapped = 0u64;
         let base = stats.lock().clone();
         for b in dec_rx.iter() {
             waiting.insert(b.seq, b);
@@ -596,18 +749,26 @@ fn replay_segments(
                 for r in b.records {
                     local.records += 1;
                     let r = match r {
-                        Decoded::Samples { parts, total } => {
+                        Decoded::Samples {
+                            parts,
+                            total,
+                            in_mmapped,
+                        } => {
                             local.samples += total as u64;
+                            skipped_in_mmapped += in_mmapped as u64;
                             if aliases.is_empty() {
-                                for (i, p) in parts.iter().enumerate() {
-                                    shards[i].extend_from_slice(p);
+                                for (i, p) in parts.into_iter().enumerate() {
+                                    shards[i].push(p);
                                 }
                             } else {
-                                for p in parts {
-                                    for (r, t, v) in p {
-                                        let r = aliases.get(&r).copied().unwrap_or(r);
-                                        shards[(r % n as u64) as usize].push((r, t, v));
-                                    }
+                                let mut moved: Vec<Vec<(u64, i64, f64)>> =
+                                    (0..n).map(|_| Vec::new()).collect();
+                                for (r, t, v) in parts.into_iter().flatten() {
+                                    let r = aliases.get(&r).copied().unwrap_or(r);
+                                    moved[(r % n as u64) as usize].push((r, t, v));
+                                }
+                                for (i, p) in moved.into_iter().enumerate() {
+                                    shards[i].push(p);
                                 }
                             }
                             continue;
@@ -647,7 +808,6 @@ fn replay_segments(
                                 t.push(x);
                             }
                         }
-                        Ok(Record::Other(_)) => local.records_skipped += 1,
                         Ok(Record::Histograms(v)) => {
                             local.samples += v.len() as u64;
                             let mut parts: Vec<Vec<(u64, i64, HistogramValue)>> =
@@ -661,16 +821,14 @@ fn replay_segments(
                                     continue;
                                 }
                                 // Floats logged before these go first.
-                                if !shards[i].is_empty() {
-                                    let f = std::mem::replace(
-                                        &mut shards[i],
-                                        Vec::with_capacity(SHARD_BATCH * 2),
-                                    );
+                                if shards[i].len > 0 {
+                                    let f = shards[i].take();
                                     let _ = apply_txs[i].send(ShardBatch::Floats(f));
                                 }
                                 let _ = apply_txs[i].send(ShardBatch::Histograms(p));
                             }
                         }
+                        Ok(Record::Other(_)) => local.records_skipped += 1,
                         Err(e) => {
                             // Warn once per replay, count every one.
                             if local.records_undecodable == 0 {
@@ -682,9 +840,8 @@ fn replay_segments(
                     }
                 }
                 for (i, sh) in shards.iter_mut().enumerate() {
-                    if sh.len() >= SHARD_BATCH {
-                        let full = std::mem::replace(sh, Vec::with_capacity(SHARD_BATCH * 2));
-                        let _ = apply_txs[i].send(ShardBatch::Floats(full));
+                    if sh.len >= SHARD_BATCH {
+                        let _ = apply_txs[i].send(ShardBatch::Floats(sh.take()));
                     }
                 }
                 // Counts add to those of an earlier call (the checkpoint's).
@@ -699,9 +856,9 @@ fn replay_segments(
                 g.segments_read = segments_read.load(Relaxed);
             }
         }
-        for (i, sh) in shards.into_iter().enumerate() {
-            if !sh.is_empty() {
-                let _ = apply_txs[i].send(ShardBatch::Floats(sh));
+        for (i, mut sh) in shards.into_iter().enumerate() {
+            if sh.len > 0 {
+                let _ = apply_txs[i].send(ShardBatch::Floats(sh.take()));
             }
         }
         drop(apply_txs);
@@ -711,6 +868,7 @@ fn replay_segments(
                 Err(_) => panic!("BUG: WAL replay applier panicked"),
             }
         }
+        total.in_mmapped += skipped_in_mmapped;
         match reader.join() {
             Ok(Ok(d)) => damage = d,
             Ok(Err(e)) => read_err = Some(e),
@@ -806,6 +964,7 @@ pub fn open_head(
         });
     }
 
+    let floor = MmapFloor::new(&mmapped);
     let mut total = ApplyStats::default();
     let mut start_from = 0u32;
     if let Some((idx, cdir)) =
@@ -814,8 +973,15 @@ pub fn open_head(
         hw.replay.lock().checkpoint = Some(idx);
         start_from = idx.saturating_add(1);
         let csegs = list_segments(&cdir).map_err(|e| io_err("listing", &cdir, e))?;
-        let (damage, st) = replay_segments(&head, &csegs, &hw.replay, &mut mmapped, &hw.tombstones)
-            .map_err(|e| io_err("reading", &cdir, e))?;
+        let (damage, st) = replay_segments(
+            &head,
+            &csegs,
+            &hw.replay,
+            &mut mmapped,
+            &floor,
+            &hw.tombstones,
+        )
+        .map_err(|e| io_err("reading", &cdir, e))?;
         total.merge(&st);
         if let Some(d) = damage {
             // A checkpoint is written whole before it replaces anything, so
@@ -842,8 +1008,15 @@ pub fn open_head(
         }
     }
     hw.replay.lock().segments_total = segs.len() as u64;
-    let (damage, st) = replay_segments(&head, &segs, &hw.replay, &mut mmapped, &hw.tombstones)
-        .map_err(|e| io_err("reading", &wal_dir, e))?;
+    let (damage, st) = replay_segments(
+        &head,
+        &segs,
+        &hw.replay,
+        &mut mmapped,
+        &floor,
+        &hw.tombstones,
+    )
+    .map_err(|e| io_err("reading", &wal_dir, e))?;
     total.merge(&st);
     let mut next_index = segs.last().map_or(start_from, |s| s.0.saturating_add(1));
     if let Some(d) = damage {
@@ -902,4 +1075,59 @@ pub fn open_head(
         panic!("BUG: WAL writer set twice");
     }
     Ok((head, hw))
+}
+
+#[cfg(test)]
+mod group_tests {
+    use proptest::prelude::*;
+
+    use super::{GroupScratch, Grouped, group_by_series};
+
+    proptest! {
+        /// Grouping equals a stable sort by reference, for dense runs,
+        /// sparse references and unsorted input alike.
+        #[test]
+        fn grouping_is_a_stable_sort(
+            runs in prop::collection::vec(prop::collection::vec(0u64..3000, 0..400), 0..40),
+            sparse in any::<bool>(),
+            shuffled in any::<bool>(),
+        ) {
+            let mut parts = Vec::new();
+            for (i, mut r) in runs.into_iter().enumerate() {
+                if !shuffled {
+                    r.sort_unstable();
+                }
+                let p: Vec<(u64, i64, f64)> = r
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, x)| {
+                        let x = if sparse { x * 1_000_003 } else { x };
+                        (x, (i * 1000 + j) as i64, j as f64)
+                    })
+                    .collect();
+                parts.push(p);
+            }
+            let mut want: Vec<(u64, i64, f64)> = parts.iter().flatten().copied().collect();
+            want.sort_by_key(|s| s.0);
+            let mut g = GroupScratch::default();
+            // Twice, to reuse the scratch space.
+            for _ in 0..2 {
+                let got: Vec<(u64, i64, f64)> = match group_by_series(parts.clone(), &mut g) {
+                    Grouped::Sorted(b) => b.to_vec(),
+                    Grouped::Dense { lo, ends, tv } => {
+                        let mut out = Vec::new();
+                        let mut start = 0usize;
+                        for (k, &end) in ends.iter().enumerate() {
+                            for &(t, v) in &tv[start..end as usize] {
+                                out.push((lo + k as u64, t, v));
+                            }
+                            start = end as usize;
+                        }
+                        out
+                    }
+                };
+                prop_assert_eq!(&got, &want);
+            }
+        }
+    }
 }

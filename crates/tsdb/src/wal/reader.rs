@@ -90,6 +90,10 @@ impl<'a> SegmentReader<'a> {
     /// (the flag says so), so that callers can decompress on other threads
     /// with [`decompress`]. A zstd record is handed out empty.
     pub fn next_raw(&mut self) -> Option<(bool, &[u8])> {
+        // A record in one fragment (the usual case) is handed out in place.
+        if let Some(frag) = self.full_fragment() {
+            return Some((frag.0, frag.1));
+        }
         let kind = self.read_record()?;
         self.good = self.pos;
         match kind {
@@ -100,6 +104,32 @@ impl<'a> SegmentReader<'a> {
                 Some((false, &self.rec))
             }
         }
+    }
+
+    /// The next record when it is one intact fragment of type full, not
+    /// zstd-compressed: its snappy flag and bytes, borrowed from the
+    /// segment. `None` leaves everything else to [`Self::read_record`].
+    fn full_fragment(&mut self) -> Option<(bool, &'a [u8])> {
+        if self.corruption.is_some() {
+            return None;
+        }
+        let h = self.data.get(self.pos..self.pos + HEADER_SIZE)?;
+        if h[0] & TYPE_MASK != FULL || h[0] & ZSTD_FLAG != 0 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([h[1], h[2]]));
+        let crc = u32::from_be_bytes([h[3], h[4], h[5], h[6]]);
+        if len > PAGE_SIZE - HEADER_SIZE {
+            return None;
+        }
+        let start = self.pos + HEADER_SIZE;
+        let frag = self.data.get(start..start + len)?;
+        if crc32c::crc32c(frag) != crc {
+            return None;
+        }
+        self.pos = start + len;
+        self.good = self.pos;
+        Some((h[0] & SNAPPY_FLAG != 0, frag))
     }
 
     /// Reassembles the next record's fragments into `self.rec`.
