@@ -129,8 +129,8 @@ pub mod wal;
 
 pub use db::{Db, DbOptions};
 pub use head::{
-    CommitLog, DEFAULT_CHUNK_RANGE, DEFAULT_MAX_SAMPLES_PER_CHUNK, Head, HeadOptions, HeadStats,
-    SampleRecord, SeriesRecord, TruncateStats,
+    CommitBatch, CommitLog, DEFAULT_CHUNK_RANGE, DEFAULT_MAX_SAMPLES_PER_CHUNK, Head, HeadOptions,
+    HeadStats, SampleRecord, SeriesRecord, TruncateStats,
 };
 pub use wal::{HeadWal, ReplayStats, WalOptions, open_head};
 

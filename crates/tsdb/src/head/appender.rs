@@ -7,7 +7,7 @@ use pharos_model::{HistogramValue, Labels, Timestamp};
 use pharos_storage::{AppendError, Appender, SeriesRef, StorageError};
 
 use super::series::{Check, MemSeries, SeriesState, histogram_digest};
-use super::{HeadInner, SampleRecord, SeriesRecord};
+use super::{CommitBatch, HeadInner, SampleRecord, SeriesRecord};
 use crate::record::HistogramRecord;
 
 /// A sample buffered by an appender.
@@ -25,6 +25,49 @@ pub(crate) struct PendingHistogram {
     series: Arc<MemSeries>,
     t: Timestamp,
     h: HistogramValue,
+    /// Float samples the transaction had buffered before this one: its
+    /// place in append order.
+    floats_before: usize,
+}
+
+/// Splits a transaction's samples, in append order, into log batches
+/// within which every series has samples of one kind (see
+/// [`super::CommitLog::log_with_histograms`]). `samples` and `hists` are
+/// in append order (not yet grouped by series).
+fn split_batches(samples: &[PendingSample], hists: &[PendingHistogram]) -> Vec<CommitBatch> {
+    let mut out = Vec::new();
+    let mut cur = CommitBatch::default();
+    // Kind (true: histogram) of each series in the current batch.
+    let mut kinds: std::collections::HashMap<u64, bool> = std::collections::HashMap::new();
+    let mut add = |cur: &mut CommitBatch, sref: u64, hist: bool| {
+        if kinds.insert(sref, hist).is_some_and(|k| k != hist) {
+            out.push(std::mem::take(cur));
+            kinds.clear();
+            kinds.insert(sref, hist);
+        }
+    };
+    let mut j = 0;
+    for i in 0..=samples.len() {
+        while let Some(h) = hists.get(j).filter(|h| h.floats_before <= i) {
+            add(&mut cur, h.sref, true);
+            cur.histograms.push(HistogramRecord {
+                series_ref: h.sref,
+                t: h.t,
+                h: h.h.clone(),
+            });
+            j += 1;
+        }
+        if let Some(p) = samples.get(i) {
+            add(&mut cur, p.sref, false);
+            cur.samples.push(SampleRecord {
+                series_ref: p.sref,
+                t: p.t,
+                v: p.v,
+            });
+        }
+    }
+    out.push(cur);
+    out
 }
 
 /// Why a histogram cannot be stored, checked before it is buffered so the
@@ -231,6 +274,18 @@ impl<'a> HeadAppender<'a> {
             self.head.return_buffer(samples);
             return Ok(());
         }
+        // A series switching between floats and histograms in this
+        // transaction: the log gets the samples in append order, in batches
+        // (computed before the grouping below reorders them).
+        let mixed_batches = if hists.is_empty() || self.head.opts.commit_log.is_none() {
+            None
+        } else {
+            let hs: std::collections::HashSet<u64> = hists.iter().map(|h| h.sref).collect();
+            samples
+                .iter()
+                .any(|p| hs.contains(&p.sref))
+                .then(|| split_batches(&samples, &hists))
+        };
         // Group each series' samples (stable, so their order is kept): a
         // series is then locked once and its samples become visible together.
         if !samples.is_sorted_by_key(|s| s.sref) {
@@ -277,7 +332,16 @@ impl<'a> HeadAppender<'a> {
                         h: p.h.clone(),
                     }));
                 }
-                log.log_with_histograms(&series, &recs, &hrecs)
+                match mixed_batches {
+                    Some(batches) => log.log_with_histograms(&series, &batches),
+                    None => log.log_with_histograms(
+                        &series,
+                        &[CommitBatch {
+                            samples: recs,
+                            histograms: hrecs,
+                        }],
+                    ),
+                }
             };
             if let Err(e) = res {
                 self.release(&samples, &hists);
@@ -547,8 +611,14 @@ impl Appender for HeadAppender<'_> {
             Err(sref) => Ok(sref),
             Ok(series) => {
                 let sref = series.sref;
-                self.histograms
-                    .push(PendingHistogram { sref, series, t, h });
+                let floats_before = self.samples.len();
+                self.histograms.push(PendingHistogram {
+                    sref,
+                    series,
+                    t,
+                    h,
+                    floats_before,
+                });
                 Ok(sref)
             }
         }

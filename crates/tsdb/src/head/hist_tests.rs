@@ -608,3 +608,42 @@ mod model {
         }
     }
 }
+
+#[test]
+fn kind_switches_within_one_commit_replay_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (lbl("x"), lbl("y"));
+    let want;
+    {
+        let (h, wal) = crate::open_head(
+            dir.path(),
+            HeadOptions::default(),
+            crate::WalOptions::default(),
+        )
+        .unwrap();
+        let mut app = h.appender();
+        for t in 0..12i64 {
+            // x alternates floats and histograms; y stays a histogram.
+            if t % 4 < 2 {
+                app.append(0, &x, t, t as f64).unwrap();
+            } else {
+                app.append_histogram(0, &x, t, HistogramValue::Int(int_hist(t as u64)))
+                    .unwrap();
+            }
+            app.append_histogram(0, &y, t, HistogramValue::Float(float_hist(t as u64)))
+                .unwrap();
+        }
+        app.commit().unwrap();
+        want = read_all(&h, i64::MIN, i64::MAX);
+        assert_eq!(want[0].1.len(), 12);
+        wal.close().unwrap();
+    }
+    let (h, wal) = crate::open_head(
+        dir.path(),
+        HeadOptions::default(),
+        crate::WalOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(wal.replay_stats().samples_rejected, 0);
+    assert_eq!(read_all(&h, i64::MIN, i64::MAX), want);
+}

@@ -69,24 +69,41 @@ pub trait CommitLog: Send + Sync {
     /// Records one batch durably (as far as the implementation offers).
     fn log(&self, series: &[SeriesRecord], samples: &[SampleRecord]) -> Result<(), StorageError>;
 
-    /// Records one batch that holds native histogram samples too (called
-    /// instead of [`CommitLog::log`] when `histograms` is not empty; the
-    /// series list covers the histograms' series as well). The default
-    /// refuses histograms, so a log that cannot record them fails the
-    /// commit rather than losing them.
+    /// Records one commit that holds native histogram samples too (called
+    /// instead of [`CommitLog::log`] when there are histograms; the series
+    /// list covers the histograms' series as well). The commit comes in
+    /// `batches`, to be recorded in order: within a batch each series has
+    /// samples of one kind only, so a log that writes a batch's floats
+    /// before its histograms (as Prometheus's WAL records do) still keeps
+    /// every series' samples in order. A new batch starts where a series
+    /// switches kind within the commit. The default refuses histograms, so
+    /// a log that cannot record them fails the commit rather than losing
+    /// them.
     fn log_with_histograms(
         &self,
         series: &[SeriesRecord],
-        samples: &[SampleRecord],
-        histograms: &[HistogramRecord],
+        batches: &[CommitBatch],
     ) -> Result<(), StorageError> {
-        if histograms.is_empty() {
-            return self.log(series, samples);
+        if batches.iter().all(|b| b.histograms.is_empty()) {
+            let samples: Vec<SampleRecord> = batches
+                .iter()
+                .flat_map(|b| b.samples.iter().copied())
+                .collect();
+            return self.log(series, &samples);
         }
         Err(StorageError::Unsupported(
             "this commit log cannot record native histograms".into(),
         ))
     }
+}
+
+/// Part of a commit handed to [`CommitLog::log_with_histograms`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitBatch {
+    /// Float samples.
+    pub samples: Vec<SampleRecord>,
+    /// Native histogram samples.
+    pub histograms: Vec<HistogramRecord>,
 }
 
 /// Head configuration.

@@ -19,7 +19,9 @@ use pharos_storage::StorageError;
 use super::checkpoint::{CheckpointStats, last_checkpoint, write_checkpoint};
 use super::{SegmentReader, Wal, WalOptions, list_segments};
 use crate::TsdbError;
-use crate::head::{ApplyStats, CommitBatch, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord};
+use crate::head::{
+    ApplyStats, CommitBatch, CommitLog, Head, HeadOptions, SampleRecord, SeriesRecord,
+};
 use crate::head_chunks::{ChunkDiskMapper, LoadedChunk};
 use crate::record::{self, Record, TombstoneRecord};
 
