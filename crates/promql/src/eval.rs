@@ -408,6 +408,9 @@ impl<'s, 'a> Evaluator<'s, 'a> {
     }
 
     fn eval_vector_selector(&mut self, sel: &Selector) -> R<Vec<Series>> {
+        if sel.mode == crate::plan::SelMode::Smoothed {
+            return self.eval_smoothed_selector(sel);
+        }
         let raw = self.fetch(sel, false)?;
         let n = self.steps();
         let lookback = self.sh.lookback;
@@ -484,6 +487,9 @@ impl<'s, 'a> Evaluator<'s, 'a> {
     }
 
     fn eval_matrix_selector(&mut self, sel: &Selector, range: i64) -> R<Vec<Series>> {
+        if sel.mode != crate::plan::SelMode::Plain {
+            return self.eval_extended_matrix(sel, range);
+        }
         let raw = self.fetch(sel, true)?;
         let rt = sel.at.unwrap_or(self.start) - sel.offset;
         let mut out = Vec::new();

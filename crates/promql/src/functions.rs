@@ -13,7 +13,7 @@ use crate::QueryError;
 use crate::aggregate::{go_sort, quantile};
 use crate::eval::{Evaluator, R, RawSeries, dup_labelset_error};
 use crate::hist;
-use crate::plan::{Node, Selector};
+use crate::plan::{Node, SelMode, Selector};
 use crate::quantile::{Bucket, bucket_fraction, bucket_quantile};
 use crate::value::{Elem, FastMap, H, HPoint, Series, kahan_inc, set_label};
 
@@ -27,6 +27,9 @@ struct Win<'a> {
     range: i64,
     /// Scalar arguments at this step, in argument order (matrix excluded).
     scalars: &'a [f64],
+    /// `anchored`/`smoothed`: `samples` reach beyond the range by up to the
+    /// lookback delta.
+    mode: SelMode,
 }
 
 /// Functions over range vectors, resolved once per call.
@@ -613,7 +616,12 @@ impl Evaluator<'_, '_> {
         }
         let (raw, range, offset, at): (Rc<Vec<RawSeries>>, i64, i64, Option<i64>) = match &args[mi]
         {
-            Node::MatrixSel { sel, range } => (self.fetch(sel, true)?, *range, sel.offset, sel.at),
+            Node::MatrixSel { sel, range } => {
+                if sel.mode != SelMode::Plain {
+                    check_mode_function(sel.mode, func)?;
+                }
+                (self.fetch(sel, true)?, *range, sel.offset, sel.at)
+            }
             Node::Subquery {
                 expr,
                 range,
@@ -629,6 +637,16 @@ impl Evaluator<'_, '_> {
         };
         let matrix_pos = arg_pos.get(mi).copied().unwrap_or(0);
         let kind = RangeFunc::from_name(func).ok_or_else(|| unsupported(func))?;
+        let mode = match &args[mi] {
+            Node::MatrixSel { sel, .. } => sel.mode,
+            _ => SelMode::Plain,
+        };
+        // How far the window reaches beyond (t - range, t].
+        let (ext_lo, ext_hi) = match mode {
+            SelMode::Plain => (0, 0),
+            SelMode::Anchored => (self.sh.lookback, 0),
+            SelMode::Smoothed => (self.sh.lookback, self.sh.lookback),
+        };
         let n = self.steps();
         let drop_name = !matches!(func, "last_over_time" | "first_over_time");
         let mut out = Vec::with_capacity(raw.len());
@@ -649,14 +667,15 @@ impl Evaluator<'_, '_> {
             for (i, produced) in produced_any.iter_mut().enumerate() {
                 let ts = self.ts_at(i);
                 let rt = at.unwrap_or(ts) - offset;
-                let from = rt - range;
-                while hi < samples.len() && samples[hi].t <= rt {
+                let from = rt - range - ext_lo;
+                let to = rt + ext_hi;
+                while hi < samples.len() && samples[hi].t <= to {
                     hi += 1;
                 }
                 while lo < hi && samples[lo].t <= from {
                     lo += 1;
                 }
-                while hhi < hs.len() && hs[hhi].t <= rt {
+                while hhi < hs.len() && hs[hhi].t <= to {
                     hhi += 1;
                 }
                 while hlo < hhi && hs[hlo].t <= from {
@@ -689,6 +708,7 @@ impl Evaluator<'_, '_> {
                     range_end: rt,
                     range,
                     scalars: &scalars,
+                    mode,
                 };
                 if hlo < hhi {
                     let ctx = HistCtx {
@@ -1207,6 +1227,29 @@ fn format_openmetrics_float(f: f64) -> String {
 
 fn range_func(func: RangeFunc, w: &Win<'_>) -> R<Option<f64>> {
     let s = w.samples;
+    if w.mode != SelMode::Plain {
+        return Ok(match func {
+            RangeFunc::Rate => extended_rate(w, true, true),
+            RangeFunc::Increase => extended_rate(w, true, false),
+            RangeFunc::Delta => extended_rate(w, false, false),
+            RangeFunc::Resets | RangeFunc::Changes => {
+                // The last sample at or before the range start anchors the
+                // count; there must be one after it.
+                let first = s.partition_point(|p| p.t <= w.range_start);
+                if first >= s.len() {
+                    None
+                } else {
+                    let plain = Win {
+                        samples: &s[first.saturating_sub(1)..],
+                        mode: SelMode::Plain,
+                        ..*w
+                    };
+                    range_func(func, &plain)?
+                }
+            }
+            _ => None,
+        });
+    }
     Ok(match func {
         RangeFunc::Rate => extrapolated_rate(w, true, true),
         RangeFunc::Increase => extrapolated_rate(w, true, false),
@@ -1546,6 +1589,45 @@ fn range_func_hist(
         Ok(r.map(|v| (v, None)))
     };
     Ok(match func {
+        RangeFunc::Rate | RangeFunc::Increase | RangeFunc::Delta if w.mode != SelMode::Plain => {
+            if !fs.is_empty() {
+                cx.mixed();
+                return Ok(None);
+            }
+            extended_hist_rate(w, hs, func != RangeFunc::Delta, func == RangeFunc::Rate, cx)
+                .map(|h| (0.0, Some(h)))
+        }
+        RangeFunc::Resets | RangeFunc::Changes if w.mode == SelMode::Anchored => {
+            // Anchor at the last sample (of either kind) at or before the
+            // range start; there must be one after it.
+            let lf = fs.partition_point(|p| p.t <= w.range_start);
+            let lh = hs.partition_point(|p| p.t <= w.range_start);
+            if lf >= fs.len() && lh >= hs.len() {
+                return Ok(None);
+            }
+            let (ff, fh) = match (lf.checked_sub(1), lh.checked_sub(1)) {
+                (None, None) => (0, 0),
+                (Some(a), None) => (a, lh),
+                (None, Some(b)) => (lf, b),
+                (Some(a), Some(b)) => {
+                    if fs[a].t >= hs[b].t {
+                        (a, lh)
+                    } else {
+                        (lf, b)
+                    }
+                }
+            };
+            let plain = Win {
+                samples: &fs[ff..],
+                mode: SelMode::Plain,
+                ..*w
+            };
+            if fh >= hs.len() {
+                return Ok(range_func(func, &plain)?.map(|v| (v, None)));
+            }
+            return range_func_hist(func, &plain, &hs[fh..], cx);
+        }
+        _ if w.mode != SelMode::Plain => None,
         RangeFunc::Rate | RangeFunc::Increase | RangeFunc::Delta => {
             if !fs.is_empty() {
                 cx.mixed();
@@ -1862,6 +1944,427 @@ fn go_min(a: f64, b: f64) -> f64 {
         f64::NAN
     } else {
         a.min(b)
+    }
+}
+
+/// Checks that `func` may take an `anchored`/`smoothed` range selector.
+fn check_mode_function(mode: SelMode, func: &str) -> R<()> {
+    let (allowed, list, name): (&[&str], &str, &str) = match mode {
+        SelMode::Anchored => (
+            &["changes", "delta", "increase", "rate", "resets"],
+            "changes, delta, increase, rate, resets",
+            "anchored",
+        ),
+        SelMode::Smoothed => (
+            &["delta", "increase", "rate"],
+            "delta, increase, rate",
+            "smoothed",
+        ),
+        SelMode::Plain => return Ok(()),
+    };
+    if allowed.contains(&func) {
+        return Ok(());
+    }
+    Err(QueryError::Execution(format!(
+        "{name} modifier can only be used with: {list} - not with {func}"
+    )))
+}
+
+/// Linear interpolation at `t`; a counter that went down is taken to have
+/// restarted from zero.
+fn interpolate(p1: Sample, p2: Sample, t: i64, is_counter: bool) -> f64 {
+    let mut y1 = p1.v;
+    let y2 = p2.v;
+    if is_counter && y2 < y1 {
+        y1 = 0.0;
+    }
+    y1 + (y2 - y1) * (t - p1.t) as f64 / (p2.t - p1.t) as f64
+}
+
+/// Index of the first sample of `f[..n]` with `pred` true (`n` if none),
+/// as Go's `sort.Search(n, ...)`.
+fn search(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let m = lo + (hi - lo) / 2;
+        if pred(m) {
+            hi = m;
+        } else {
+            lo = m + 1;
+        }
+    }
+    lo
+}
+
+/// Boundary indices of an extended window: the last sample at or before
+/// the range start (or the first), and for `smoothed` the first sample at
+/// or after the range end (or the last); `None` when nothing is in range.
+fn extended_bounds(ts: &[i64], start: i64, end: i64, smoothed: bool) -> Option<(usize, usize)> {
+    if ts.is_empty() {
+        return None;
+    }
+    let mut last = ts.len() - 1;
+    let first = search(last, |i| ts[i] > start).saturating_sub(1);
+    if smoothed {
+        last = search(last, |i| ts[i] >= end);
+    }
+    if ts[last] <= start || (smoothed && ts[first] > end) {
+        return None;
+    }
+    Some((first, last))
+}
+
+/// rate/increase/delta over an `anchored` or `smoothed` window
+/// (Prometheus's `extendedRate`): the difference between the values at the
+/// range bounds (the anchoring sample, or interpolated), corrected for
+/// counter resets, without extrapolation.
+fn extended_rate(w: &Win<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let f = w.samples;
+    let smoothed = w.mode == SelMode::Smoothed;
+    let ts: Vec<i64> = f.iter().map(|p| p.t).collect();
+    let (first, last) = extended_bounds(&ts, w.range_start, w.range_end, smoothed)?;
+    let left = if smoothed && f[first].t < w.range_start {
+        interpolate(f[first], f[first + 1], w.range_start, is_counter)
+    } else {
+        f[first].v
+    };
+    let right = if smoothed && last > 0 && f[last].t > w.range_end {
+        interpolate(f[last - 1], f[last], w.range_end, is_counter)
+    } else {
+        f[last].v
+    };
+    let mut result = right - left;
+    if is_counter {
+        // Only samples strictly inside the range; the bounds handle theirs.
+        let lo = if f[first].t <= w.range_start {
+            first + 1
+        } else {
+            first
+        };
+        let hi = if f[last].t >= w.range_end {
+            last
+        } else {
+            last + 1
+        };
+        let mut correction = 0.0;
+        let mut prev = left;
+        if lo < hi {
+            for p in &f[lo..hi] {
+                if p.v < prev {
+                    correction += prev;
+                }
+                prev = p.v;
+            }
+        }
+        if right < prev {
+            correction += prev;
+        }
+        result += correction;
+    }
+    Some(finish_rate(result, w, is_rate))
+}
+
+fn finish_rate(v: f64, w: &Win<'_>, is_rate: bool) -> f64 {
+    if is_rate {
+        v / (w.range as f64 / 1000.0)
+    } else {
+        v
+    }
+}
+
+/// Histogram interpolation at `t` between two samples (Prometheus's
+/// `interpolateHistograms`).
+fn interpolate_hist(
+    a: &HPoint,
+    b: &HPoint,
+    t: i64,
+    is_counter: bool,
+    cx: &HistCtx<'_, '_>,
+) -> Option<pharos_model::histogram::FloatHistogram> {
+    if t == a.t {
+        return Some((*a.h).clone());
+    }
+    if t == b.t {
+        return Some((*b.h).clone());
+    }
+    let fraction = (t - a.t) as f64 / (b.t - a.t) as f64;
+    let mut r = (*b.h).clone();
+    if is_counter && hist::detect_reset(&b.h, &a.h) {
+        hist::mul(&mut r, fraction);
+        return Some(r);
+    }
+    match hist::add_signed(&mut r, &a.h, -1.0) {
+        Err(_) => {
+            cx.mixed_schemas();
+            return None;
+        }
+        Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+        Ok(_) => {}
+    }
+    hist::mul(&mut r, fraction);
+    match hist::add_signed(&mut r, &a.h, 1.0) {
+        Err(_) => {
+            cx.mixed_schemas();
+            return None;
+        }
+        Ok(i) if i.nhcb_reconciled => cx.reconciled("addition"),
+        Ok(_) => {}
+    }
+    Some(r)
+}
+
+/// rate/increase/delta of histograms over an `anchored` or `smoothed`
+/// window (Prometheus's `extendedHistogramRate`).
+fn extended_hist_rate(
+    w: &Win<'_>,
+    h: &[HPoint],
+    is_counter: bool,
+    is_rate: bool,
+    cx: &HistCtx<'_, '_>,
+) -> Option<H> {
+    use pharos_model::histogram::CounterResetHint;
+    let smoothed = w.mode == SelMode::Smoothed;
+    let ts: Vec<i64> = h.iter().map(|p| p.t).collect();
+    let (first, last) = extended_bounds(&ts, w.range_start, w.range_end, smoothed)?;
+    let custom = hist::is_custom(&h[first].h);
+    for p in &h[first..=last] {
+        if hist::is_custom(&p.h) != custom {
+            cx.mixed_schemas();
+            return None;
+        }
+        if is_counter && p.h.counter_reset_hint == CounterResetHint::Gauge {
+            cx.not_counter();
+        }
+    }
+    let left = if smoothed && h[first].t < w.range_start {
+        interpolate_hist(&h[first], &h[first + 1], w.range_start, is_counter, cx)?
+    } else {
+        (*h[first].h).clone()
+    };
+    let right = if smoothed && last > 0 && h[last].t > w.range_end {
+        interpolate_hist(&h[last - 1], &h[last], w.range_end, is_counter, cx)?
+    } else {
+        (*h[last].h).clone()
+    };
+    let gauge = |x: &pharos_model::histogram::FloatHistogram| {
+        x.counter_reset_hint == CounterResetHint::Gauge
+    };
+    if !is_counter && (!gauge(&left) || !gauge(&right)) {
+        cx.not_gauge();
+    }
+    let mut result = right.clone();
+    match hist::add_signed(&mut result, &left, -1.0) {
+        Err(_) => {
+            cx.mixed_schemas();
+            return None;
+        }
+        Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+        Ok(_) => {}
+    }
+    if is_counter {
+        // Resets strictly inside the window (the bounds handle their own).
+        let mut from = first + 1;
+        let mut prev: &pharos_model::histogram::FloatHistogram = &left;
+        if smoothed
+            && h[first].t < w.range_start
+            && first + 1 < h.len()
+            && hist::detect_reset(&h[first + 1].h, &h[first].h)
+        {
+            prev = &h[first + 1].h;
+            from += 1;
+        }
+        let to = last as isize - 1;
+        let mut correction: Option<pharos_model::histogram::FloatHistogram> = None;
+        let mut add = |c: &pharos_model::histogram::FloatHistogram| -> bool {
+            match correction.as_mut() {
+                None => {
+                    correction = Some(c.clone());
+                    true
+                }
+                Some(acc) => match hist::add_signed(acc, c, 1.0) {
+                    Err(_) => {
+                        cx.mixed_schemas();
+                        false
+                    }
+                    Ok(i) => {
+                        if i.nhcb_reconciled {
+                            cx.reconciled("addition");
+                        }
+                        true
+                    }
+                },
+            }
+        };
+        if (from as isize) <= to + 1 {
+            if (from as isize) <= to {
+                for p in &h[from..=(to as usize)] {
+                    if hist::detect_reset(&p.h, prev) && !add(prev) {
+                        return None;
+                    }
+                    prev = &p.h;
+                }
+            }
+            if hist::detect_reset(&right, prev) && !add(prev) {
+                return None;
+            }
+        }
+        if let Some(c) = correction {
+            match hist::add_signed(&mut result, &c, 1.0) {
+                Err(_) => {
+                    cx.mixed_schemas();
+                    return None;
+                }
+                Ok(i) if i.nhcb_reconciled => cx.reconciled("addition"),
+                Ok(_) => {}
+            }
+        }
+    }
+    if is_rate {
+        hist::div(&mut result, w.range as f64 / 1000.0);
+    }
+    result.counter_reset_hint = CounterResetHint::Gauge;
+    hist::compact(&mut result);
+    Some(H::new(result))
+}
+
+impl Evaluator<'_, '_> {
+    /// A `smoothed` instant-vector selector (Prometheus's `smoothSeries`):
+    /// at each step the sample at the step, else the interpolation between
+    /// the samples around it (within the lookback delta), else the last
+    /// sample before it.
+    pub(crate) fn eval_smoothed_selector(&mut self, sel: &Selector) -> R<Vec<Series>> {
+        let raw = self.fetch(sel, true)?;
+        let lb = self.sh.lookback;
+        let n = self.steps();
+        let mut out = Vec::new();
+        for rs in raw.iter() {
+            let cx = HistCtx {
+                sh: self.sh,
+                metric: &rs.labels,
+                pos: sel.pos,
+            };
+            let mut pts = Vec::new();
+            let mut hpts = Vec::new();
+            for i in 0..n {
+                let ts = self.ts_at(i);
+                let data = sel.at.unwrap_or(ts) - sel.offset;
+                let (lo, hi) = (data - lb, data + lb);
+                let f = &rs.samples[rs.samples.partition_point(|p| p.t <= lo)
+                    ..rs.samples.partition_point(|p| p.t <= hi)];
+                let h = &rs.hists[rs.hists.partition_point(|p| p.t <= lo)
+                    ..rs.hists.partition_point(|p| p.t <= hi)];
+                if f.is_empty() && h.is_empty() {
+                    continue;
+                }
+                if !f.is_empty() && !h.is_empty() {
+                    cx.mixed();
+                    continue;
+                }
+                if !h.is_empty() {
+                    let k = h.partition_point(|p| p.t < data);
+                    if k < h.len() && h[k].t == data {
+                        hpts.push(HPoint {
+                            t: ts,
+                            h: h[k].h.clone(),
+                        });
+                    } else if k > 0 && k < h.len() {
+                        let (a, b) = (&h[k - 1], &h[k]);
+                        if hist::is_custom(&a.h) != hist::is_custom(&b.h) {
+                            cx.mixed_schemas();
+                            continue;
+                        }
+                        use pharos_model::histogram::CounterResetHint::Gauge;
+                        let is_counter =
+                            a.h.counter_reset_hint != Gauge || b.h.counter_reset_hint != Gauge;
+                        if let Some(x) = interpolate_hist(a, b, data, is_counter, &cx) {
+                            hpts.push(HPoint {
+                                t: ts,
+                                h: H::new(x),
+                            });
+                        }
+                    } else if k > 0 {
+                        let mut x = (*h[k - 1].h).clone();
+                        x.counter_reset_hint = pharos_model::histogram::CounterResetHint::Unknown;
+                        hpts.push(HPoint {
+                            t: ts,
+                            h: H::new(x),
+                        });
+                    }
+                    continue;
+                }
+                let k = f.partition_point(|p| p.t < data);
+                if k < f.len() && f[k].t == data {
+                    pts.push(Sample { t: ts, v: f[k].v });
+                } else if k > 0 && k < f.len() {
+                    pts.push(Sample {
+                        t: ts,
+                        v: interpolate(f[k - 1], f[k], data, false),
+                    });
+                } else if k > 0 {
+                    pts.push(Sample {
+                        t: ts,
+                        v: f[k - 1].v,
+                    });
+                }
+            }
+            self.add_samples(pts.len() + hpts.len())?;
+            if !pts.is_empty() || !hpts.is_empty() {
+                out.push(Series {
+                    metric: rs.labels.clone(),
+                    points: pts,
+                    hists: hpts,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// An `anchored`/`smoothed` range selector returned as is (Prometheus's
+    /// `extendFloats`): the samples inside the range plus the values at its
+    /// two bounds.
+    pub(crate) fn eval_extended_matrix(&mut self, sel: &Selector, range: i64) -> R<Vec<Series>> {
+        let raw = self.fetch(sel, true)?;
+        let lb = self.sh.lookback;
+        let smoothed = sel.mode == SelMode::Smoothed;
+        let rt = sel.at.unwrap_or(self.start) - sel.offset;
+        let (mint, maxt) = (rt - range, rt);
+        let (lo, hi) = (mint - lb, if smoothed { maxt + lb } else { maxt });
+        let mut out = Vec::new();
+        for rs in raw.iter() {
+            if rs.hists.iter().any(|p| p.t > lo && p.t <= hi) {
+                let name = if smoothed { "smoothed" } else { "anchored" };
+                return Err(QueryError::Execution(format!(
+                    "{name} modifier is not supported with histograms"
+                )));
+            }
+            let f = &rs.samples[rs.samples.partition_point(|p| p.t <= lo)
+                ..rs.samples.partition_point(|p| p.t <= hi)];
+            let ts: Vec<i64> = f.iter().map(|p| p.t).collect();
+            let Some((first, last)) = extended_bounds(&ts, mint, maxt, smoothed) else {
+                continue;
+            };
+            let left = if smoothed && f[first].t < mint {
+                interpolate(f[first], f[first + 1], mint, false)
+            } else {
+                f[first].v
+            };
+            let right = if smoothed && last > 0 && f[last].t > maxt {
+                interpolate(f[last - 1], f[last], maxt, false)
+            } else {
+                f[last].v
+            };
+            let a = if f[first].t <= mint { first + 1 } else { first };
+            let b = if f[last].t >= maxt { last } else { last + 1 };
+            let mut pts = vec![Sample { t: mint, v: left }];
+            if a < b {
+                pts.extend_from_slice(&f[a..b]);
+            }
+            pts.push(Sample { t: maxt, v: right });
+            self.add_samples(pts.len())?;
+            out.push(Series::floats(rs.labels.clone(), pts, false));
+        }
+        Ok(out)
     }
 }
 

@@ -64,8 +64,14 @@
 //!   the text is rewritten to `<`/`>` before parsing and the comparisons
 //!   that were trims are mapped back by their order in the text.
 //!
-//! Not supported: the experimental `info()` function, duration arithmetic
-//! and `anchored`/`smoothed` selectors (not parsed by promql-parser 0.11).
+//! * **Extended range selectors.** The experimental `anchored` and
+//!   `smoothed` modifiers are blanked out of the text the same way and
+//!   given to the selector they follow; their windows reach one lookback
+//!   delta beyond the range, and rate/increase/delta/resets/changes use
+//!   Prometheus's `extendedRate` semantics (no extrapolation).
+//!
+//! Not supported: the experimental `info()` function and duration
+//! arithmetic (not parsed by promql-parser 0.11).
 
 mod aggregate;
 mod eval;
@@ -408,7 +414,7 @@ impl Engine {
             _ if self.opts.lookback_delta > 0 => self.opts.lookback_delta,
             _ => 5 * 60 * 1000,
         };
-        let (expr, trims) = parse_expr_with_trims(query)?;
+        let (expr, trims, modes) = parse_expr_rewritten(query)?;
         let mut ctx = PlanCtx::new(
             query,
             start,
@@ -418,6 +424,7 @@ impl Engine {
             self.opts.enable_experimental_functions,
         );
         ctx.trims = trims;
+        ctx.modes = modes;
         let node = plan::convert(&expr, &mut ctx)?;
         let vt = node.vtype();
         if is_range && vt != VType::Scalar && vt != VType::Vector {
@@ -479,8 +486,9 @@ impl Engine {
 
 /// Parses `query` into promql-parser's AST (for the API's `format_query`
 /// and `parse_query`), with the same fixes and error wording as the engine.
-/// The AST has no trim operators: `</` and `>/` appear in it as `<` and
-/// `>` (use [`format_query`] to print a query back).
+/// The AST has no trim operators and no `anchored`/`smoothed`: `</` and
+/// `>/` appear in it as `<` and `>`, and the modifiers are missing (use
+/// [`format_query`] to print a query back).
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     parse_expr(query)
 }
@@ -488,7 +496,12 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
 /// The query reformatted by promql-parser's pretty printer (Prometheus's
 /// `Pretty(0)`: one line when short, indented over lines when long).
 pub fn format_query(query: &str) -> Result<String, QueryError> {
-    let (e, trims) = parse_expr_with_trims(query)?;
+    let (e, trims, modes) = parse_expr_rewritten(query)?;
+    if !modes.is_empty() {
+        // promql-parser's printer cannot place `anchored`/`smoothed`;
+        // the valid query is returned as written.
+        return Ok(query.trim().to_string());
+    }
     let text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || e.prettify()))
         .map_err(|_| QueryError::Execution(format!("could not format query {query:?}")))?;
     Ok(restore_trims(&text, &trims))
@@ -560,8 +573,95 @@ fn rewrite_trims(q: &str) -> (String, Vec<bool>) {
 fn parse_expr_with_trims(
     query: &str,
 ) -> Result<(promql_parser::parser::Expr, Vec<bool>), QueryError> {
+    parse_expr_rewritten(query).map(|(e, t, _)| (e, t))
+}
+
+/// Parsed expression, trim flags and `anchored`/`smoothed` keywords.
+type Rewritten = (
+    promql_parser::parser::Expr,
+    Vec<bool>,
+    Vec<(usize, plan::SelMode)>,
+);
+
+/// [`parse_expr`] that also reports the trim operators (see
+/// [`rewrite_trims`]) and the experimental selector modifiers (see
+/// [`rewrite_modes`]).
+fn parse_expr_rewritten(query: &str) -> Result<Rewritten, QueryError> {
     let (rewritten, trims) = rewrite_trims(query);
-    parse_expr_inner(&rewritten, query).map(|e| (e, trims))
+    let (rewritten, modes) = rewrite_modes(&rewritten);
+    parse_expr_inner(&rewritten, query).map(|e| (e, trims, modes))
+}
+
+/// Blanks out the experimental `anchored`/`smoothed` selector modifiers
+/// (which promql-parser 0.11 does not know) and returns their offsets. A
+/// word counts as a modifier when it stands alone right after what can end
+/// a selector (`]`, `}`, a name, a number or duration, `)` of `@ start()`),
+/// not after an operator keyword, and is not called like a function.
+fn rewrite_modes(q: &str) -> (String, Vec<(usize, plan::SelMode)>) {
+    let chars = code_chars(q);
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut found = Vec::new();
+    let mut k = 0;
+    while k < chars.len() {
+        let (i, c) = chars[k];
+        if !(c.is_ascii_alphabetic() || c == '_')
+            || (k > 0 && ident(chars[k - 1].1) && chars[k - 1].0 + 1 == i)
+        {
+            k += 1;
+            continue;
+        }
+        // A whole identifier starting at i.
+        let mut e = k;
+        while e < chars.len() && ident(chars[e].1) && chars[e].0 == i + (e - k) {
+            e += 1;
+        }
+        let end = i + (e - k);
+        let word = &q[i..end];
+        let mode = match word {
+            "anchored" => Some(plan::SelMode::Anchored),
+            "smoothed" => Some(plan::SelMode::Smoothed),
+            _ => None,
+        };
+        if let Some(mode) = mode {
+            let next = chars[e..].iter().find(|(_, c)| !c.is_whitespace());
+            let prev = chars[..k].iter().rev().find(|(_, c)| !c.is_whitespace());
+            // The word before, if the previous token is a word.
+            let prev_word = prev.filter(|(_, c)| ident(*c)).map(|&(j, _)| {
+                let mut st = j;
+                while st > 0 && q[..st].ends_with(ident) {
+                    st -= 1;
+                }
+                &q[st..=j]
+            });
+            let after_selector = matches!(prev, Some((_, ']' | '}' | ')')))
+                || prev_word.is_some_and(|w| {
+                    !matches!(
+                        w.to_ascii_lowercase().as_str(),
+                        "and"
+                            | "or"
+                            | "unless"
+                            | "by"
+                            | "without"
+                            | "on"
+                            | "ignoring"
+                            | "bool"
+                            | "group_left"
+                            | "group_right"
+                            | "offset"
+                            | "atan2"
+                    )
+                });
+            if after_selector && !matches!(next, Some((_, '(' | '{' | '['))) {
+                found.push((i, mode));
+            }
+        }
+        k = e;
+    }
+    let mut out = q.to_string();
+    for &(i, _) in &found {
+        out.replace_range(i..i + 8, "        ");
+    }
+    (out, found)
 }
 
 fn parse_expr_inner(text: &str, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {

@@ -66,6 +66,23 @@ pub(crate) struct Selector {
     /// Prometheus's `HistogramStatsIterator` hands them out, without buckets
     /// and with counter-reset hints detected on the fly.
     pub stats_only: bool,
+    /// The experimental `anchored`/`smoothed` modifier.
+    pub mode: SelMode,
+}
+
+/// How a selector reads around its range (Prometheus's experimental
+/// extended range selectors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SelMode {
+    /// The usual `(t - range, t]` window.
+    #[default]
+    Plain,
+    /// `anchored`: the window also holds the last sample at or before its
+    /// start (within the lookback delta).
+    Anchored,
+    /// `smoothed`: values at the window bounds are interpolated from the
+    /// samples around them (within the lookback delta).
+    Smoothed,
 }
 
 /// Binary operators.
@@ -284,6 +301,9 @@ pub(crate) struct PlanCtx<'a> {
     /// know and so sees as `<`/`>`).
     pub trims: Vec<bool>,
     next_cmp: usize,
+    /// Byte offsets of `anchored`/`smoothed` keywords (removed from the
+    /// text for promql-parser), each applying to the selector before it.
+    pub modes: Vec<(usize, SelMode)>,
 }
 
 impl<'a> PlanCtx<'a> {
@@ -306,6 +326,7 @@ impl<'a> PlanCtx<'a> {
             next_selector: 0,
             trims: Vec::new(),
             next_cmp: 0,
+            modes: Vec::new(),
         }
     }
 
@@ -469,7 +490,71 @@ pub(crate) fn is_valid_label_name(s: &str) -> bool {
 pub(crate) fn convert(e: &pp::Expr, ctx: &mut PlanCtx<'_>) -> Result<Node, QueryError> {
     let mut n = conv(e, ctx, PathTimes::default())?;
     mark_stats_only(&mut n, false);
+    if !ctx.modes.is_empty() {
+        apply_modes(&mut n, ctx)?;
+    }
     Ok(n)
+}
+
+/// Gives each `anchored`/`smoothed` keyword to the selector it follows (the
+/// one starting last before it) and widens that selector's fetch range by
+/// the lookback delta as Prometheus's `getTimeRangesForSelector`.
+fn apply_modes(n: &mut Node, ctx: &PlanCtx<'_>) -> Result<(), QueryError> {
+    fn collect<'n>(n: &'n mut Node, out: &mut Vec<(&'n mut Selector, bool)>) {
+        match n {
+            Node::VectorSel(s) => out.push((s, false)),
+            Node::MatrixSel { sel, .. } => out.push((sel, true)),
+            Node::Subquery { expr, .. } | Node::Neg(expr) => collect(expr, out),
+            Node::Binary { lhs, rhs, .. } => {
+                collect(lhs, out);
+                collect(rhs, out);
+            }
+            Node::Aggregate { expr, param, .. } => {
+                if let Some(p) = param {
+                    collect(p, out);
+                }
+                collect(expr, out);
+            }
+            Node::Call { args, .. } => {
+                for a in args {
+                    collect(a, out);
+                }
+            }
+            Node::Number(_) | Node::Str(_) => {}
+        }
+    }
+    let mut sels = Vec::new();
+    collect(n, &mut sels);
+    for &(off, mode) in &ctx.modes {
+        let Some(k) = sels
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| s.pos < off)
+            .max_by_key(|(_, (s, _))| s.pos)
+            .map(|(k, _)| k)
+        else {
+            return Err(QueryError::Parse(
+                "anchored/smoothed modifier must follow a selector".into(),
+            ));
+        };
+        let (sel, is_matrix) = &mut sels[k];
+        if sel.mode != SelMode::Plain {
+            continue;
+        }
+        if mode == SelMode::Anchored && !*is_matrix {
+            return Err(QueryError::Parse(
+                "anchored modifier can only be used with range vector selectors".into(),
+            ));
+        }
+        sel.mode = mode;
+        if *is_matrix {
+            sel.fetch_start -= ctx.lookback;
+        }
+        if mode == SelMode::Smoothed {
+            sel.fetch_end += ctx.lookback;
+        }
+    }
+    Ok(())
 }
 
 /// Sets [`Selector::stats_only`] as Prometheus's
@@ -558,6 +643,7 @@ fn make_selector(
         fetch_end: end,
         pos,
         stats_only: false,
+        mode: SelMode::Plain,
     })
 }
 
