@@ -14,8 +14,8 @@
 //! `PHAROS_WRITE_KNOWN_FAILURES=1` to print the current failures in the
 //! list's format.
 //!
-//! Files Prometheus treats as experimental run with experimental functions
-//! disabled; the others run with them enabled, as promqltest does.
+//! Every file runs with experimental features enabled, as promqltest's
+//! `TestParserOpts` does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,15 +32,6 @@ use pharos_storage::{
 };
 use pharos_tsdb::Head;
 use regex::Regex;
-
-const EXPERIMENTAL_FILES: &[&str] = &[
-    "duration_expression.test",
-    "extended_vectors.test",
-    "fill-modifier.test",
-    "info.test",
-    "start_timestamps.test",
-    "type_and_unit.test",
-];
 
 // ---------------------------------------------------------------------------
 // Script parsing.
@@ -1369,8 +1360,7 @@ fn promqltest_conformance() {
                 let p = e.path();
                 let name = p.file_name().unwrap().to_string_lossy().to_string();
                 if name.ends_with(".test") {
-                    let experimental = !EXPERIMENTAL_FILES.contains(&name.as_str());
-                    files.push((p, name, experimental));
+                    files.push((p, name, true));
                 }
             }
         }
