@@ -70,10 +70,15 @@
 //!   delta beyond the range, and rate/increase/delta/resets/changes use
 //!   Prometheus's `extendedRate` semantics (no extrapolation).
 //!
-//! Not supported: the experimental `info()` function and duration
-//! arithmetic (not parsed by promql-parser 0.11).
+//! * **Duration expressions.** Arithmetic in ranges, subquery steps and
+//!   offsets (`[5m+30s]`, `offset -step()`) is evaluated on the text and
+//!   replaced by literals before parsing (module `durexpr`), since the
+//!   query's step and range are known by then.
+//!
+//! Not supported: the experimental `info()` function.
 
 mod aggregate;
+mod durexpr;
 mod eval;
 mod functions;
 mod hist;
@@ -414,7 +419,11 @@ impl Engine {
             _ if self.opts.lookback_delta > 0 => self.opts.lookback_delta,
             _ => 5 * 60 * 1000,
         };
-        let (expr, trims, modes) = parse_expr_rewritten(query)?;
+        let dctx = durexpr::DurCtx {
+            step,
+            range: end - start,
+        };
+        let (expr, trims, modes) = parse_expr_rewritten(query, Some(dctx))?;
         let mut ctx = PlanCtx::new(
             query,
             start,
@@ -496,7 +505,7 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
 /// The query reformatted by promql-parser's pretty printer (Prometheus's
 /// `Pretty(0)`: one line when short, indented over lines when long).
 pub fn format_query(query: &str) -> Result<String, QueryError> {
-    let (e, trims, modes) = parse_expr_rewritten(query)?;
+    let (e, trims, modes) = parse_expr_rewritten(query, None)?;
     if !modes.is_empty() {
         // promql-parser's printer cannot place `anchored`/`smoothed`;
         // the valid query is returned as written.
@@ -573,7 +582,7 @@ fn rewrite_trims(q: &str) -> (String, Vec<bool>) {
 fn parse_expr_with_trims(
     query: &str,
 ) -> Result<(promql_parser::parser::Expr, Vec<bool>), QueryError> {
-    parse_expr_rewritten(query).map(|(e, t, _)| (e, t))
+    parse_expr_rewritten(query, None).map(|(e, t, _)| (e, t))
 }
 
 /// Parsed expression, trim flags and `anchored`/`smoothed` keywords.
@@ -586,9 +595,15 @@ type Rewritten = (
 /// [`parse_expr`] that also reports the trim operators (see
 /// [`rewrite_trims`]) and the experimental selector modifiers (see
 /// [`rewrite_modes`]).
-fn parse_expr_rewritten(query: &str) -> Result<Rewritten, QueryError> {
+fn parse_expr_rewritten(
+    query: &str,
+    dctx: Option<durexpr::DurCtx>,
+) -> Result<Rewritten, QueryError> {
     let (rewritten, trims) = rewrite_trims(query);
     let (rewritten, modes) = rewrite_modes(&rewritten);
+    // Duration expressions last: their rewriting changes lengths, and the
+    // offsets above refer to the original text.
+    let rewritten = durexpr::rewrite(&rewritten, dctx);
     parse_expr_inner(&rewritten, query).map(|e| (e, trims, modes))
 }
 
