@@ -216,6 +216,32 @@ impl Head {
         }
     }
 
+    /// Adds replayed series to the postings index ahead of their samples,
+    /// so the index is built while samples are still being applied; the
+    /// gc of [`Head::finish_replay`] drops (and unindexes) those that get
+    /// none.
+    pub(crate) fn index_replayed(&self, refs: &[u64]) {
+        let inner = &self.inner;
+        let mut new = Vec::with_capacity(refs.len());
+        for &r in refs {
+            if let Some(s) = inner.series.get_by_ref(r) {
+                let mut state = s.state.lock();
+                if !state.indexed {
+                    state.indexed = true;
+                    drop(state);
+                    new.push(s);
+                }
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        let mut p = inner.postings.write();
+        for s in &new {
+            p.add(s.sref, &s.labels);
+        }
+    }
+
     /// Ends a replay: indexes every series that got samples, folds the
     /// counters in and drops series left without samples.
     pub(crate) fn finish_replay(&self, st: &ApplyStats) {

@@ -28,7 +28,9 @@ use crate::record::{self, Record, TombstoneRecord};
 /// Samples per samples record written: keeps records well under a page
 /// multiple and bounded in size for huge commits.
 const SAMPLES_PER_RECORD: usize = 10_000;
-/// Samples per batch handed to an applier thread.
+/// Samples per batch handed to an applier thread: each series' samples in
+/// a batch share one lookup and one lock, and the batch's first touch of
+/// the series' memory.
 const SHARD_BATCH: usize = 1 << 19;
 /// Raw record bytes per batch handed to a decoder thread.
 const DECODE_BATCH_BYTES: usize = 1 << 20;
@@ -637,6 +639,15 @@ fn replay_segments(
     std::thread::scope(|sc| {
         let segments_read = &segments_read;
         let reader = sc.spawn(move || read_segments(segs, &raw_tx, segments_read));
+        // Series enter the postings index as they are created, on their own
+        // thread, instead of all at the end (the final gc drops those that
+        // got no samples).
+        let (index_tx, index_rx) = std::sync::mpsc::channel::<Vec<u64>>();
+        let indexer = sc.spawn(move || {
+            for refs in index_rx {
+                head.index_replayed(&refs);
+            }
+        });
         for _ in 0..n {
             let dec_tx = dec_tx.clone();
             let raw_rx = &raw_rx;
@@ -780,8 +791,10 @@ fn replay_segments(
                     match r {
                         Ok(Record::Series(v)) => {
                             local.series += v.len() as u64;
+                            let mut refs = Vec::with_capacity(v.len());
                             for s in v {
                                 let got = head.replay_series(s.series_ref, &s.labels);
+                                refs.extend(got);
                                 if let (Some(r), Some(chunks)) =
                                     (got, mmapped.remove(&s.series_ref))
                                 {
@@ -797,6 +810,7 @@ fn replay_segments(
                                     None => {}
                                 }
                             }
+                            let _ = index_tx.send(refs);
                         }
                         Ok(Record::Samples(_)) => {
                             panic!("BUG: samples records are split by the decoders")
@@ -871,6 +885,10 @@ fn replay_segments(
             }
         }
         total.in_mmapped += skipped_in_mmapped;
+        drop(index_tx);
+        if indexer.join().is_err() {
+            panic!("BUG: WAL replay indexer panicked");
+        }
         match reader.join() {
             Ok(Ok(d)) => damage = d,
             Ok(Err(e)) => read_err = Some(e),

@@ -558,3 +558,35 @@ fn zstd_records_are_skipped_not_corruptions() {
     assert!(r.next().is_none());
     assert!(r.corruption().is_none());
 }
+
+#[test]
+fn replayed_series_without_samples_are_not_indexed() {
+    use crate::head::CommitLog;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (head, hw) =
+            open_head(dir.path(), HeadOptions::default(), WalOptions::default()).unwrap();
+        ingest(&head, 3, 1_000, 5);
+        // A series record whose samples never made it to the log.
+        let lonely = Labels::from_pairs(&[("__name__", "lonely")]);
+        hw.log(
+            &[SeriesRecord {
+                series_ref: 1_000,
+                labels: lonely,
+            }],
+            &[],
+        )
+        .unwrap();
+        hw.close().unwrap();
+    }
+    let (head, hw) = open_head(dir.path(), HeadOptions::default(), WalOptions::default()).unwrap();
+    assert_eq!(hw.replay_stats().series, 4);
+    assert_eq!(head.num_indexed_series(), 3);
+    assert_eq!(head.stats().num_series, 3);
+    let q = head.querier(i64::MIN, i64::MAX).unwrap();
+    assert_eq!(
+        q.label_values("__name__", &[]).unwrap(),
+        vec!["m".to_string()]
+    );
+    assert_eq!(dump(&head).len(), 3);
+}
