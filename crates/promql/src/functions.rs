@@ -114,6 +114,7 @@ impl Evaluator<'_, '_> {
         match func {
             "label_replace" => return self.label_replace(args),
             "label_join" => return self.label_join(args),
+            "info" => return self.eval_info(args),
             "timestamp" => {
                 if let Some(Node::VectorSel(sel)) = args.first() {
                     return self.timestamp_of_selector(sel);
@@ -2365,6 +2366,292 @@ impl Evaluator<'_, '_> {
             out.push(Series::floats(rs.labels.clone(), pts, false));
         }
         Ok(out)
+    }
+}
+
+/// Labels identifying the target an info series describes.
+const INFO_ID_LABELS: [&str; 2] = ["instance", "job"];
+
+/// The `@` time and offset of the first selector of an expression
+/// (pre-order), taking both from the enclosing subqueries while the
+/// selector has no `@` (Prometheus's `infoSelectTimestampAndOffset`).
+fn first_selector_times(n: &Node) -> Option<(Option<i64>, i64)> {
+    fn walk(n: &Node, subs: &mut Vec<(Option<i64>, i64)>) -> Option<(Option<i64>, i64)> {
+        match n {
+            Node::VectorSel(s) | Node::MatrixSel { sel: s, .. } => {
+                let (mut at, mut offset) = (s.at, s.offset);
+                for (sat, soff) in subs.iter().rev() {
+                    if at.is_some() {
+                        break;
+                    }
+                    offset += soff;
+                    at = *sat;
+                }
+                Some((at, offset))
+            }
+            Node::Subquery {
+                expr, offset, at, ..
+            } => {
+                subs.push((*at, *offset));
+                let r = walk(expr, subs);
+                subs.pop();
+                r
+            }
+            Node::Neg(expr) => walk(expr, subs),
+            Node::Binary { lhs, rhs, .. } => walk(lhs, subs).or_else(|| walk(rhs, subs)),
+            Node::Aggregate { expr, param, .. } => match param.as_deref() {
+                Some(p) => walk(p, subs).or_else(|| walk(expr, subs)),
+                None => walk(expr, subs),
+            },
+            Node::Call { args, .. } => args.iter().find_map(|a| walk(a, subs)),
+            Node::Number(_) | Node::Str(_) => None,
+        }
+    }
+    walk(n, &mut Vec::new())
+}
+
+/// Prometheus's `effectiveInfoNameMatchers`.
+fn effective_info_name_matchers(ms: &[pharos_model::Matcher]) -> Vec<pharos_model::Matcher> {
+    use pharos_model::{MatchOp as O, Matcher};
+    if ms.iter().any(|m| matches!(m.op, O::Equal | O::Regex)) {
+        return ms.to_vec();
+    }
+    if !ms.is_empty() {
+        let mut out = Vec::with_capacity(ms.len() + 1);
+        if let Ok(m) = Matcher::new(O::Regex, "__name__", ".+_info") {
+            out.push(m);
+        }
+        out.extend(ms.iter().cloned());
+        return out;
+    }
+    vec![Matcher::equal("__name__", "target_info")]
+}
+
+impl Evaluator<'_, '_> {
+    /// The experimental `info(v, {selector})`: adds the data labels of the
+    /// info series (by default `target_info`) that share `instance` and
+    /// `job` with each series of `v` (Prometheus's `evalInfo`).
+    fn eval_info(&mut self, args: &[Node]) -> R<Vec<Series>> {
+        use pharos_model::Matcher;
+        let base_node = args.first().ok_or_else(|| unsupported("info"))?;
+        let mat = self.eval_matrix(base_node)?;
+        // Data-label matchers by label name, and the info name matchers.
+        let mut data: Vec<Matcher> = Vec::new();
+        let mut name_ms: Vec<Matcher> = Vec::new();
+        match args.get(1) {
+            Some(Node::VectorSel(sel)) => {
+                for m in sel.matcher_sets.first().into_iter().flatten() {
+                    if m.name == crate::INFO_PLACEHOLDER {
+                        continue;
+                    }
+                    if m.name == "__name__" {
+                        name_ms.push(m.clone());
+                    }
+                    data.push(m.clone());
+                }
+            }
+            Some(_) => {
+                return Err(QueryError::Execution(
+                    "expected label selectors as the second argument to \"info\" function".into(),
+                ));
+            }
+            None => name_ms.push(Matcher::equal("__name__", "target_info")),
+        }
+        let effective = effective_info_name_matchers(&name_ms);
+        let ignored = |l: &Labels| {
+            let name = l.metric_name().unwrap_or("");
+            effective.iter().all(|m| m.matches(name))
+        };
+        // Identifying label values of the series to enrich.
+        let mut id_vals: Vec<(&str, Vec<String>)> = Vec::new();
+        for s in mat.iter().filter(|s| !ignored(&s.metric)) {
+            for l in INFO_ID_LABELS {
+                let Some(v) = s.metric.get(l).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                match id_vals.iter_mut().find(|x| x.0 == l) {
+                    Some(x) => {
+                        if !x.1.iter().any(|y| y == v) {
+                            x.1.push(v.to_string());
+                        }
+                    }
+                    None => id_vals.push((l, vec![v.to_string()])),
+                }
+            }
+        }
+        let data_only: Vec<Matcher> = data
+            .iter()
+            .filter(|m| m.name != "__name__")
+            .cloned()
+            .collect();
+        let mut info_mat: Vec<Series> = Vec::new();
+        if !id_vals.is_empty() {
+            let mut ms: Vec<Matcher> = Vec::new();
+            for (l, vals) in &id_vals {
+                let re: Vec<String> = vals.iter().map(|v| regex::escape(v)).collect();
+                ms.push(
+                    Matcher::new(pharos_model::MatchOp::Regex, l, &re.join("|"))
+                        .map_err(|e| QueryError::Execution(e.to_string()))?,
+                );
+            }
+            ms.extend(data_only.iter().cloned());
+            ms.extend(effective_info_name_matchers(&name_ms));
+            let (at, offset) = first_selector_times(base_node).unwrap_or((None, 0));
+            let lookback = self.sh.lookback;
+            let (start, end) = match at {
+                Some(t) => (t, t),
+                None => (self.start, self.end),
+            };
+            let hints = pharos_storage::SelectHints {
+                start: start - lookback + 1 - offset,
+                end: end - offset,
+                step: self.interval,
+                func: Some("info".into()),
+                range: 0,
+            };
+            let mut ss = self.sh.querier.select(false, Some(&hints), &ms);
+            let n = self.steps();
+            while let Some(series) = ss.next() {
+                let mut it = series.samples;
+                let mut samples = Vec::new();
+                let mut cur = it.seek(hints.start);
+                while let Some(smp) = cur {
+                    if smp.t > hints.end {
+                        break;
+                    }
+                    if it.histogram().is_some() {
+                        return Err(QueryError::Execution("info sample should be float".into()));
+                    }
+                    samples.push(smp);
+                    cur = it.next();
+                }
+                // One point per step whose value is the sample's own time.
+                let mut pts = Vec::new();
+                for i in 0..n {
+                    let ts = self.ts_at(i);
+                    let rt = at.unwrap_or(ts) - offset;
+                    if let Some(s) = Evaluator::lookup(&samples, rt, lookback) {
+                        pts.push(Sample {
+                            t: ts,
+                            v: s.t as f64,
+                        });
+                    }
+                }
+                if !pts.is_empty() {
+                    info_mat.push(Series::floats(series.labels, pts, false));
+                }
+            }
+            if let Some(e) = ss.err() {
+                return Err(QueryError::Storage(e));
+            }
+        }
+        let info_names: Vec<String> = {
+            let mut v: Vec<String> = info_mat
+                .iter()
+                .filter_map(|s| s.metric.metric_name().map(str::to_string))
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let sig = |name: &str, l: &Labels| -> Labels {
+            let mut b = pharos_model::LabelsBuilder::new();
+            b.set("__name__", name);
+            for id in INFO_ID_LABELS {
+                if let Some(v) = l.get(id) {
+                    b.set(id, v);
+                }
+            }
+            b.build()
+        };
+        let info_sigs: Vec<Labels> = info_mat
+            .iter()
+            .map(|s| sig(s.metric.metric_name().unwrap_or(""), &s.metric))
+            .collect();
+        let all_match_empty = data_only.iter().all(|m| m.matches(""));
+        let ignore_flags: Vec<bool> = mat.iter().map(|s| ignored(&s.metric)).collect();
+        let base_sigs: Vec<Vec<Labels>> = mat
+            .iter()
+            .map(|s| info_names.iter().map(|n| sig(n, &s.metric)).collect())
+            .collect();
+        // range_eval hands out the base elements with their series index
+        // through the signature slot.
+        let base_idx: Vec<usize> = (0..mat.len()).collect();
+        let info_idx: Vec<usize> = (0..info_mat.len()).collect();
+        let sigs = [base_idx, info_idx];
+        let inputs = [mat, info_mat];
+        let data_names: Vec<String> = data_only.iter().map(|m| m.name.clone()).collect();
+        let has_data = !data_only.is_empty();
+        self.range_eval(&inputs, Some(&sigs), |_, v, sg| {
+            // The newest info series per signature.
+            let mut right: FastMap<&Labels, (f64, &Elem)> = FastMap::default();
+            for (e, &k) in v[1].iter().zip(&sg[1]) {
+                let s = &info_sigs[k];
+                match right.get(s) {
+                    Some((t, old)) => {
+                        if *t < e.v {
+                            right.insert(s, (e.v, e));
+                        } else if *t == e.v {
+                            return Err(QueryError::Execution(format!(
+                                "found duplicate series for info metric: existing {} @ {}, new {} @ {}",
+                                old.metric, *t as i64, e.metric, e.v as i64
+                            )));
+                        }
+                    }
+                    None => {
+                        right.insert(s, (e.v, e));
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(v[0].len());
+            for (e, &k) in v[0].iter().zip(&sg[0]) {
+                if ignore_flags[k] {
+                    out.push(e.clone());
+                    continue;
+                }
+                let mut add: Vec<(String, String)> = Vec::new();
+                let mut seen = false;
+                for s in &base_sigs[k] {
+                    let Some((_, is)) = right.get(s) else {
+                        continue;
+                    };
+                    seen = true;
+                    for l in is.metric.iter() {
+                        if l.name == "__name__" {
+                            continue;
+                        }
+                        if has_data && !data_names.iter().any(|n| n == l.name) {
+                            continue;
+                        }
+                        if let Some((_, v)) = add.iter().find(|(n, _)| n == l.name)
+                            && v != l.value
+                        {
+                            return Err(QueryError::Execution(format!(
+                                "conflicting label: {}",
+                                l.name
+                            )));
+                        }
+                        if e.metric.get(l.name).is_some() {
+                            continue;
+                        }
+                        if !add.iter().any(|(n, _)| n == l.name) {
+                            add.push((l.name.to_string(), l.value.to_string()));
+                        }
+                    }
+                }
+                if !seen && !all_match_empty {
+                    continue;
+                }
+                let mut b = pharos_model::LabelsBuilder::from(&e.metric);
+                for (n, val) in &add {
+                    b.set(n, val);
+                }
+                let mut o = e.clone();
+                o.metric = b.build();
+                out.push(o);
+            }
+            Ok(out)
+        })
     }
 }
 
