@@ -391,7 +391,9 @@ pub(crate) fn append_body(
         let v = sample.value;
         let series = sample.series;
 
-        let (series_ref, labels, cached, already) = match cache.get(series) {
+        // Tracked for staleness in the lookup when cached (undone below if
+        // the sample is not appended), to save a second lookup per sample.
+        let (series_ref, labels, cached, already) = match cache.get(series, ts.is_none()) {
             Lookup::Dropped => continue,
             Lookup::Hit {
                 series_ref,
@@ -474,20 +476,22 @@ pub(crate) fn append_body(
                 break;
             }
         };
-        if let Some(r) = appended_ref {
-            if cached {
-                if r != series_ref && r != 0 {
-                    cache.update_ref(series, r);
+        match appended_ref {
+            Some(r) => {
+                if cached {
+                    if r != series_ref && r != 0 {
+                        cache.update_ref(series, r);
+                    }
+                } else {
+                    cache.add(series, r, labels, ts.is_none());
+                    if !sample_limit_hit {
+                        counts.series_added += 1;
+                    }
                 }
-                if ts.is_none() {
-                    cache.track(r, &labels);
-                }
-            } else {
-                if cache.add(series, r, labels.clone()) && ts.is_none() {
-                    cache.track(r, &labels);
-                }
-                if !sample_limit_hit {
-                    counts.series_added += 1;
+            }
+            None => {
+                if cached && !already && ts.is_none() {
+                    cache.untrack(series);
                 }
             }
         }

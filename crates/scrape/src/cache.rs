@@ -3,9 +3,21 @@
 //! Keyed by the exact series text of the page (`name{a="b"}` as exposed), it
 //! remembers the final labels and the storage reference of every series, and
 //! which series metric relabeling dropped, so that a page that repeats itself
-//! costs one hash lookup per line. It also holds the series appended by the
-//! current and the previous scrape (by storage reference); their difference
-//! is what gets stale markers.
+//! costs one hash lookup per line.
+//!
+//! It also knows which series the current and the previous scrape appended
+//! (their difference is what gets stale markers), without a second
+//! structure: each entry carries the number of the last scrape that appended
+//! it (`tracked`). After scrape N, the series of N-1 that N did not append
+//! are exactly the entries whose `tracked` is N-1. One map with one entry per
+//! series keeps the cache's memory to about one hash-table slot, one key and
+//! a shared label set per series (the labels are an `Arc` shared with the
+//! storage's copy); separate seen-sets of the current and previous scrape
+//! used to cost as much again.
+//!
+//! Scrape numbers in entries are 32 bits, compared for equality only; they
+//! wrap after 2^32 scrapes (136 years at a one-second interval), and an entry
+//! would have to sit untouched for exactly that many scrapes to be misread.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -45,15 +57,27 @@ impl Hasher for FastHasher {
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
+/// The entry was added by the scrape numbered `last_iter` (forgotten if that
+/// scrape is rolled back).
+const ADDED: u8 = 1;
+/// `tracked` was the previous scrape's number before the current scrape set
+/// it (so a rollback can restore it).
+const IN_PREV: u8 = 2;
+
 /// A cached series: kept (with labels and reference) or dropped by metric
-/// relabeling.
+/// relabeling. 40 bytes.
 #[derive(Debug, Clone)]
 struct CacheEntry {
     series_ref: SeriesRef,
     /// `None` for a series metric relabeling drops.
     labels: Option<Labels>,
-    /// The iteration that last saw this series.
-    last_iter: u64,
+    /// The scrape that last saw this series.
+    last_iter: u32,
+    /// The scrape that last appended this series without an explicit
+    /// timestamp (for staleness).
+    tracked: u32,
+    /// [`ADDED`], [`IN_PREV`].
+    flags: u8,
 }
 
 /// The report series (`up`, `scrape_duration_seconds`, ...), by index.
@@ -67,12 +91,6 @@ pub(crate) struct ScrapeCache {
     /// Number of entries after the last successful scrape.
     successful_count: usize,
     series: Map<Box<[u8]>, CacheEntry>,
-    /// Series appended by this scrape (without explicit timestamps).
-    cur: Map<SeriesRef, Labels>,
-    /// Series appended by the previous scrape.
-    prev: Map<SeriesRef, Labels>,
-    /// Keys added during the current iteration, forgotten on rollback.
-    added_now: Vec<Box<[u8]>>,
     /// The report series' references and labels.
     pub report: [Option<(SeriesRef, Labels)>; REPORT_SERIES],
 }
@@ -101,27 +119,55 @@ impl ScrapeCache {
         self.iter
     }
 
+    /// The current scrape number as entries store it (see the module docs).
+    fn it(&self) -> u32 {
+        self.iter as u32
+    }
+
     /// Number of cached series (kept and dropped).
     pub fn len(&self) -> usize {
         self.series.len()
     }
 
-    /// Looks `series` up and marks it seen in this iteration.
-    pub fn get(&mut self, series: &[u8]) -> Lookup {
+    /// Looks `series` up and marks it seen in this iteration. With `track`
+    /// (the sample has no explicit timestamp) a hit the first time in this
+    /// scrape is also counted as appended for staleness, ahead of the
+    /// append: the caller undoes that with [`ScrapeCache::untrack`] if the
+    /// append does not happen. Doing it here saves a second lookup per
+    /// sample on the hot path.
+    pub fn get(&mut self, series: &[u8], track: bool) -> Lookup {
+        let it = self.it();
         match self.series.get_mut(series) {
             None => Lookup::Miss,
             Some(e) => {
-                let already = e.last_iter == self.iter;
-                e.last_iter = self.iter;
-                match &e.labels {
-                    None => Lookup::Dropped,
-                    Some(l) => Lookup::Hit {
-                        series_ref: e.series_ref,
-                        labels: l.clone(),
-                        already,
-                    },
+                let already = e.last_iter == it;
+                if !already {
+                    e.last_iter = it;
+                    e.flags &= !ADDED;
+                }
+                let Some(labels) = e.labels.clone() else {
+                    return Lookup::Dropped;
+                };
+                if track && !already {
+                    mark_tracked(e, it);
+                }
+                Lookup::Hit {
+                    series_ref: e.series_ref,
+                    labels,
+                    already,
                 }
             }
+        }
+    }
+
+    /// Undoes the staleness tracking of a [`ScrapeCache::get`] hit whose
+    /// sample was not appended after all (out of order, out of bounds, ...).
+    pub fn untrack(&mut self, series: &[u8]) {
+        let it = self.it();
+        if let Some(e) = self.series.get_mut(series)
+            && e.tracked == it
+        {
+            restore_tracked(e, it);
         }
     }
 
@@ -135,48 +181,46 @@ impl ScrapeCache {
 
     /// Remembers that metric relabeling drops `series`.
     pub fn add_dropped(&mut self, series: &[u8]) {
+        let it = self.it();
         self.series.insert(
             series.into(),
             CacheEntry {
                 series_ref: 0,
                 labels: None,
-                last_iter: self.iter,
+                last_iter: it,
+                tracked: it.wrapping_sub(2),
+                flags: 0,
             },
         );
     }
 
-    /// Caches a newly appended series. A zero reference is not cached (the
-    /// storage did not give one), like Prometheus.
-    pub fn add(&mut self, series: &[u8], series_ref: SeriesRef, labels: Labels) -> bool {
+    /// Caches a newly appended series, tracked for staleness with `track`
+    /// (no explicit timestamp). A zero reference is not cached (the storage
+    /// did not give one), like Prometheus.
+    pub fn add(&mut self, series: &[u8], series_ref: SeriesRef, labels: Labels, track: bool) {
         if series_ref == 0 {
-            return false;
+            return;
         }
-        let key: Box<[u8]> = series.into();
-        self.added_now.push(key.clone());
+        let it = self.it();
         self.series.insert(
-            key,
+            series.into(),
             CacheEntry {
                 series_ref,
                 labels: Some(labels),
-                last_iter: self.iter,
+                last_iter: it,
+                tracked: if track { it } else { it.wrapping_sub(2) },
+                flags: ADDED,
             },
         );
-        true
-    }
-
-    /// Notes that this scrape appended the series (for staleness).
-    pub fn track(&mut self, series_ref: SeriesRef, labels: &Labels) {
-        if series_ref != 0 {
-            self.cur.insert(series_ref, labels.clone());
-        }
     }
 
     /// Series of the previous scrape that this one did not append.
     pub fn stale_series(&self) -> Vec<(SeriesRef, Labels)> {
-        self.prev
-            .iter()
-            .filter(|(r, _)| !self.cur.contains_key(*r))
-            .map(|(r, l)| (*r, l.clone()))
+        let prev = self.it().wrapping_sub(1);
+        self.series
+            .values()
+            .filter(|e| e.tracked == prev)
+            .filter_map(|e| e.labels.as_ref().map(|l| (e.series_ref, l.clone())))
             .collect()
     }
 
@@ -185,10 +229,16 @@ impl ScrapeCache {
     /// rollback, and its staleness tracking, so that every series of the
     /// previous scrape is reported stale.
     pub fn rollback_iteration(&mut self) {
-        for k in self.added_now.drain(..) {
-            self.series.remove(&k);
-        }
-        self.cur.clear();
+        let it = self.it();
+        self.series.retain(|_, e| {
+            if e.last_iter == it && e.flags & ADDED != 0 {
+                return false;
+            }
+            if e.tracked == it {
+                restore_tracked(e, it);
+            }
+            true
+        });
     }
 
     /// Ends an iteration: with `flush` (a successful non-empty scrape) drops
@@ -207,15 +257,36 @@ impl ScrapeCache {
             forced = true;
         }
         if flush {
-            let it = self.iter;
+            let it = self.it();
             self.series.retain(|_, e| e.last_iter == it);
+            // A map sized for a bigger page gives its memory back.
+            if self.series.capacity() > 2 * self.series.len() + 64 {
+                self.series.shrink_to_fit();
+            }
         }
-        std::mem::swap(&mut self.prev, &mut self.cur);
-        self.cur.clear();
-        self.added_now.clear();
         self.iter += 1;
         forced
     }
+}
+
+/// Marks an entry appended in scrape `it`, remembering whether the previous
+/// scrape had appended it too.
+fn mark_tracked(e: &mut CacheEntry, it: u32) {
+    if e.tracked == it.wrapping_sub(1) {
+        e.flags |= IN_PREV;
+    } else {
+        e.flags &= !IN_PREV;
+    }
+    e.tracked = it;
+}
+
+/// Undoes [`mark_tracked`] for scrape `it`.
+fn restore_tracked(e: &mut CacheEntry, it: u32) {
+    e.tracked = if e.flags & IN_PREV != 0 {
+        it.wrapping_sub(1)
+    } else {
+        it.wrapping_sub(2)
+    };
 }
 
 #[cfg(test)]
@@ -227,17 +298,22 @@ mod tests {
         Labels::from_pairs(&[("__name__", n)])
     }
 
+    fn stale_refs(c: &ScrapeCache) -> Vec<SeriesRef> {
+        let mut v: Vec<SeriesRef> = c.stale_series().into_iter().map(|(r, _)| r).collect();
+        v.sort_unstable();
+        v
+    }
+
     #[test]
     fn staleness_between_iterations() {
         let mut c = ScrapeCache::new();
-        assert!(matches!(c.get(b"a"), Lookup::Miss));
-        c.add(b"a", 1, l("a"));
-        c.track(1, &l("a"));
-        c.add(b"b", 2, l("b"));
-        c.track(2, &l("b"));
+        assert!(matches!(c.get(b"a", true), Lookup::Miss));
+        c.add(b"a", 1, l("a"), true);
+        c.add(b"b", 2, l("b"), true);
+        assert!(stale_refs(&c).is_empty());
         c.iter_done(true);
         // Second scrape: only `a`.
-        match c.get(b"a") {
+        match c.get(b"a", true) {
             Lookup::Hit {
                 series_ref,
                 already,
@@ -248,45 +324,108 @@ mod tests {
             }
             _ => panic!("expected hit"),
         }
-        assert!(matches!(c.get(b"a"), Lookup::Hit { already: true, .. }));
-        c.track(1, &l("a"));
+        assert!(matches!(
+            c.get(b"a", true),
+            Lookup::Hit { already: true, .. }
+        ));
         let stale = c.stale_series();
         assert_eq!(stale.len(), 1);
         assert_eq!(stale[0].0, 2);
+        assert_eq!(stale[0].1, l("b"));
         c.iter_done(true);
         // `b` was flushed from the cache: not seen in the last scrape.
-        assert!(matches!(c.get(b"b"), Lookup::Miss));
+        assert!(matches!(c.get(b"b", true), Lookup::Miss));
+        // Third scrape: `a` again, nothing stale; fourth: `a` gone.
+        let _ = c.get(b"a", true);
+        assert!(stale_refs(&c).is_empty());
+        c.iter_done(true);
+        assert_eq!(stale_refs(&c), vec![1]);
+    }
+
+    #[test]
+    fn untracked_hits_and_explicit_timestamps_are_not_stale() {
+        let mut c = ScrapeCache::new();
+        c.add(b"a", 1, l("a"), true);
+        // A series with its own timestamp is never tracked.
+        c.add(b"t", 2, l("t"), false);
+        c.iter_done(true);
+        assert!(matches!(c.get(b"a", true), Lookup::Hit { .. }));
+        // The append of `a` failed (out of order): it is not appended in
+        // this scrape, so it is stale.
+        c.untrack(b"a");
+        assert!(matches!(c.get(b"t", false), Lookup::Hit { .. }));
+        assert_eq!(stale_refs(&c), vec![1]);
+        c.iter_done(true);
+        // `a` was not appended by the last scrape: not stale again.
+        assert!(matches!(c.get(b"a", true), Lookup::Hit { .. }));
+        assert!(matches!(c.get(b"t", false), Lookup::Hit { .. }));
+        assert!(stale_refs(&c).is_empty());
+        c.iter_done(true);
+        assert_eq!(stale_refs(&c), vec![1]);
     }
 
     #[test]
     fn rollback_forgets_new_entries_and_tracks_nothing() {
         let mut c = ScrapeCache::new();
-        c.add(b"a", 1, l("a"));
-        c.track(1, &l("a"));
+        c.add(b"a", 1, l("a"), true);
+        c.add(b"c", 3, l("c"), true);
+        c.add(b"old", 4, l("old"), true);
         c.iter_done(true);
-        let _ = c.get(b"a");
-        c.track(1, &l("a"));
-        c.add(b"new", 5, l("new"));
-        c.track(5, &l("new"));
+        let _ = c.get(b"a", true);
+        let _ = c.get(b"c", true);
+        c.add(b"new", 5, l("new"), true);
         c.rollback_iteration();
-        assert!(matches!(c.get(b"new"), Lookup::Miss));
-        assert!(matches!(c.get(b"a"), Lookup::Hit { .. }));
-        assert_eq!(c.stale_series().len(), 1);
+        assert!(matches!(c.get(b"new", true), Lookup::Miss));
+        // `a` and `c` keep their entries; all three of the previous scrape
+        // are stale after the rollback.
+        assert_eq!(stale_refs(&c), vec![1, 3, 4]);
+        c.iter_done(false);
+        // The next scrape appends `a` only: the rolled-back scrape appended
+        // nothing, so nothing is stale again.
+        assert!(matches!(c.get(b"a", true), Lookup::Hit { .. }));
+        assert!(stale_refs(&c).is_empty());
+        c.iter_done(true);
+        assert_eq!(stale_refs(&c), vec![1]);
+    }
+
+    #[test]
+    fn rollback_keeps_entries_seen_before() {
+        let mut c = ScrapeCache::new();
+        c.add(b"a", 1, l("a"), true);
+        c.iter_done(true);
+        // Seen but not appended in the previous scrape (failed scrape), then
+        // a rollback: the entry stays, its tracking is restored.
+        c.iter_done(false);
+        let _ = c.get(b"a", true);
+        c.rollback_iteration();
+        assert!(matches!(
+            c.get(b"a", true),
+            Lookup::Hit { already: true, .. }
+        ));
+        assert!(stale_refs(&c).is_empty());
     }
 
     #[test]
     fn dropped_entries_and_forced_flush() {
         let mut c = ScrapeCache::new();
         c.add_dropped(b"x");
-        assert!(matches!(c.get(b"x"), Lookup::Dropped));
-        assert!(matches!(c.get(b"y"), Lookup::Miss));
+        assert!(matches!(c.get(b"x", true), Lookup::Dropped));
+        assert!(matches!(c.get(b"y", true), Lookup::Miss));
         c.iter_done(true);
         for i in 0..1100u64 {
-            c.add(format!("s{i}").as_bytes(), i + 1, l("s"));
+            c.add(format!("s{i}").as_bytes(), i + 1, l("s"), true);
         }
         assert!(c.iter_done(false), "growth past 2x+1000 forces a flush");
         // The flush keeps what this iteration saw and forgets the rest.
         assert_eq!(c.len(), 1100);
-        assert!(matches!(c.get(b"x"), Lookup::Miss));
+        assert!(matches!(c.get(b"x", true), Lookup::Miss));
+        // A much smaller page later gives the table's memory back.
+        c.iter_done(true);
+        assert!(c.len() == 0 && c.series.capacity() < 100);
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        assert!(std::mem::size_of::<CacheEntry>() <= 40);
     }
 }
