@@ -115,8 +115,6 @@ pub(crate) struct ScrapeResult {
     /// The sample counts (also in the report series).
     #[cfg_attr(not(test), allow(dead_code))]
     pub counts: Counts,
-    /// Decoded body size (0 on failure).
-    pub body_len: usize,
 }
 
 const REPORT_NAMES: [&str; REPORT_SERIES] = [
@@ -150,7 +148,6 @@ pub(crate) fn process_scrape(
 ) -> ScrapeResult {
     let mut app = storage.appender();
     let mut counts = Counts::default();
-    let mut body_len = 0usize;
     let mut body_bytes: f64 = 0.0;
     let decoded = fetched.and_then(|mut f| {
         let ct = f.content_type.take();
@@ -158,7 +155,6 @@ pub(crate) fn process_scrape(
     });
     let scrape_err = match decoded {
         Ok((body, content_type)) => {
-            body_len = body.len();
             body_bytes = body.len() as f64;
             let res = if body.is_empty() {
                 // An empty page is an empty scrape: everything goes stale.
@@ -238,7 +234,6 @@ pub(crate) fn process_scrape(
     ScrapeResult {
         err: scrape_err,
         counts,
-        body_len,
     }
 }
 

@@ -218,11 +218,12 @@ impl ScrapeLoop {
                 s = wait_now(&mut rx) => break s,
                 }
             };
-            let (c, body_len) = self.process(cache, fetched, app_time, started).await;
-            cache = c;
-            if body_len > 0 {
-                size_hint = body_len;
+            if let Ok(f) = &fetched
+                && !f.body.is_empty()
+            {
+                size_hint = f.body.len();
             }
+            cache = self.process(cache, fetched, app_time, started).await;
 
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -232,14 +233,14 @@ impl ScrapeLoop {
         self.finish(cache, signal, Some(ticker), &mut rx).await
     }
 
-    /// Runs the blocking part of a scrape; returns the cache and body size.
+    /// Runs the blocking part of a scrape; returns the cache.
     async fn process(
         &self,
         cache: ScrapeCache,
         fetched: Result<crate::fetch::Fetched, ScrapeError>,
         app_time: Timestamp,
         started: Instant,
-    ) -> (ScrapeCache, usize) {
+    ) -> ScrapeCache {
         let storage = self.storage.clone();
         let target = self.target.clone();
         let settings = self.settings.clone();
@@ -251,8 +252,8 @@ impl ScrapeLoop {
                 target: &target,
                 metrics: &metrics,
             };
-            let r = process_scrape(&*storage, &mut cache, &ctx, fetched, app_time, started);
-            (cache, r.body_len)
+            process_scrape(&*storage, &mut cache, &ctx, fetched, app_time, started);
+            cache
         })
         .await;
         match res {
@@ -262,7 +263,7 @@ impl ScrapeLoop {
                 tracing::error!(target_url = %self.target.url, err = %err, "Scrape processing failed");
                 self.target
                     .report(SystemTime::now(), started.elapsed(), Some(&err));
-                (ScrapeCache::new(), 0)
+                ScrapeCache::new()
             }
         }
     }

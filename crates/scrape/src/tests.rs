@@ -324,6 +324,47 @@ async fn up_synthetic_series_and_headers() {
 }
 
 #[tokio::test]
+async fn large_pages_do_not_keep_the_connection() {
+    let f = serve(Page::text("a 1\n")).await;
+    let st = RecStorage::default();
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    let connection = |f: &Fixture| {
+        f.headers
+            .lock()
+            .as_ref()
+            .and_then(|h| h.get("connection").map(|v| v.to_str().unwrap().to_string()))
+    };
+    wait_for("two scrapes", || f.hits.load(Ordering::SeqCst) >= 2).await;
+    assert_eq!(connection(&f), None, "a small page keeps the connection");
+    // A page past the keep-alive size: the scrape after the first one that
+    // received it asks to close.
+    let big: String = (0..2000).map(|i| format!("big_{i} {i}\n")).collect();
+    assert!(big.len() > crate::fetch::KEEP_ALIVE_MAX_BODY);
+    f.set(Page::text(&big));
+    let n = f.hits.load(Ordering::SeqCst);
+    wait_for("three more scrapes", || {
+        f.hits.load(Ordering::SeqCst) >= n + 3
+    })
+    .await;
+    assert_eq!(connection(&f).as_deref(), Some("close"));
+    wait_for("big page stored", || st.values("big_1999").len() >= 2).await;
+    assert_eq!(st.last_value("up"), Some(1.0));
+    // Back to a small page: connections are kept again.
+    f.set(Page::text("a 1\n"));
+    let n = f.hits.load(Ordering::SeqCst);
+    wait_for("three more scrapes", || {
+        f.hits.load(Ordering::SeqCst) >= n + 3
+    })
+    .await;
+    assert_eq!(connection(&f), None);
+    m.stop().await;
+}
+
+#[tokio::test]
 async fn failures_set_up_zero_and_last_error() {
     // 404.
     let mut p = Page::text("a 1\n");
