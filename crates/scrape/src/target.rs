@@ -8,8 +8,9 @@
 //! remaining `__`-prefixed labels stay on the target (they build the URL and
 //! the schedule) but are not attached to samples.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
@@ -77,7 +78,9 @@ pub struct TargetStatus {
     pub scrape_timeout: Duration,
     /// Metric metadata from the target's last successful scrape, sorted by
     /// family name (shared, cheap to clone). Empty for a dropped target.
-    pub metadata: Arc<Vec<MetricMetadata>>,
+    /// Each family's entry is shared by every target that exposes the same
+    /// family with the same type, help and unit.
+    pub metadata: Arc<Vec<Arc<MetricMetadata>>>,
 }
 
 /// Metadata of one metric family as a target exposes it (`# TYPE`,
@@ -102,6 +105,70 @@ pub(crate) struct PageMetadata<'a> {
     pub kind: Option<&'static str>,
     pub help: Option<std::borrow::Cow<'a, str>>,
     pub unit: Option<&'a str>,
+}
+
+/// The process-wide store of metric metadata entries, keyed by content.
+///
+/// Targets of one job usually run the same exporter and expose the same
+/// families with the same help text: 1000 node_exporters would otherwise keep
+/// 1000 copies of the same few hundred help strings (about as much memory as
+/// the scrape cache). Each target holds only pointers to shared entries. An
+/// entry lives while some target holds it; the store drops the ones nobody
+/// holds when it has doubled since its last pruning.
+pub(crate) struct MetadataInterner {
+    /// Entries by a hash of their four fields (collisions share a bucket).
+    entries: HashMap<u64, Vec<Arc<MetricMetadata>>>,
+    /// Number of entries.
+    len: usize,
+    /// Prune when `len` reaches this.
+    prune_at: usize,
+}
+
+static METADATA: LazyLock<Mutex<MetadataInterner>> = LazyLock::new(|| {
+    Mutex::new(MetadataInterner {
+        entries: HashMap::new(),
+        len: 0,
+        prune_at: 1024,
+    })
+});
+
+impl MetadataInterner {
+    /// The shared entry with these fields, created when absent.
+    fn intern(&mut self, metric: &str, kind: &str, help: &str, unit: &str) -> Arc<MetricMetadata> {
+        let mut h = crate::cache::FastHasher::default();
+        (metric, kind, help, unit).hash(&mut h);
+        let bucket = self.entries.entry(h.finish()).or_default();
+        if let Some(m) = bucket
+            .iter()
+            .find(|m| m.metric == metric && m.kind == kind && m.help == help && m.unit == unit)
+        {
+            return m.clone();
+        }
+        let m = Arc::new(MetricMetadata {
+            metric: metric.to_string(),
+            kind: kind.to_string(),
+            help: help.to_string(),
+            unit: unit.to_string(),
+        });
+        bucket.push(m.clone());
+        self.len += 1;
+        m
+    }
+
+    /// Drops the entries no target holds, once the store has doubled.
+    /// Entries are only cloned under the store's lock, so one seen unheld
+    /// here cannot be picked up meanwhile.
+    fn prune(&mut self) {
+        if self.len < self.prune_at {
+            return;
+        }
+        self.entries.retain(|_, b| {
+            b.retain(|m| Arc::strong_count(m) > 1);
+            !b.is_empty()
+        });
+        self.len = self.entries.values().map(Vec::len).sum();
+        self.prune_at = (self.len * 2).max(1024);
+    }
 }
 
 /// Mutable per-target state the loop reports into.
@@ -134,8 +201,9 @@ pub(crate) struct Target {
     /// An error every scrape fails with while set, instead of fetching
     /// (`target_limit` exceeded), as Prometheus's `setForcedError`.
     forced_error: Mutex<Option<ScrapeError>>,
-    /// Metric metadata of the last successful scrape, sorted by family.
-    metadata: Mutex<Arc<Vec<MetricMetadata>>>,
+    /// Metric metadata of the last successful scrape, sorted by family;
+    /// entries come from the process-wide [`MetadataInterner`].
+    metadata: Mutex<Arc<Vec<Arc<MetricMetadata>>>>,
 }
 
 impl Target {
@@ -175,14 +243,15 @@ impl Target {
     }
 
     /// The metric metadata of the last successful scrape.
-    pub fn metadata(&self) -> Arc<Vec<MetricMetadata>> {
+    pub fn metadata(&self) -> Arc<Vec<Arc<MetricMetadata>>> {
         self.metadata.lock().clone()
     }
 
     /// Replaces the metadata with a page's, allocating only when it changed
-    /// (the usual case is an identical page every scrape).
+    /// (the usual case is an identical page every scrape), and then sharing
+    /// the entries other targets already have.
     pub(crate) fn set_metadata(&self, page: &BTreeMap<&str, PageMetadata<'_>>) {
-        let same = |cur: &[MetricMetadata]| {
+        let same = |cur: &[Arc<MetricMetadata>]| {
             cur.len() == page.len()
                 && cur.iter().zip(page).all(|(c, (name, m))| {
                     c.metric == *name
@@ -194,15 +263,20 @@ impl Target {
         if same(&self.metadata.lock()) {
             return;
         }
-        let fresh: Vec<MetricMetadata> = page
-            .iter()
-            .map(|(name, m)| MetricMetadata {
-                metric: name.to_string(),
-                kind: m.kind.unwrap_or("unknown").to_string(),
-                help: m.help.as_deref().unwrap_or("").to_string(),
-                unit: m.unit.unwrap_or("").to_string(),
-            })
-            .collect();
+        let fresh: Vec<Arc<MetricMetadata>> = {
+            let mut interner = METADATA.lock();
+            interner.prune();
+            page.iter()
+                .map(|(name, m)| {
+                    interner.intern(
+                        name,
+                        m.kind.unwrap_or("unknown"),
+                        m.help.as_deref().unwrap_or(""),
+                        m.unit.unwrap_or(""),
+                    )
+                })
+                .collect()
+        };
         *self.metadata.lock() = Arc::new(fresh);
     }
 

@@ -1584,6 +1584,38 @@ fn metadata_of_the_last_successful_scrape() {
     assert_eq!(target.metadata().len(), 1);
 }
 
+#[test]
+fn identical_metadata_is_shared_between_targets() {
+    let st = RecStorage::default();
+    let s = settings();
+    let metrics = Metrics::default();
+    let body = "# HELP shared_md_total Same everywhere.\n# TYPE shared_md_total counter\nshared_md_total 1\n# HELP own_md Own text.\nown_md 1\n";
+    let other = "# HELP shared_md_total Same everywhere.\n# TYPE shared_md_total counter\nshared_md_total 1\n# HELP own_md Other text.\nown_md 1\n";
+    let targets: Vec<_> = (0..3)
+        .map(|i| test_target(&[("instance", &format!("h{i}:9100"))]))
+        .collect();
+    for (i, target) in targets.iter().enumerate() {
+        let ctx = AppendCtx {
+            settings: &s,
+            target,
+            metrics: &metrics,
+        };
+        let mut cache = ScrapeCache::new();
+        let b = if i == 2 { other } else { body };
+        let r = process_scrape(&st, &mut cache, &ctx, page(b), 1000, Instant::now());
+        assert!(r.err.is_none());
+    }
+    let md: Vec<_> = targets.iter().map(|t| t.metadata()).collect();
+    assert_eq!(md[0].len(), 2);
+    assert_eq!(md[0][0].metric, "own_md");
+    assert_eq!(md[2][0].help, "Other text.");
+    // Same content, same allocation; different help, different entry.
+    assert!(Arc::ptr_eq(&md[0][1], &md[1][1]));
+    assert!(Arc::ptr_eq(&md[0][1], &md[2][1]));
+    assert!(Arc::ptr_eq(&md[0][0], &md[1][0]));
+    assert!(!Arc::ptr_eq(&md[0][0], &md[2][0]));
+}
+
 #[tokio::test]
 async fn reloading_a_discovered_job_keeps_its_targets() {
     let f = serve(Page::text("a 1\n")).await;
