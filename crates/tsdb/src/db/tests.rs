@@ -319,3 +319,26 @@ fn head_deletions_survive_restart_and_checkpoints() {
     let db = Db::open(dir.path(), opts()).unwrap();
     assert_eq!(collect(&*db.querier(0, 10 * H).unwrap(), &[]), want);
 }
+
+#[test]
+fn chunks_closed_by_replay_reach_chunks_head_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    // Chunks are cut at hour boundaries: two closed chunks per series.
+    append_range(&db, 0, 2 * H + 600_000, 60_000);
+    let want = collect(&*db.querier(0, 10 * H).unwrap(), &[]);
+    // Gone without a clean close: the closed chunks were never written.
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.wal().replay_stats().mmapped_chunks, 0);
+    assert_eq!(collect(&*db.querier(0, 10 * H).unwrap(), &[]), want);
+    // A clean close writes the chunks the replay closed...
+    db.close().unwrap();
+    drop(db);
+    // ...so the next start loads them instead of replaying their samples.
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let rs = db.wal().replay_stats();
+    assert_eq!(rs.mmapped_chunks, 10);
+    assert_eq!(rs.samples_in_mmapped_chunks, 5 * 120);
+    assert_eq!(collect(&*db.querier(0, 10 * H).unwrap(), &[]), want);
+}

@@ -247,13 +247,22 @@ impl Head {
     pub(crate) fn finish_replay(&self, st: &ApplyStats) {
         let inner = &self.inner;
         let mut new = Vec::new();
+        let mut to_mmap = Vec::new();
         inner.series.for_each(|s| {
             let mut state = s.state.lock();
             if state.head.is_some() && !state.indexed {
                 state.indexed = true;
                 new.push(s.clone());
             }
+            if state.closed.iter().any(|c| c.data.is_heap()) {
+                to_mmap.push(s.clone());
+            }
         });
+        // Chunks the replay closed are in memory only: queue them for
+        // `chunks_head/` like chunks closed by commits (written with the
+        // next batch, or by `write_closed_chunks` at shutdown), so the next
+        // start loads them instead of replaying their samples again.
+        inner.mmap_queue.lock().extend(to_mmap);
         // Ascending references append at the end of every postings list
         // instead of inserting in the middle.
         new.sort_unstable_by_key(|s| s.sref);

@@ -411,6 +411,11 @@ enum Decoded {
         /// `chunks_head/` holds them.
         in_mmapped: usize,
     },
+    /// A series record whose series the decoder already created (series
+    /// creation runs on every decoder, not in the ordered dispatch): per
+    /// series, its logged reference and the one the head keeps it under
+    /// (see [`Head::replay_series`]).
+    Series(Vec<(u64, Option<u64>)>),
 }
 
 /// The newest time held by the chunks loaded from `chunks_head/`, by the
@@ -689,6 +694,23 @@ fn replay_segments(
                                     Err(e) => Decoded::Record(Err(e)),
                                 }
                             }
+                            // A batch reaches the ordered dispatch only once
+                            // decoded, so its series exist before any later
+                            // record's samples are applied.
+                            Ok(r) if r.first() == Some(&record::SERIES) => {
+                                match record::decode(r) {
+                                    Ok(Record::Series(v)) => Decoded::Series(
+                                        v.into_iter()
+                                            .map(|s| {
+                                                let got =
+                                                    head.replay_series(s.series_ref, &s.labels);
+                                                (s.series_ref, got)
+                                            })
+                                            .collect(),
+                                    ),
+                                    other => Decoded::Record(other),
+                                }
+                            }
                             Ok(r) => Decoded::Record(record::decode(r)),
                             Err(_) => Decoded::Record(Err(record::RecordError {
                                 pos: 0,
@@ -784,6 +806,29 @@ fn replay_segments(
                                     shards[i].push(p);
                                 }
                             }
+                            continue;
+                        }
+                        Decoded::Series(v) => {
+                            local.series += v.len() as u64;
+                            let mut refs = Vec::with_capacity(v.len());
+                            for (wal_ref, got) in v {
+                                refs.extend(got);
+                                if !mmapped.is_empty()
+                                    && let (Some(r), Some(chunks)) = (got, mmapped.remove(&wal_ref))
+                                {
+                                    local.mmapped_chunks += head.attach_mmapped(r, chunks);
+                                }
+                                match got {
+                                    Some(r) if r != wal_ref => {
+                                        aliases.insert(wal_ref, r);
+                                    }
+                                    Some(_) if !aliases.is_empty() => {
+                                        aliases.remove(&wal_ref);
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            let _ = index_tx.send(refs);
                             continue;
                         }
                         Decoded::Record(r) => r,
