@@ -455,7 +455,7 @@ pub(crate) fn aggregate(
                     }),
                 };
                 if let Some(mut h) = h {
-                    hist::compact(&mut h);
+                    h.compact(0);
                     let s = &mut result[ri];
                     s.hists.push(HPoint {
                         t: ts,
@@ -562,7 +562,7 @@ fn aggregate_hist(
                             ));
                             g.incompatible = true;
                         }
-                        Ok(i) if i.nhcb_reconciled => info(
+                        Ok(i) if i.nhcb_bounds_reconciled => info(
                             "mismatched custom buckets were reconciled during aggregation".into(),
                         ),
                         Ok(_) => {}

@@ -12,7 +12,6 @@ use pharos_model::{Labels, Sample, is_stale_nan, stale_nan};
 use pharos_storage::{Querier, SelectHints};
 
 use crate::QueryError;
-use crate::hist;
 use crate::plan::{AggOp, BinOp, Card, Node, Selector, VType, VectorMatching, position_string};
 use crate::value::{
     Elem, FastMap, FastSet, H, HPoint, Series, Val, del_labels, drop_metadata, format_g,
@@ -269,7 +268,7 @@ impl<'s, 'a> Evaluator<'s, 'a> {
                     }
                     for p in &mut s.hists {
                         let mut h = (*p.h).clone();
-                        hist::mul(&mut h, -1.0);
+                        h.mul(-1.0);
                         p.h = H::new(h);
                     }
                 }
@@ -978,7 +977,7 @@ fn count_values(v: &[Elem], label: &str, grouping: &[String], without: bool) -> 
     let mut counts: FastMap<Labels, usize> = FastMap::default();
     for e in v {
         let value = match &e.h {
-            Some(h) => hist::to_string(h),
+            Some(h) => h.to_string(),
             None => pharos_model::format_float(e.v),
         };
         let m = set_label(&e.metric, label, &value);
@@ -1308,28 +1307,17 @@ pub(crate) fn op_str(op: BinOp) -> &'static str {
 }
 
 /// Whether two histograms are equal after compaction (Prometheus's
-/// `Equals`, which compares float bit patterns).
+/// `Equals`, which compares float bit patterns; compacting first makes
+/// layouts that differ only in empty buckets compare equal).
 pub(crate) fn hist_equals(
     a: &pharos_model::histogram::FloatHistogram,
     b: &pharos_model::histogram::FloatHistogram,
 ) -> bool {
     let mut a = a.clone();
     let mut b = b.clone();
-    hist::compact(&mut a);
-    hist::compact(&mut b);
-    let feq = |x: f64, y: f64| x.to_bits() == y.to_bits();
-    let veq =
-        |x: &[f64], y: &[f64]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| feq(*p, *q));
-    a.schema == b.schema
-        && feq(a.count, b.count)
-        && feq(a.sum, b.sum)
-        && (hist::is_custom(&a)
-            || (feq(a.zero_threshold, b.zero_threshold) && feq(a.zero_count, b.zero_count)))
-        && a.positive_spans == b.positive_spans
-        && a.negative_spans == b.negative_spans
-        && veq(&a.positive_buckets, &b.positive_buckets)
-        && veq(&a.negative_buckets, &b.negative_buckets)
-        && (!hist::is_custom(&a) || veq(&a.custom_values, &b.custom_values))
+    a.compact(0);
+    b.compact(0);
+    a.equals(&b)
 }
 
 /// `lhs op rhs` where at least one side is a histogram (Prometheus's
@@ -1358,8 +1346,8 @@ pub(crate) fn hist_elem_binop(
         (None, Some(h)) => match op {
             BinOp::Mul => {
                 let mut r = (**h).clone();
-                hist::mul(&mut r, lf);
-                hist::compact(&mut r);
+                r.mul(lf);
+                r.compact(0);
                 Ok((0.0, Some(H::new(r)), true, None))
             }
             _ => Err(incompatible("float", "histogram")),
@@ -1368,16 +1356,16 @@ pub(crate) fn hist_elem_binop(
             BinOp::Mul | BinOp::Div => {
                 let mut r = (**h).clone();
                 if op == BinOp::Mul {
-                    hist::mul(&mut r, rf);
+                    r.mul(rf);
                 } else {
-                    hist::div(&mut r, rf);
+                    r.div(rf);
                 }
-                hist::compact(&mut r);
+                r.compact(0);
                 Ok((0.0, Some(H::new(r)), true, None))
             }
             BinOp::TrimUpper | BinOp::TrimLower => {
                 let mut r = (**h).clone();
-                hist::trim(&mut r, rf, op == BinOp::TrimUpper);
+                r.trim_buckets(rf, op == BinOp::TrimUpper);
                 Ok((0.0, Some(H::new(r)), true, None))
             }
             _ => Err(incompatible("histogram", "float")),
@@ -1385,13 +1373,17 @@ pub(crate) fn hist_elem_binop(
         (Some(a), Some(b)) => match op {
             BinOp::Add | BinOp::Sub => {
                 let mut r = (**a).clone();
-                let sign = if op == BinOp::Add { 1.0 } else { -1.0 };
                 let what = if op == BinOp::Add {
                     "addition"
                 } else {
                     "subtraction"
                 };
-                let info = hist::add_signed(&mut r, b, sign).map_err(|_| {
+                let info = if op == BinOp::Add {
+                    r.add_with_info(b)
+                } else {
+                    r.sub_with_info(b)
+                };
+                let info = info.map_err(|_| {
                     Anno::Warn(format!(
                         "incompatible bucket layout encountered for binary operator {}",
                         op_str(op)
@@ -1405,8 +1397,8 @@ pub(crate) fn hist_elem_binop(
                         "conflicting counter resets during histogram {what}"
                     )));
                 }
-                hist::compact(&mut r);
-                let note = info.nhcb_reconciled.then(|| {
+                r.compact(0);
+                let note = info.nhcb_bounds_reconciled.then(|| {
                     Anno::Info(format!(
                         "mismatched custom buckets were reconciled during {what}"
                     ))
@@ -1431,7 +1423,7 @@ fn stats_only_histograms(hists: &mut [HPoint]) {
         let full = p.h.clone();
         let hint = match (full.counter_reset_hint, &last) {
             (CounterResetHint::Unknown, Some(prev)) => {
-                if hist::detect_reset(&full, prev) {
+                if full.detect_reset(prev) {
                     CounterResetHint::CounterReset
                 } else {
                     CounterResetHint::NotCounterReset

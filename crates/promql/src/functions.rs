@@ -1675,20 +1675,20 @@ fn range_func_hist(
                         cx.not_gauge();
                     }
                     let mut r = (**hb).clone();
-                    if !is_rate || !hist::detect_reset(hb, ha) {
-                        match hist::add_signed(&mut r, ha, -1.0) {
+                    if !is_rate || !hb.detect_reset(ha) {
+                        match r.sub_with_info(ha) {
                             Err(_) => {
                                 cx.mixed_schemas();
                                 return Ok(None);
                             }
-                            Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+                            Ok(i) if i.nhcb_bounds_reconciled => cx.reconciled("subtraction"),
                             Ok(_) => {}
                         }
                     }
                     r.counter_reset_hint = pharos_model::histogram::CounterResetHint::Gauge;
-                    hist::compact(&mut r);
+                    r.compact(0);
                     if is_rate {
-                        hist::div(&mut r, interval as f64 / 1000.0);
+                        r.div(interval as f64 / 1000.0);
                     }
                     Some((0.0, Some(H::new(r))))
                 }
@@ -1728,7 +1728,7 @@ fn range_func_hist(
                     }
                     (Some(ph), Some(ch)) => {
                         if func == RangeFunc::Resets {
-                            hist::detect_reset(ch, ph)
+                            ch.detect_reset(ph)
                         } else {
                             !crate::eval::hist_equals(ch, ph)
                         }
@@ -1768,7 +1768,7 @@ fn range_func_hist(
                         cx.mixed_schemas();
                         return Ok(None);
                     }
-                    Ok(i) => reconciled |= i.nhcb_reconciled,
+                    Ok(i) => reconciled |= i.nhcb_bounds_reconciled,
                 }
             }
             match avg {
@@ -1781,7 +1781,7 @@ fn range_func_hist(
             if reconciled {
                 cx.reconciled("aggregation");
             }
-            hist::compact(&mut sum);
+            sum.compact(0);
             Some((0.0, Some(H::new(sum))))
         }
         RangeFunc::CountOverTime => Some(((fs.len() + hs.len()) as f64, None)),
@@ -1842,15 +1842,15 @@ fn hist_rate(
         cx.not_counter();
     }
     let mut prev: FloatHistogram = (*first.h).clone();
-    if is_counter && hist::detect_reset(&hs[1].h, &first.h) {
+    if is_counter && hs[1].h.detect_reset(&first.h) {
         prev = FloatHistogram {
             schema: hs[1].h.schema,
             custom_values: hs[1].h.custom_values.clone(),
             ..Default::default()
         };
     }
-    let using_custom = hist::is_custom(&prev);
-    if hist::is_custom(&last.h) != using_custom {
+    let using_custom = prev.uses_custom_buckets();
+    if last.h.uses_custom_buckets() != using_custom {
         cx.mixed_schemas();
         return None;
     }
@@ -1863,31 +1863,31 @@ fn hist_rate(
             cx.not_counter();
         }
         min_schema = min_schema.min(p.h.schema);
-        if hist::is_custom(&p.h) != using_custom {
+        if p.h.uses_custom_buckets() != using_custom {
             cx.mixed_schemas();
             return None;
         }
     }
     let mut h = (*last.h).clone();
-    hist::reduce_resolution(&mut h, min_schema);
-    match hist::add_signed(&mut h, &prev, -1.0) {
+    h.reduce_resolution(min_schema);
+    match h.sub_with_info(&prev) {
         Err(_) => {
             cx.mixed_schemas();
             return None;
         }
-        Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+        Ok(i) if i.nhcb_bounds_reconciled => cx.reconciled("subtraction"),
         Ok(_) => {}
     }
     if is_counter {
         let mut prev_ref: &FloatHistogram = &prev;
         for p in &hs[1..] {
-            if hist::detect_reset(&p.h, prev_ref) {
-                match hist::add_signed(&mut h, prev_ref, 1.0) {
+            if p.h.detect_reset(prev_ref) {
+                match h.add_with_info(prev_ref) {
                     Err(_) => {
                         cx.mixed_schemas();
                         return None;
                     }
-                    Ok(i) if i.nhcb_reconciled => cx.reconciled("addition"),
+                    Ok(i) if i.nhcb_bounds_reconciled => cx.reconciled("addition"),
                     Ok(_) => {}
                 }
             }
@@ -1897,7 +1897,7 @@ fn hist_rate(
         cx.not_gauge();
     }
     h.counter_reset_hint = CounterResetHint::Gauge;
-    hist::compact(&mut h);
+    h.compact(0);
     // Extrapolation as for floats.
     let first_t = first.t;
     let last_t = last.t;
@@ -1926,7 +1926,7 @@ fn hist_rate(
     if is_rate {
         factor /= w.range as f64 / 1000.0;
     }
-    hist::mul(&mut h, factor);
+    h.mul(factor);
     Some(H::new(h))
 }
 
@@ -2090,25 +2090,25 @@ fn interpolate_hist(
     }
     let fraction = (t - a.t) as f64 / (b.t - a.t) as f64;
     let mut r = (*b.h).clone();
-    if is_counter && hist::detect_reset(&b.h, &a.h) {
-        hist::mul(&mut r, fraction);
+    if is_counter && b.h.detect_reset(&a.h) {
+        r.mul(fraction);
         return Some(r);
     }
-    match hist::add_signed(&mut r, &a.h, -1.0) {
+    match r.sub_with_info(&a.h) {
         Err(_) => {
             cx.mixed_schemas();
             return None;
         }
-        Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+        Ok(i) if i.nhcb_bounds_reconciled => cx.reconciled("subtraction"),
         Ok(_) => {}
     }
-    hist::mul(&mut r, fraction);
-    match hist::add_signed(&mut r, &a.h, 1.0) {
+    r.mul(fraction);
+    match r.add_with_info(&a.h) {
         Err(_) => {
             cx.mixed_schemas();
             return None;
         }
-        Ok(i) if i.nhcb_reconciled => cx.reconciled("addition"),
+        Ok(i) if i.nhcb_bounds_reconciled => cx.reconciled("addition"),
         Ok(_) => {}
     }
     Some(r)
@@ -2127,9 +2127,9 @@ fn extended_hist_rate(
     let smoothed = w.mode == SelMode::Smoothed;
     let ts: Vec<i64> = h.iter().map(|p| p.t).collect();
     let (first, last) = extended_bounds(&ts, w.range_start, w.range_end, smoothed)?;
-    let custom = hist::is_custom(&h[first].h);
+    let custom = h[first].h.uses_custom_buckets();
     for p in &h[first..=last] {
-        if hist::is_custom(&p.h) != custom {
+        if p.h.uses_custom_buckets() != custom {
             cx.mixed_schemas();
             return None;
         }
@@ -2154,12 +2154,12 @@ fn extended_hist_rate(
         cx.not_gauge();
     }
     let mut result = right.clone();
-    match hist::add_signed(&mut result, &left, -1.0) {
+    match result.sub_with_info(&left) {
         Err(_) => {
             cx.mixed_schemas();
             return None;
         }
-        Ok(i) if i.nhcb_reconciled => cx.reconciled("subtraction"),
+        Ok(i) if i.nhcb_bounds_reconciled => cx.reconciled("subtraction"),
         Ok(_) => {}
     }
     if is_counter {
@@ -2169,7 +2169,7 @@ fn extended_hist_rate(
         if smoothed
             && h[first].t < w.range_start
             && first + 1 < h.len()
-            && hist::detect_reset(&h[first + 1].h, &h[first].h)
+            && h[first + 1].h.detect_reset(&h[first].h)
         {
             prev = &h[first + 1].h;
             from += 1;
@@ -2182,13 +2182,13 @@ fn extended_hist_rate(
                     correction = Some(c.clone());
                     true
                 }
-                Some(acc) => match hist::add_signed(acc, c, 1.0) {
+                Some(acc) => match acc.add_with_info(c) {
                     Err(_) => {
                         cx.mixed_schemas();
                         false
                     }
                     Ok(i) => {
-                        if i.nhcb_reconciled {
+                        if i.nhcb_bounds_reconciled {
                             cx.reconciled("addition");
                         }
                         true
@@ -2199,32 +2199,32 @@ fn extended_hist_rate(
         if (from as isize) <= to + 1 {
             if (from as isize) <= to {
                 for p in &h[from..=(to as usize)] {
-                    if hist::detect_reset(&p.h, prev) && !add(prev) {
+                    if p.h.detect_reset(prev) && !add(prev) {
                         return None;
                     }
                     prev = &p.h;
                 }
             }
-            if hist::detect_reset(&right, prev) && !add(prev) {
+            if right.detect_reset(prev) && !add(prev) {
                 return None;
             }
         }
         if let Some(c) = correction {
-            match hist::add_signed(&mut result, &c, 1.0) {
+            match result.add_with_info(&c) {
                 Err(_) => {
                     cx.mixed_schemas();
                     return None;
                 }
-                Ok(i) if i.nhcb_reconciled => cx.reconciled("addition"),
+                Ok(i) if i.nhcb_bounds_reconciled => cx.reconciled("addition"),
                 Ok(_) => {}
             }
         }
     }
     if is_rate {
-        hist::div(&mut result, w.range as f64 / 1000.0);
+        result.div(w.range as f64 / 1000.0);
     }
     result.counter_reset_hint = CounterResetHint::Gauge;
-    hist::compact(&mut result);
+    result.compact(0);
     Some(H::new(result))
 }
 
@@ -2270,7 +2270,7 @@ impl Evaluator<'_, '_> {
                         });
                     } else if k > 0 && k < h.len() {
                         let (a, b) = (&h[k - 1], &h[k]);
-                        if hist::is_custom(&a.h) != hist::is_custom(&b.h) {
+                        if a.h.uses_custom_buckets() != b.h.uses_custom_buckets() {
                             cx.mixed_schemas();
                             continue;
                         }

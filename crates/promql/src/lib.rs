@@ -53,10 +53,12 @@
 //!   element carries an optional shared histogram. Float-only queries pay
 //!   one empty vector per series and never touch histogram code. The
 //!   arithmetic (schema and zero-bucket reconciliation, Kahan sums,
-//!   counter-reset detection, quantiles, fractions, trimming) lives in the
-//!   private `hist` module and works on `(bucket index, count)` lists,
-//!   which keeps each operation short; PromQL histograms have tens of
-//!   buckets. Histograms reached only through `histogram_count`/`_sum`/
+//!   counter-reset detection, trimming, bucket bounds) is
+//!   `pharos_model::histogram`'s, the one implementation shared with
+//!   storage, so results match Prometheus's to the bit; only what is
+//!   PromQL's own (quantiles, fractions, variance, the running mean of
+//!   `avg`) lives in the private `hist` module. Histograms reached only
+//!   through `histogram_count`/`_sum`/
 //!   `_avg` are read as Prometheus's `HistogramStatsIterator` returns them
 //!   (no buckets, counter-reset hints detected on the fly), because
 //!   annotations depend on those hints.
@@ -260,28 +262,17 @@ pub struct HistogramBucket {
 /// the zero bucket, as Prometheus's `AllBucketIterator`. Empty buckets are
 /// included.
 pub fn histogram_buckets(h: &FloatHistogram) -> Vec<HistogramBucket> {
-    hist::all_buckets(h)
-        .into_iter()
-        .map(|b| {
-            let boundaries = if hist::is_custom(h) {
-                0
-            } else if b.lower == -h.zero_threshold
-                && b.upper == h.zero_threshold
-                && b.lower <= 0.0
-                && b.upper >= 0.0
-            {
-                3
-            } else if b.upper <= 0.0 {
-                1
-            } else {
-                0
-            };
-            HistogramBucket {
-                boundaries,
-                lower: b.lower,
-                upper: b.upper,
-                count: b.count,
-            }
+    h.all_buckets()
+        .map(|b| HistogramBucket {
+            boundaries: match (b.lower_inclusive, b.upper_inclusive) {
+                (true, true) => 3,
+                (true, false) => 1,
+                (false, true) => 0,
+                (false, false) => 2,
+            },
+            lower: b.lower,
+            upper: b.upper,
+            count: b.count,
         })
         .collect()
 }

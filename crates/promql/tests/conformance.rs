@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use pharos_model::histogram::{
-    CUSTOM_BUCKETS_SCHEMA, CounterResetHint, FloatHistogram, HistogramValue, Span,
+    CUSTOM_BUCKETS_SCHEMA, FloatHistogram, HistogramValue, Span, parse_test_histogram_with_hint,
 };
 use pharos_model::{Duration, Labels, Matcher, Sample, stale_nan};
 use pharos_promql::{Engine, EngineOptions, QueryError, QueryResult, Value};
@@ -1088,7 +1088,11 @@ fn contains_unsafe(e: &promql_parser::parser::Expr) -> bool {
 
 /// The @-modifier variants promqltest runs for an instant query at `ts`.
 fn at_modifier_cases(expr: &str, ts: i64) -> Option<Vec<(String, i64)>> {
-    let mut e = promql_parser::parser::parse(expr).ok()?;
+    // The variants run where promql-parser (whose printer writes them)
+    // reads the query too; the tree is the engine's parser's, which keeps
+    // string bytes such as "\xff" as written.
+    promql_parser::parser::parse(expr).ok()?;
+    let mut e = pharos_promql::parse(expr).ok()?;
     let at = if ts >= 0 {
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts as u64)
     } else {
@@ -1462,190 +1466,22 @@ fn value_notation() {
 // ---------------------------------------------------------------------------
 // Native histograms in scripts.
 
-/// `(index, count)` of every bucket the spans cover.
-fn expand_buckets(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
-    let mut out = Vec::new();
-    let mut idx = 0i32;
-    let mut k = 0usize;
-    for (n, s) in spans.iter().enumerate() {
-        idx = if n == 0 { s.offset } else { idx + s.offset };
-        for _ in 0..s.length {
-            if let Some(c) = counts.get(k) {
-                out.push((idx, *c));
-            }
-            k += 1;
-            idx += 1;
-        }
-    }
-    out
-}
-
-/// Spans and counts of `(index, count)` pairs, without empty buckets.
-fn collapse_buckets(v: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
-    let mut spans: Vec<Span> = Vec::new();
-    let mut counts = Vec::new();
-    let mut next: Option<i32> = None;
-    for &(idx, c) in v {
-        if c == 0.0 {
-            continue;
-        }
-        match next {
-            Some(n) if n == idx => spans.last_mut().unwrap().length += 1,
-            Some(n) => spans.push(Span {
-                offset: idx - n,
-                length: 1,
-            }),
-            None => spans.push(Span {
-                offset: idx,
-                length: 1,
-            }),
-        }
-        counts.push(c);
-        next = Some(idx + 1);
-    }
-    (spans, counts)
-}
-
-/// Parses the inside of `{{...}}` (promqltest's histogram notation).
-fn parse_hist_literal(s: &str) -> Result<(FloatHistogram, bool), String> {
-    let mut h = FloatHistogram::default();
-    let mut hint_set = false;
-    let (mut buckets, mut n_buckets) = (Vec::new(), Vec::new());
-    let (mut offset, mut n_offset) = (0i32, 0i32);
-    let b = s.as_bytes();
-    let mut i = 0;
-    let num = |t: &str| -> Result<f64, String> {
-        match parse_number_prefix(t) {
-            Some((v, n)) if n == t.len() => Ok(v),
-            _ => Err(format!("bad number {t:?} in histogram")),
-        }
-    };
-    let list = |t: &str| -> Result<Vec<f64>, String> {
-        t.split_whitespace().map(num).collect::<Result<Vec<_>, _>>()
-    };
-    while i < b.len() {
-        if b[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let colon = s[i..]
-            .find(':')
-            .ok_or_else(|| format!("bad histogram {s:?}"))?;
-        let key = s[i..i + colon].trim();
-        i += colon + 1;
-        let val: &str;
-        if b.get(i) == Some(&b'[') {
-            let end = s[i..]
-                .find(']')
-                .ok_or_else(|| format!("bad histogram {s:?}"))?;
-            val = &s[i + 1..i + end];
-            i += end + 1;
-        } else {
-            let st = i;
-            while i < b.len() && !b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            val = &s[st..i];
-        }
-        match key {
-            "schema" => h.schema = val.parse().map_err(|_| format!("bad schema {val:?}"))?,
-            "sum" => h.sum = num(val)?,
-            "count" => h.count = num(val)?,
-            "z_bucket" => h.zero_count = num(val)?,
-            "z_bucket_w" => h.zero_threshold = num(val)?,
-            "buckets" => buckets = list(val)?,
-            "n_buckets" => n_buckets = list(val)?,
-            "offset" => offset = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
-            "n_offset" => n_offset = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
-            "custom_values" => h.custom_values = list(val)?,
-            "counter_reset_hint" => {
-                hint_set = true;
-                h.counter_reset_hint = match val {
-                    "unknown" => CounterResetHint::Unknown,
-                    "reset" => CounterResetHint::CounterReset,
-                    "not_reset" => CounterResetHint::NotCounterReset,
-                    "gauge" => CounterResetHint::Gauge,
-                    _ => return Err(format!("bad counter_reset_hint {val:?}")),
-                };
-            }
-            _ => return Err(format!("unknown histogram field {key:?}")),
-        }
-    }
-    if !buckets.is_empty() {
-        h.positive_spans = vec![Span {
-            offset,
-            length: buckets.len() as u32,
-        }];
-        h.positive_buckets = buckets;
-    }
-    if !n_buckets.is_empty() {
-        h.negative_spans = vec![Span {
-            offset: n_offset,
-            length: n_buckets.len() as u32,
-        }];
-        h.negative_buckets = n_buckets;
-    }
-    Ok((h, hint_set))
-}
-
-/// `a + sign*b` for series expansion (`b`'s schema at least `a`'s).
-fn add_for_series(a: &FloatHistogram, b: &FloatHistogram, sign: f64) -> FloatHistogram {
-    let mut r = a.clone();
-    r.count += sign * b.count;
-    r.sum += sign * b.sum;
-    r.zero_count += sign * b.zero_count;
-    r.zero_threshold = r.zero_threshold.max(b.zero_threshold);
-    use CounterResetHint::*;
-    r.counter_reset_hint = match (a.counter_reset_hint, b.counter_reset_hint) {
-        (x, y) if x == y => x,
-        (Gauge, _) | (_, Gauge) => Gauge,
-        _ => Unknown,
-    };
-    let reduce = |v: Vec<(i32, f64)>| -> Vec<(i32, f64)> {
-        if b.schema <= a.schema || a.schema == CUSTOM_BUCKETS_SCHEMA {
-            return v;
-        }
-        let d = b.schema - a.schema;
-        let mut out: Vec<(i32, f64)> = Vec::new();
-        for (i, c) in v {
-            let t = ((i - 1) >> d) + 1;
-            match out.last_mut() {
-                Some(l) if l.0 == t => l.1 += c,
-                _ => out.push((t, c)),
-            }
-        }
-        out
-    };
-    let merge = |x: Vec<(i32, f64)>, y: Vec<(i32, f64)>| -> (Vec<Span>, Vec<f64>) {
-        let mut m: BTreeMap<i32, f64> = x.into_iter().collect();
-        for (i, c) in y {
-            *m.entry(i).or_insert(0.0) += sign * c;
-        }
-        let v: Vec<(i32, f64)> = m.into_iter().collect();
-        collapse_buckets(&v)
-    };
-    (r.positive_spans, r.positive_buckets) = merge(
-        expand_buckets(&a.positive_spans, &a.positive_buckets),
-        reduce(expand_buckets(&b.positive_spans, &b.positive_buckets)),
-    );
-    (r.negative_spans, r.negative_buckets) = merge(
-        expand_buckets(&a.negative_spans, &a.negative_buckets),
-        reduce(expand_buckets(&b.negative_spans, &b.negative_buckets)),
-    );
-    r
+/// One `{{...}}` histogram in test notation at the start of `s`, and the
+/// rest of `s` after it.
+fn parse_hist_literal(s: &str) -> Result<(FloatHistogram, bool, &str), String> {
+    let end = s.find("}}").ok_or_else(|| format!("bad histogram {s:?}"))?;
+    let (h, hint) = parse_test_histogram_with_hint(&s[..end + 2])
+        .map_err(|e| format!("bad histogram {s:?}: {e}"))?;
+    Ok((h, hint, &s[end + 2..]))
 }
 
 /// A histogram item of a series: `{{A}}`, `{{A}}xN`, `{{A}}+{{B}}xN`,
-/// `{{A}}-{{B}}xN`.
+/// `{{A}}-{{B}}xN`. As Prometheus's series parser, `+`/`-` add or
+/// subtract `B` with the histogram arithmetic (no compaction), `B` may not
+/// have a lower schema than the running value, and whether `B` gave a
+/// counter reset hint decides for every value of the expansion.
 fn parse_histogram_item(tok: &str) -> Result<Vec<SeqVal>, String> {
-    let first_end = tok
-        .find("}}")
-        .ok_or_else(|| format!("bad histogram {tok:?}"))?;
-    let (a, hint) = parse_hist_literal(
-        tok.get(2..first_end)
-            .ok_or_else(|| format!("bad histogram {tok:?}"))?,
-    )?;
-    let rest = &tok[first_end + 2..];
+    let (a, hint, rest) = parse_hist_literal(tok)?;
     if rest.is_empty() {
         return Ok(vec![SeqVal::Histogram(Box::new(a), hint)]);
     }
@@ -1653,29 +1489,33 @@ fn parse_histogram_item(tok: &str) -> Result<Vec<SeqVal>, String> {
         let n: usize = n.parse().map_err(|_| format!("bad histogram {tok:?}"))?;
         return Ok(vec![SeqVal::Histogram(Box::new(a), hint); n + 1]);
     }
-    let sign = match rest.as_bytes().first() {
-        Some(b'+') => 1.0,
-        Some(b'-') => -1.0,
+    let subtract = match rest.as_bytes().first() {
+        Some(b'+') => false,
+        Some(b'-') => true,
         _ => return Err(format!("bad histogram {tok:?}")),
     };
-    let rest = &rest[1..];
-    let inner_end = rest
-        .find("}}")
-        .ok_or_else(|| format!("bad histogram {tok:?}"))?;
-    let (inc, _) = parse_hist_literal(
-        rest.get(2..inner_end)
-            .ok_or_else(|| format!("bad histogram {tok:?}"))?,
-    )?;
-    let n: usize = rest[inner_end + 2..]
+    let (inc, inc_hint, rest) = parse_hist_literal(&rest[1..])?;
+    let n: usize = rest
         .strip_prefix('x')
         .ok_or_else(|| format!("bad histogram {tok:?}"))?
         .parse()
         .map_err(|_| format!("bad histogram {tok:?}"))?;
-    let mut out = vec![SeqVal::Histogram(Box::new(a.clone()), hint)];
+    let mut out = vec![SeqVal::Histogram(Box::new(a.clone()), inc_hint)];
     let mut cur = a;
     for _ in 0..n {
-        cur = add_for_series(&cur, &inc, sign);
-        out.push(SeqVal::Histogram(Box::new(cur.clone()), hint));
+        if cur.schema > inc.schema {
+            return Err(format!(
+                "error combining histograms: cannot merge from schema {} to {}",
+                inc.schema, cur.schema
+            ));
+        }
+        let r = if subtract {
+            cur.sub(&inc)
+        } else {
+            cur.add(&inc)
+        };
+        r.map_err(|e| format!("error combining histograms: {e}"))?;
+        out.push(SeqVal::Histogram(Box::new(cur.clone()), inc_hint));
     }
     Ok(out)
 }
@@ -1684,13 +1524,11 @@ fn parse_histogram_item(tok: &str) -> Result<Vec<SeqVal>, String> {
 /// schema, zero threshold and layout, counts and sums almost equal; the
 /// counter reset hint only when the expectation gave one.
 fn histograms_match(exp: &FloatHistogram, got: &FloatHistogram, hint_set: bool) -> bool {
-    let buckets_match = |a: Vec<(i32, f64)>, b: Vec<(i32, f64)>| {
-        let a: Vec<_> = a.into_iter().filter(|x| x.1 != 0.0).collect();
-        let b: Vec<_> = b.into_iter().filter(|x| x.1 != 0.0).collect();
-        a.len() == b.len()
-            && a.iter()
-                .zip(&b)
-                .all(|(x, y)| x.0 == y.0 && almost_equal(x.1, y.1))
+    let (mut exp, mut got) = (exp.clone(), got.clone());
+    exp.compact(0);
+    got.compact(0);
+    let counts_match = |a: &[f64], b: &[f64]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| almost_equal(*x, *y))
     };
     exp.schema == got.schema
         && almost_equal(exp.count, got.count)
@@ -1698,14 +1536,10 @@ fn histograms_match(exp: &FloatHistogram, got: &FloatHistogram, hint_set: bool) 
         && (exp.schema != CUSTOM_BUCKETS_SCHEMA || exp.custom_values == got.custom_values)
         && exp.zero_threshold == got.zero_threshold
         && almost_equal(exp.zero_count, got.zero_count)
-        && buckets_match(
-            expand_buckets(&exp.positive_spans, &exp.positive_buckets),
-            expand_buckets(&got.positive_spans, &got.positive_buckets),
-        )
-        && buckets_match(
-            expand_buckets(&exp.negative_spans, &exp.negative_buckets),
-            expand_buckets(&got.negative_spans, &got.negative_buckets),
-        )
+        && exp.positive_spans == got.positive_spans
+        && counts_match(&exp.positive_buckets, &got.positive_buckets)
+        && exp.negative_spans == got.negative_spans
+        && counts_match(&exp.negative_buckets, &got.negative_buckets)
         && (!hint_set || exp.counter_reset_hint == got.counter_reset_hint)
 }
 
@@ -1822,24 +1656,20 @@ fn nhcb_series(series: &[SeriesDesc]) -> Vec<SeriesDesc> {
                 counts.push(0.0);
             }
             let total = val(&g.count, i).unwrap_or(prev);
-            let dense: Vec<(i32, f64)> = counts
-                .iter()
-                .enumerate()
-                .map(|(k, c)| (k as i32, *c))
-                .collect();
-            let (spans, buckets) = collapse_buckets(&dense);
-            values.push(SeqVal::Histogram(
-                Box::new(FloatHistogram {
-                    schema: CUSTOM_BUCKETS_SCHEMA,
-                    count: total,
-                    sum: val(&g.sum, i).unwrap_or(0.0),
-                    positive_spans: spans,
-                    positive_buckets: buckets,
-                    custom_values: custom.clone(),
-                    ..Default::default()
-                }),
-                false,
-            ));
+            let mut h = FloatHistogram {
+                schema: CUSTOM_BUCKETS_SCHEMA,
+                count: total,
+                sum: val(&g.sum, i).unwrap_or(0.0),
+                positive_spans: vec![Span {
+                    offset: 0,
+                    length: counts.len() as u32,
+                }],
+                positive_buckets: counts,
+                custom_values: custom.clone(),
+                ..Default::default()
+            };
+            h.compact(0);
+            values.push(SeqVal::Histogram(Box::new(h), false));
         }
         out.push(SeriesDesc {
             labels: g.labels,

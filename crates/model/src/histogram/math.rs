@@ -105,7 +105,8 @@ pub(crate) fn get_bound(index: i32, schema: i32, custom_values: &[f64]) -> f64 {
 /// The index in `target` schema of the bucket that contains bucket `index`
 /// of the finer `origin` schema.
 pub(crate) fn target_idx(index: i32, origin: i32, target: i32) -> i32 {
-    let shift = (origin - target).clamp(0, 31) as u32;
+    // i64: schemas of invalid histograms may be anywhere in i32.
+    let shift = (i64::from(origin) - i64::from(target)).clamp(0, 31) as u32;
     (((index as i64 - 1) >> shift) + 1) as i32
 }
 

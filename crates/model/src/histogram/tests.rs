@@ -1333,3 +1333,33 @@ fn int_display_like_prometheus() {
         "10 observations found in buckets, but the Count field is 19: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
     );
 }
+
+/// Arithmetic on histograms with schemas anywhere in `i32` (invalid data
+/// that PromQL may still be handed) must not panic; the schema difference
+/// used to overflow in the index mapping.
+#[test]
+fn extreme_schemas_do_not_panic() {
+    for schema in [i32::MIN, -20, 9, 40, i32::MAX] {
+        let mut a = fh(
+            schema,
+            0.0,
+            0.0,
+            3.0,
+            1.0,
+            &[(-3, 2)],
+            &[1.0, 2.0],
+            &[],
+            &[],
+        );
+        let b = fh(0, 0.0, 0.0, 2.0, 1.0, &[(0, 2)], &[1.0, 1.0], &[], &[]);
+        let _ = a.detect_reset(&b);
+        let _ = b.detect_reset(&a);
+        let _ = a.copy_to_schema(-4);
+        let mut c = b.clone();
+        let _ = c.add(&a);
+        let mut comp = c.new_compensation();
+        let _ = c.kahan_add(&a, &mut comp);
+        let _ = a.sub(&b);
+        a.compact(0);
+    }
+}

@@ -15,7 +15,7 @@ use pharos_model::{Timestamp, is_stale_nan};
 use super::bstream::BitReader;
 use super::histogram::{
     HistogramAppendOutcome, MAX_SCHEMA, bounds_match, bucket_budget, check_decoded_schema,
-    check_shape, clear_float, copy_into, reduce_side,
+    check_shape, clear_float, copy_into,
 };
 use super::histogram_meta::{
     CUSTOM_SCHEMA, CounterResetHeader, HEADER_LEN, Insert, Layout, adjust_for_inserts, count_of,
@@ -719,18 +719,12 @@ impl<'a> FloatHistogramIterator<'a> {
         h.negative_buckets.clear();
         h.negative_buckets.extend(st.n.iter().map(|x| x.value));
         copy_into(&mut h.custom_values, &st.layout.custom_values);
-        if h.schema > MAX_SCHEMA {
-            let from = h.schema;
-            h.schema = MAX_SCHEMA;
-            if !reduce_side(&mut h.positive_spans, &mut h.positive_buckets, from, false)
-                || !reduce_side(&mut h.negative_spans, &mut h.negative_buckets, from, false)
-            {
-                self.err = Some(TsdbError::CorruptChunk(format!(
-                    "float histogram chunk: spans of schema {from} cannot be reduced (sample {} of {})",
-                    self.num_read, self.num_total
-                )));
-                return None;
-            }
+        if h.schema > MAX_SCHEMA && h.try_reduce_resolution(MAX_SCHEMA).is_err() {
+            self.err = Some(TsdbError::CorruptChunk(format!(
+                "float histogram chunk: spans of schema {} cannot be reduced (sample {} of {})",
+                h.schema, self.num_read, self.num_total
+            )));
+            return None;
         }
         Some(t)
     }
@@ -987,6 +981,33 @@ mod tests {
             while it.next_into(&mut h).is_some() {}
             let _ = c.append(i64::MAX, &f1());
         }
+    }
+
+    #[test]
+    fn schemas_above_8_are_reduced_on_read() {
+        // Written raw: the encoder refuses schemas above 8, Prometheus
+        // reads up to 52 and reduces them to 8 (the model's reduction).
+        let h = FloatHistogram {
+            schema: 10,
+            count: 36.0,
+            sum: 1.0,
+            positive_spans: sp(&[(1, 8)]),
+            positive_buckets: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            negative_spans: sp(&[(-3, 4)]),
+            negative_buckets: vec![1.0, 1.0, 1.0, 1.0],
+            ..FloatHistogram::default()
+        };
+        let mut c = FloatHistogramChunk::new();
+        c.append_raw(7, &h);
+        let got = decode_all(&c);
+        assert_eq!(got.len(), 1);
+        let f = &got[0].1;
+        assert_eq!(f.schema, 8);
+        // Indices 1..=4 merge into 1, 5..=8 into 2; -3..=0 into 0.
+        assert_eq!(f.positive_spans, sp(&[(1, 2)]));
+        assert_eq!(f.positive_buckets, vec![10.0, 26.0]);
+        assert_eq!(f.negative_spans, sp(&[(0, 1)]));
+        assert_eq!(f.negative_buckets, vec![4.0]);
     }
 }
 

@@ -661,23 +661,6 @@ pub(crate) fn check_decoded_schema(schema: i32) -> Result<(), &'static str> {
 /// Highest schema handed out by the iterators.
 pub(crate) const MAX_SCHEMA: i32 = 8;
 
-/// Reduces one side of a decoded sample to [`MAX_SCHEMA`] in place.
-pub(crate) fn reduce_side<T: super::histogram_meta::BucketValue>(
-    spans: &mut Vec<Span>,
-    buckets: &mut Vec<T>,
-    from: i32,
-    deltas: bool,
-) -> bool {
-    match super::histogram_meta::reduce_resolution(spans, buckets, from, MAX_SCHEMA, deltas) {
-        Some((s, b)) => {
-            *spans = s;
-            *buckets = b;
-            true
-        }
-        None => false,
-    }
-}
-
 /// Decodes an integer histogram chunk.
 ///
 /// Never panics, whatever the bytes: a malformed chunk ends iteration and
@@ -883,14 +866,8 @@ impl<'a> HistogramIterator<'a> {
         copy_into(&mut h.positive_buckets, &st.p);
         copy_into(&mut h.negative_buckets, &st.n);
         copy_into(&mut h.custom_values, &st.layout.custom_values);
-        if h.schema > MAX_SCHEMA {
-            let from = h.schema;
-            h.schema = MAX_SCHEMA;
-            if !reduce_side(&mut h.positive_spans, &mut h.positive_buckets, from, true)
-                || !reduce_side(&mut h.negative_spans, &mut h.negative_buckets, from, true)
-            {
-                return self.fail_reduce();
-            }
+        if h.schema > MAX_SCHEMA && h.reduce_resolution(MAX_SCHEMA).is_err() {
+            return self.fail_reduce();
         }
         Some(t)
     }
@@ -916,22 +893,8 @@ impl<'a> HistogramIterator<'a> {
         cumulate_into(&mut fh.positive_buckets, &st.p);
         cumulate_into(&mut fh.negative_buckets, &st.n);
         copy_into(&mut fh.custom_values, &st.layout.custom_values);
-        if fh.schema > MAX_SCHEMA {
-            let from = fh.schema;
-            fh.schema = MAX_SCHEMA;
-            if !reduce_side(
-                &mut fh.positive_spans,
-                &mut fh.positive_buckets,
-                from,
-                false,
-            ) || !reduce_side(
-                &mut fh.negative_spans,
-                &mut fh.negative_buckets,
-                from,
-                false,
-            ) {
-                return self.fail_reduce();
-            }
+        if fh.schema > MAX_SCHEMA && fh.try_reduce_resolution(MAX_SCHEMA).is_err() {
+            return self.fail_reduce();
         }
         Some(t)
     }

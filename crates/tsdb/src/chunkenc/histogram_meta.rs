@@ -652,50 +652,6 @@ pub(crate) fn insert<T: BucketValue>(
     }
 }
 
-/// Merges buckets of schema `from` into the coarser schema `to` (both
-/// exponential, `to < from`), as Prometheus does when a chunk holds a
-/// schema above 8 written by a newer version. Values are delta-encoded
-/// when `deltas`. `None` when a span after the first has a negative offset.
-pub(crate) fn reduce_resolution<T: BucketValue>(
-    spans: &[Span],
-    buckets: &[T],
-    from: i32,
-    to: i32,
-    deltas: bool,
-) -> Option<(Vec<Span>, Vec<T>)> {
-    if spans.iter().skip(1).any(|s| s.offset < 0) {
-        return None;
-    }
-    let shift = (from - to).clamp(0, 63) as u32;
-    let mut out_spans = Vec::new();
-    let mut abs: Vec<T> = Vec::new();
-    let mut last_target = None;
-    let mut last = 0i64;
-    let mut cur = T::default();
-    for (idx, &v) in BucketIter::new(spans).zip(buckets) {
-        cur = if deltas { cur.wadd(v) } else { v };
-        let target = ((idx - 1) >> shift) + 1;
-        if last_target == Some(target) {
-            if let Some(a) = abs.last_mut() {
-                *a = a.wadd(cur);
-            }
-        } else {
-            push_bucket(&mut out_spans, &mut last, target);
-            abs.push(cur);
-            last_target = Some(target);
-        }
-    }
-    if deltas {
-        let mut prev = T::default();
-        for a in abs.iter_mut() {
-            let v = *a;
-            *a = v.wadd(prev.wneg());
-            prev = v;
-        }
-    }
-    Some((out_spans, abs))
-}
-
 /// The spans `spans` widened by `inserts` (whose `bucket_idx` say where).
 pub(crate) fn adjust_for_inserts(spans: &[Span], inserts: &[Insert]) -> Vec<Span> {
     if inserts.is_empty() {
@@ -907,21 +863,6 @@ mod tests {
             }]
         );
         assert_eq!(adjust_for_inserts(&b, &bwd), sp(&[(0, 4)]));
-    }
-
-    #[test]
-    fn reduce_resolution_merges() {
-        // Schema 2 -> 0: indices 1..=4 -> 1, 5..=8 -> 2, 0 and -3..=0 -> 0.
-        let spans = sp(&[(-3, 4), (1, 3), (2, 1)]); // -3 -2 -1 0 | 2 3 4 | 7
-        let abs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let (s, b) = reduce_resolution(&spans, &abs, 2, 0, false).unwrap();
-        assert_eq!(s, sp(&[(0, 3)]));
-        assert_eq!(b, vec![10.0, 18.0, 8.0]);
-        let deltas = [1i64, 1, 1, 1, 1, 1, 1, 1];
-        let (s, b) = reduce_resolution(&spans, &deltas, 2, 0, true).unwrap();
-        assert_eq!(s, sp(&[(0, 3)]));
-        assert_eq!(b, vec![10, 8, -10]); // 10, 18, 8
-        assert!(reduce_resolution(&sp(&[(0, 1), (-2, 1)]), &[1i64, 1], 2, 0, true).is_none());
     }
 
     #[test]
