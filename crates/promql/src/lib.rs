@@ -1,7 +1,7 @@
 //! PromQL evaluation over [`pharos_storage::Queryable`].
 //!
-//! Parsing is delegated to the `promql-parser` crate; this crate owns the
-//! semantics, which follow Prometheus 3.x (checked by running Prometheus's
+//! Parsing is our own (module `parser`), into the `promql-parser` crate's
+//! AST; this crate owns the semantics, which follow Prometheus 3.x (checked by running Prometheus's
 //! own promqltest scripts, see `tests/conformance.rs`).
 //!
 //! Design, and why:
@@ -40,12 +40,9 @@
 //!   read and while walking steps, so a timed-out or abandoned query frees
 //!   its thread promptly.
 //!
-//! Parse errors: promql-parser reports no positions, so its messages are
-//! reworded as Prometheus writes them and given Prometheus's `line:col:`
-//! prefix where the position follows from the message and the text (end of
-//! input, an unbalanced `)`, errors naming a function); the others keep
-//! promql-parser's wording (for example `invalid promql query` where
-//! Prometheus says `unexpected identifier "bar"`).
+//! Parse errors are Prometheus's: `1:14: parse error: unexpected ...`,
+//! with the same wording and position as Prometheus's parser and type
+//! checks.
 //!
 //! * **Native histograms beside floats.** A series of an intermediate
 //!   result keeps its float points and its histogram points in two vectors
@@ -62,13 +59,15 @@
 //!   `_avg` are read as Prometheus's `HistogramStatsIterator` returns them
 //!   (no buckets, counter-reset hints detected on the fly), because
 //!   annotations depend on those hints.
-//! * **Trim operators.** `</` and `>/` are unknown to promql-parser 0.11:
-//!   the text is rewritten to `<`/`>` before parsing and the comparisons
-//!   that were trims are mapped back by their order in the text.
+//! * **Parsing.** Our own parser (module `parser`, after Prometheus's
+//!   lexer, grammar and type checks, with `line:col` error positions)
+//!   builds promql-parser's AST, which the planner consumes. What that AST
+//!   cannot hold travels beside it: the trim operators `</` and `>/`
+//!   (appearing in the tree as `<`/`>`, mapped back by their order in the
+//!   text) and the `anchored`/`smoothed` modifiers (by text offset).
 //!
 //! * **Extended range selectors.** The experimental `anchored` and
-//!   `smoothed` modifiers are blanked out of the text the same way and
-//!   given to the selector they follow; their windows reach one lookback
+//!   `smoothed` modifiers are given to the selector they follow; their windows reach one lookback
 //!   delta beyond the range, and rate/increase/delta/resets/changes use
 //!   Prometheus's `extendedRate` semantics (no extrapolation).
 //!
@@ -88,6 +87,7 @@ mod durexpr;
 mod eval;
 mod functions;
 mod hist;
+mod parser;
 mod plan;
 mod quantile;
 mod value;
@@ -540,44 +540,9 @@ fn restore_trims(text: &str, trims: &[bool]) -> String {
     out
 }
 
-/// Parses with `promql-parser`, turning its (rare) panics into errors.
+/// Parses `query` with our parser (module `parser`).
 fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    parse_expr_with_trims(query).map(|(e, _)| e)
-}
-
-/// Replaces the trim operators `</` and `>/` (which promql-parser does not
-/// know; they bind like comparisons) by `<` and `>`, and says for every
-/// `<`/`>` operator in text order whether it was a trim.
-fn rewrite_trims(q: &str) -> (String, Vec<bool>) {
-    let mut trims = Vec::new();
-    let chars = code_chars(q);
-    let mut cut: Vec<usize> = Vec::new();
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        if c != '<' && c != '>' {
-            continue;
-        }
-        match chars.get(k + 1) {
-            Some(&(j, '=')) if j == i + 1 => {}
-            Some(&(j, '/')) if j == i + 1 => {
-                trims.push(true);
-                cut.push(j);
-            }
-            _ => trims.push(false),
-        }
-    }
-    let mut out = q.to_string();
-    for j in cut.into_iter().rev() {
-        out.replace_range(j..j + 1, " ");
-    }
-    (out, trims)
-}
-
-/// [`parse_expr`] that also reports the trim operators (see
-/// [`rewrite_trims`]).
-fn parse_expr_with_trims(
-    query: &str,
-) -> Result<(promql_parser::parser::Expr, Vec<bool>), QueryError> {
-    parse_expr_rewritten(query, None).map(|(e, t, _)| (e, t))
+    parse_expr_rewritten(query, None).map(|(e, _, _)| e)
 }
 
 /// Parsed expression, trim flags and `anchored`/`smoothed` keywords.
@@ -587,20 +552,18 @@ type Rewritten = (
     Vec<(usize, plan::SelMode)>,
 );
 
-/// [`parse_expr`] that also reports the trim operators (see
-/// [`rewrite_trims`]) and the experimental selector modifiers (see
-/// [`rewrite_modes`]).
+/// [`parse_expr`] that also reports the trim operators and the
+/// experimental `anchored`/`smoothed` selector modifiers, which
+/// promql-parser's tree cannot hold. Duration expressions are replaced by
+/// literals first (module `durexpr`) and `info()`'s label selector is
+/// completed (see [`rewrite_info_selector`]).
 fn parse_expr_rewritten(
     query: &str,
     dctx: Option<durexpr::DurCtx>,
 ) -> Result<Rewritten, QueryError> {
-    let (rewritten, trims) = rewrite_trims(query);
-    let (rewritten, modes) = rewrite_modes(&rewritten);
-    // Duration expressions last: their rewriting changes lengths, and the
-    // offsets above refer to the original text.
-    let rewritten = durexpr::rewrite(&rewritten, dctx);
+    let rewritten = durexpr::rewrite(query, dctx);
     let rewritten = rewrite_info_selector(&rewritten);
-    parse_expr_inner(&rewritten, query).map(|e| (e, trims, modes))
+    parse_expr_inner(&rewritten, query)
 }
 
 /// The label name of the placeholder matcher given to `info()`'s label
@@ -659,180 +622,11 @@ fn rewrite_info_selector(q: &str) -> String {
     out
 }
 
-/// Blanks out the experimental `anchored`/`smoothed` selector modifiers
-/// (which promql-parser 0.11 does not know) and returns their offsets. A
-/// word counts as a modifier when it stands alone right after what can end
-/// a selector (`]`, `}`, a name, a number or duration, `)` of `@ start()`),
-/// not after an operator keyword, and is not called like a function.
-fn rewrite_modes(q: &str) -> (String, Vec<(usize, plan::SelMode)>) {
-    let chars = code_chars(q);
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    let mut found = Vec::new();
-    let mut k = 0;
-    while k < chars.len() {
-        let (i, c) = chars[k];
-        if !(c.is_ascii_alphabetic() || c == '_')
-            || (k > 0 && ident(chars[k - 1].1) && chars[k - 1].0 + 1 == i)
-        {
-            k += 1;
-            continue;
-        }
-        // A whole identifier starting at i.
-        let mut e = k;
-        while e < chars.len() && ident(chars[e].1) && chars[e].0 == i + (e - k) {
-            e += 1;
-        }
-        let end = i + (e - k);
-        let word = &q[i..end];
-        let mode = match word {
-            "anchored" => Some(plan::SelMode::Anchored),
-            "smoothed" => Some(plan::SelMode::Smoothed),
-            _ => None,
-        };
-        if let Some(mode) = mode {
-            let next = chars[e..].iter().find(|(_, c)| !c.is_whitespace());
-            let prev = chars[..k].iter().rev().find(|(_, c)| !c.is_whitespace());
-            // The word before, if the previous token is a word.
-            let prev_word = prev.filter(|(_, c)| ident(*c)).map(|&(j, _)| {
-                let mut st = j;
-                while st > 0 && q[..st].ends_with(ident) {
-                    st -= 1;
-                }
-                &q[st..=j]
-            });
-            let after_selector = matches!(prev, Some((_, ']' | '}' | ')')))
-                || prev_word.is_some_and(|w| {
-                    !matches!(
-                        w.to_ascii_lowercase().as_str(),
-                        "and"
-                            | "or"
-                            | "unless"
-                            | "by"
-                            | "without"
-                            | "on"
-                            | "ignoring"
-                            | "bool"
-                            | "group_left"
-                            | "group_right"
-                            | "offset"
-                            | "atan2"
-                    )
-                });
-            if after_selector && !matches!(next, Some((_, '(' | '{' | '['))) {
-                found.push((i, mode));
-            }
-        }
-        k = e;
-    }
-    let mut out = q.to_string();
-    for &(i, _) in &found {
-        out.replace_range(i..i + 8, "        ");
-    }
-    (out, found)
-}
-
-fn parse_expr_inner(text: &str, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    let owned = rewrite_raw_strings(text);
-    match std::panic::catch_unwind(move || promql_parser::parser::parse(&owned)) {
-        Ok(Ok(e)) => Ok(e),
-        Ok(Err(msg)) => Err(QueryError::Parse(prometheus_parse_error(query, &msg))),
-        Err(_) => Err(QueryError::Parse(format!(
-            "could not parse query {query:?}"
-        ))),
-    }
-}
-
-/// Rewords a promql-parser error as Prometheus writes it, with the
-/// `line:col:` position in front where it can be derived from the message
-/// and the text (promql-parser reports no positions): errors at the end of
-/// the input, an unbalanced `)`, and errors naming a function. Other errors
-/// keep promql-parser's wording without a position.
-fn prometheus_parse_error(query: &str, msg: &str) -> String {
-    let mut msg = msg.to_string();
-    // Quoting and type names as Prometheus writes them.
-    for (from, to) in [
-        ("in call to function '", "in call to function \""),
-        ("in call to '", "in call to \""),
-        (
-            "unknown function with name '",
-            "unknown function with name \"",
-        ),
-        ("set operator '", "set operator \""),
-    ] {
-        if let Some(i) = msg.find(from)
-            && let Some(j) = msg[i + from.len()..].find('\'')
-        {
-            let end = i + from.len() + j;
-            msg = format!(
-                "{}{}{}\"{}",
-                &msg[..i],
-                to,
-                &msg[i + from.len()..end],
-                &msg[end + 1..]
-            );
-        }
-    }
-    msg = msg
-        .replace("expected type matrix", "expected type range vector")
-        .replace("expected type vector", "expected type instant vector")
-        .replace("got matrix", "got range vector")
-        .replace("got vector", "got instant vector")
-        .replace("in aggregation expression,", "in aggregation parameter,");
-    let end = query.len();
-    let trimmed = query.trim_end();
-    let pos: Option<usize> = match msg.as_str() {
-        "unclosed left parenthesis"
-        | "unexpected end of input inside braces"
-        | "unexpected end of input in offset, expected duration" => Some(end),
-        "unexpected end of input inside brackets" => {
-            msg = "unclosed left bracket".into();
-            Some(end)
-        }
-        "invalid promql query" if ends_with_operator(trimmed) => {
-            msg = "unexpected end of input".into();
-            Some(end)
-        }
-        "unexpected right parenthesis ')'" => unbalanced_close(query).map(|i| i + 1),
-        m => function_named(m).and_then(|f| {
-            let at = find_call(query, &f)?;
-            if m.starts_with("expected type") {
-                // The offending argument: known only for one-argument calls.
-                single_argument(query, at + f.len())
-            } else {
-                Some(at)
-            }
-        }),
-    };
-    match pos {
-        Some(p) => format!("{}: parse error: {msg}", plan::position_string(query, p)),
-        None => format!("parse error: {msg}"),
-    }
-}
-
-/// Whether the text ends with a binary operator (so the input ended where
-/// an operand was expected).
-fn ends_with_operator(q: &str) -> bool {
-    const SYMBOLS: [&str; 12] = [
-        "+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", ">=", "<=",
-    ];
-    if SYMBOLS.iter().any(|s| q.ends_with(s)) {
-        return true;
-    }
-    ["and", "or", "unless", "atan2"].iter().any(|w| {
-        q.strip_suffix(w).is_some_and(|rest| {
-            rest.ends_with(|c: char| c.is_whitespace() || c == ')' || c == ']' || c == '}')
-        })
-    })
-}
-
-/// The function a message names (`... call to "f"`, `... function "f"`,
-/// `... with name "f"`).
-fn function_named(m: &str) -> Option<String> {
-    let i = ["call to function \"", "in call to \"", "with name \""]
-        .iter()
-        .find_map(|p| m.find(p).map(|i| i + p.len()))?;
-    let rest = &m[i..];
-    Some(rest[..rest.find('"')?].to_string())
+/// The single switch point to the parser: `text` is `query` after the
+/// rewrites above.
+fn parse_expr_inner(text: &str, query: &str) -> Result<Rewritten, QueryError> {
+    let p = parser::parse_query_for(text, query).map_err(QueryError::Parse)?;
+    Ok((p.expr, p.trims, p.modes))
 }
 
 /// Byte offsets of `s` outside quoted strings and comments, with the char.
@@ -858,113 +652,6 @@ fn code_chars(s: &str) -> Vec<(usize, char)> {
                 }
             }
             c => out.push((i, c)),
-        }
-    }
-    out
-}
-
-/// The offset of the first `)` that closes nothing.
-fn unbalanced_close(q: &str) -> Option<usize> {
-    let mut depth = 0i32;
-    for (i, c) in code_chars(q) {
-        match c {
-            '(' => depth += 1,
-            ')' if depth == 0 => return Some(i),
-            ')' => depth -= 1,
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The offset of the first call of `name` (the identifier followed by `(`).
-fn find_call(q: &str, name: &str) -> Option<usize> {
-    let cs = code_chars(q);
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    for (k, &(i, _)) in cs.iter().enumerate() {
-        if !q[i..].starts_with(name) || (k > 0 && ident(cs[k - 1].1) && cs[k - 1].0 + 1 == i) {
-            continue;
-        }
-        let after = q[i + name.len()..].trim_start();
-        let next_is_ident = q[i + name.len()..].starts_with(ident);
-        if !next_is_ident && after.starts_with('(') {
-            return Some(i);
-        }
-    }
-    None
-}
-
-/// For a call whose name ends at `name_end`, the offset of its argument when
-/// it has exactly one.
-fn single_argument(q: &str, name_end: usize) -> Option<usize> {
-    let open = name_end + q[name_end..].find('(')?;
-    let mut depth = 0i32;
-    let mut first = None;
-    for (i, c) in code_chars(q).into_iter().filter(|(i, _)| *i > open) {
-        match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' if depth == 0 => return first,
-            ')' | ']' | '}' => depth -= 1,
-            ',' if depth == 0 => return None,
-            _ => {}
-        }
-        if first.is_none() && !c.is_whitespace() {
-            first = Some(i);
-        }
-    }
-    None
-}
-
-/// Rewrites backtick (raw) strings into double-quoted ones with their
-/// backslashes and quotes escaped: promql-parser 0.11 processes escape
-/// sequences inside raw strings, so `` `a\d` `` would fail to parse.
-fn rewrite_raw_strings(q: &str) -> String {
-    let mut out = String::with_capacity(q.len() + 8);
-    let mut chars = q.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' | '\'' => {
-                out.push(c);
-                while let Some(d) = chars.next() {
-                    out.push(d);
-                    if d == '\\' {
-                        if let Some(e) = chars.next() {
-                            out.push(e);
-                        }
-                    } else if d == c {
-                        break;
-                    }
-                }
-            }
-            '#' => {
-                out.push(c);
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d == '\n' {
-                        break;
-                    }
-                }
-            }
-            '`' => {
-                let rest = chars.as_str();
-                match rest.find('`') {
-                    Some(end) => {
-                        out.push('"');
-                        for d in rest[..end].chars() {
-                            match d {
-                                '\\' => out.push_str("\\\\"),
-                                '"' => out.push_str("\\\""),
-                                '\n' => out.push_str("\\n"),
-                                d => out.push(d),
-                            }
-                        }
-                        out.push('"');
-                        chars = rest[end + 1..].chars();
-                    }
-                    None => out.push(c),
-                }
-            }
-            c => out.push(c),
         }
     }
     out

@@ -481,9 +481,11 @@ fn convert_aggop(id: u16) -> Result<AggOp, QueryError> {
     })
 }
 
-/// True for a label name Prometheus 3 accepts (any valid UTF-8, non-empty).
+/// True for a label name Prometheus 3 accepts (any valid UTF-8, non-empty;
+/// string escapes such as `"\xff"` can make invalid UTF-8, which the parser
+/// keeps as marked bytes).
 pub(crate) fn is_valid_label_name(s: &str) -> bool {
-    !s.is_empty()
+    !s.is_empty() && !crate::parser::has_raw_bytes(s)
 }
 
 /// Converts a parsed expression.
@@ -832,7 +834,10 @@ fn conv(e: &pp::Expr, ctx: &mut PlanCtx<'_>, path: PathTimes) -> Result<Node, Qu
                 && let Node::Str(s) = p.as_ref()
                 && !is_valid_label_name(s)
             {
-                return Err(QueryError::Execution(format!("invalid label name {s:?}")));
+                return Err(QueryError::Execution(format!(
+                    "invalid label name {}",
+                    crate::parser::go_quote(s)
+                )));
             }
             let expr = conv(unparen(&a.expr), ctx, path)?;
             Node::Aggregate {

@@ -93,6 +93,12 @@ impl Kw {
         })
     }
 
+    /// The keyword spelled `word`, if any (tests).
+    #[cfg(test)]
+    pub(crate) fn lookup_pub(word: &str) -> Option<Kw> {
+        Kw::lookup(word)
+    }
+
     /// Aggregation operators.
     pub(crate) fn is_aggregator(self) -> bool {
         matches!(

@@ -177,7 +177,9 @@ pub(crate) fn lower(n: &N) -> Expr {
             ..
         } => {
             let fill = m.fill_lhs.is_some() || m.fill_rhs.is_some();
-            let any = *ret_bool || m.has_labels_clause || m.card != 0 || fill;
+            // Set operators always carry their many-to-many matching, as
+            // promql-parser builds them.
+            let any = *ret_bool || m.has_labels_clause || m.card != 0 || fill || op.is_set();
             let modifier = any.then(|| {
                 let card = match m.card {
                     1 => VectorMatchCardinality::ManyToOne(labels(&m.include)),

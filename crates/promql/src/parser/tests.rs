@@ -799,3 +799,99 @@ fn prometheus_parse_cases() {
     }
     eprintln!("{good} agree, {bad} differ");
 }
+
+mod differential {
+    //! Generated valid queries (no function calls, no regex matchers, whose
+    //! printed forms differ between the crates) give exactly promql-parser's
+    //! tree.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaf() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z][a-z_0-9]{0,5}".prop_filter("keyword", |s| {
+                lex::Kw::lookup_pub(s).is_none() && s != "inf" && s != "nan"
+            }),
+            "[a-z]{1,4}\\{[a-z]{1,3}(=|!=)\"[a-z]{0,3}\"\\}".prop_filter("keyword", |s| {
+                let name = s.split('{').next().unwrap_or("");
+                lex::Kw::lookup_pub(name).is_none() && name != "inf" && name != "nan"
+            }),
+            (0u32..1000).prop_map(|n| n.to_string()),
+            "[0-9]{1,2}\\.[0-9]{1,2}",
+            Just("rate(x[5m])".to_string()),
+            Just("x offset 5m".to_string()),
+            Just("x offset -1h30m".to_string()),
+            Just("x @ 100".to_string()),
+            Just("x[1m] @ end() offset 10s".to_string()),
+            Just("y{a=\"\\t\\x41\\u00e9\", `b`='c'}".to_string()),
+            Just("{__name__=\"z\"}".to_string()),
+            Just("count_values(\"v\", x)".to_string()),
+            Just("time()".to_string()),
+        ]
+    }
+
+    fn expr() -> impl Strategy<Value = String> {
+        leaf().prop_recursive(4, 24, 2, |inner| {
+            let op = prop_oneof![
+                Just("+"),
+                Just("-"),
+                Just("*"),
+                Just("/"),
+                Just("%"),
+                Just("^"),
+                Just("atan2"),
+                Just("== bool"),
+                Just("!="),
+                Just("> bool"),
+                Just("<="),
+                Just("and"),
+                Just("or"),
+                Just("unless"),
+                Just("* on(a)"),
+                Just("+ ignoring(a, b)"),
+                Just("/ on(a) group_left(c)"),
+                Just("- on() group_right"),
+            ];
+            prop_oneof![
+                (inner.clone(), op, inner.clone()).prop_map(|(a, o, b)| format!("{a} {o} {b}")),
+                inner.clone().prop_map(|a| format!("-{a}")),
+                inner.clone().prop_map(|a| format!("({a})")),
+                inner.clone().prop_map(|a| format!("sum by (x) ({a})")),
+                inner.clone().prop_map(|a| format!("max({a}) without (y)")),
+                inner.clone().prop_map(|a| format!("({a})[5m:1m]")),
+                inner.clone().prop_map(|a| format!("topk(2, {a})")),
+                inner.clone().prop_map(|a| format!("abs({a})")),
+                inner.clone().prop_map(|a| format!("clamp({a}, 0, 1)")),
+                inner.clone().prop_map(|a| format!("round({a})")),
+                inner
+                    .clone()
+                    .prop_map(|a| format!("label_replace({a}, \"a\", \"$1\", \"b\", \"(.*)\")")),
+                inner.prop_map(|a| format!("max_over_time(({a})[10m:])")),
+            ]
+        })
+    }
+
+    /// Debug form with functions reduced to their names (the two function
+    /// tables differ in details the planner does not read).
+    fn norm(e: &Expr) -> String {
+        let re = regex::Regex::new(r#"Function \{ name: "([^"]*)"[^}]*\}"#).unwrap();
+        re.replace_all(&format!("{e:?}"), "F($1)").into_owned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn same_tree_as_promql_parser(q in expr()) {
+            let old = std::panic::catch_unwind(|| promql_parser::parser::parse(&q));
+            let new = parse_query(&q);
+            match (old, new) {
+                (Ok(Ok(a)), Ok(b)) => prop_assert_eq!(norm(&a), norm(&b.expr), "{}", q),
+                (Ok(Err(_)), Err(_)) => {}
+                (Ok(Ok(a)), Err(e)) => prop_assert!(false, "{q}: only old parses ({a}); {e}"),
+                (Ok(Err(e)), Ok(_)) => prop_assert!(false, "{q}: only new parses; old: {e}"),
+                (Err(_), _) => {}
+            }
+        }
+    }
+}
