@@ -315,11 +315,15 @@ impl<'a> Dec<'a> {
     }
 
     fn varint(&mut self) -> Result<i64, RecordError> {
-        // One-byte values (most deltas in a samples record) first.
-        let u = match self.b.get(self.pos) {
-            Some(&c) if c < 0x80 => {
+        // One- and two-byte values (the deltas of a samples record) first.
+        let u = match self.b.get(self.pos..self.pos + 2) {
+            Some(&[c, _]) if c < 0x80 => {
                 self.pos += 1;
                 u64::from(c)
+            }
+            Some(&[c, d]) if d < 0x80 => {
+                self.pos += 2;
+                u64::from(c & 0x7f) | (u64::from(d) << 7)
             }
             _ => self.uvarint()?,
         };

@@ -576,10 +576,9 @@ fn read_segments(
         let data = data.as_ref();
         let mut r = SegmentReader::new(data);
         while let Some((snappy, rec)) = r.next_raw() {
-            batch.data.extend_from_slice(rec);
-            batch.ends.push(batch.data.len());
-            batch.snappy.push(snappy);
-            if batch.data.len() >= DECODE_BATCH_BYTES {
+            // Hand the batch over before a record would outgrow its buffer
+            // (growing it would copy the whole batch).
+            if !batch.ends.is_empty() && batch.data.len() + rec.len() > DECODE_BATCH_BYTES {
                 seq += 1;
                 let full = std::mem::replace(
                     &mut batch,
@@ -594,6 +593,9 @@ fn read_segments(
                     return Ok(None);
                 }
             }
+            batch.data.extend_from_slice(rec);
+            batch.ends.push(batch.data.len());
+            batch.snappy.push(snappy);
         }
         segments_read.fetch_add(1, Relaxed);
         if let Some(c) = r.corruption() {
@@ -657,12 +659,13 @@ fn replay_segments(
             let dec_tx = dec_tx.clone();
             let raw_rx = &raw_rx;
             sc.spawn(move || {
+                // Decompression buffer, reused (only growth is zeroed).
+                let mut buf = Vec::new();
                 loop {
                     let job = raw_rx.lock().recv();
                     let Ok(b) = job else { break };
                     let mut start = 0;
                     let mut records = Vec::with_capacity(b.ends.len());
-                    let mut buf = Vec::new();
                     for (k, &end) in b.ends.iter().enumerate() {
                         let raw = &b.data[start..end];
                         let rec: Result<&[u8], String> = if b.snappy.get(k) == Some(&true) {
