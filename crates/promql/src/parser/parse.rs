@@ -188,9 +188,30 @@ pub(crate) enum K {
 pub(crate) struct N {
     pub k: K,
     pub start: usize,
+    /// Height of the tree below (1 for a leaf), bounded by
+    /// [`MAX_DEPTH`] so that the recursive passes over it cannot exhaust
+    /// the stack.
+    pub depth: usize,
 }
 
 impl N {
+    /// A node; its depth is one more than its deepest child's.
+    pub(crate) fn new(k: K, start: usize) -> N {
+        let child = match &k {
+            K::Num(_) | K::Str(_) | K::Sel(_) => 0,
+            K::Matrix(e, _) | K::Paren(e) | K::Unary(_, e) => e.depth,
+            K::Sub { expr, .. } => expr.depth,
+            K::Binary { lhs, rhs, .. } => lhs.depth.max(rhs.depth),
+            K::Agg { expr, param, .. } => expr.depth.max(param.as_ref().map_or(0, |p| p.depth)),
+            K::Call(_, args) => args.iter().map(|a| a.depth).max().unwrap_or(0),
+        };
+        N {
+            k,
+            start,
+            depth: child + 1,
+        }
+    }
+
     /// The value type.
     pub(crate) fn vt(&self) -> VT {
         match &self.k {
@@ -222,10 +243,22 @@ pub(crate) struct Extras {
     pub modes: Vec<(usize, usize, bool)>,
 }
 
+/// The deepest expression tree accepted (nesting and operator chains).
+/// Parsing, checking, planning and evaluation all recurse over the tree;
+/// at this depth the whole engine runs within a 2 MiB thread stack in a
+/// debug build (measured: 300 levels overflow it), where a deeper query
+/// would abort the process. Prometheus has no such limit.
+pub(crate) const MAX_DEPTH: usize = 200;
+
+fn too_deep() -> String {
+    format!("expression nested too deeply (more than {MAX_DEPTH} levels)")
+}
+
 pub(crate) struct Parser<'a> {
     input: &'a str,
     toks: Vec<Token>,
     i: usize,
+    nest: usize,
     pub extras: Extras,
 }
 
@@ -236,6 +269,52 @@ fn err<T>(pos: usize, msg: impl Into<String>) -> R<T> {
         pos,
         msg: msg.into(),
     })
+}
+
+/// What a primary expression starts with.
+enum Primary {
+    Paren,
+    Agg(Kw),
+    Call,
+    Leaf,
+}
+
+/// A binary operator and its modifiers.
+pub(crate) struct BinOp {
+    op: Op,
+    op_pos: usize,
+    ret_bool: bool,
+    m: Matching,
+}
+
+// Boxed so the recursive parsing frames that carry it stay small.
+#[allow(clippy::boxed_local)]
+#[inline(never)]
+fn binary(lhs: N, rhs: N, b: Box<BinOp>) -> R<N> {
+    if lhs.depth >= MAX_DEPTH || rhs.depth >= MAX_DEPTH {
+        return err(lhs.start, too_deep());
+    }
+    let start = lhs.start;
+    let b = *b;
+    Ok(N::new(
+        K::Binary {
+            op: b.op,
+            op_pos: b.op_pos,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+            ret_bool: b.ret_bool,
+            m: b.m,
+        },
+        start,
+    ))
+}
+
+#[inline(never)]
+fn unary(neg: bool, start: usize, inner: N) -> N {
+    if let K::Num(v) = inner.k {
+        return N::new(K::Num(if neg { -v } else { v }), start);
+    }
+    N::new(K::Unary(neg, Box::new(inner)), start)
 }
 
 /// Nanoseconds of a seconds value, as Go's `time.Duration(math.Round(s*1e9))`.
@@ -261,6 +340,7 @@ impl<'a> Parser<'a> {
             input,
             toks,
             i: 0,
+            nest: 0,
             extras: Extras::default(),
         }
     }
@@ -320,47 +400,66 @@ impl<'a> Parser<'a> {
         Ok(e)
     }
 
-    /// Binary expressions with operators of at least `min` precedence.
+    /// Binary expressions with operators of at least `min` precedence,
+    /// within the nesting limit.
     fn expr(&mut self, min: u8) -> R<N> {
+        self.nest += 1;
+        if self.nest > MAX_DEPTH {
+            return err(self.peek().start, too_deep());
+        }
+        let r = self.expr_inner(min);
+        self.nest -= 1;
+        let n = r?;
+        if n.depth > MAX_DEPTH {
+            return err(n.start, too_deep());
+        }
+        Ok(n)
+    }
+
+    fn expr_inner(&mut self, min: u8) -> R<N> {
         let mut lhs = self.unary()?;
-        loop {
-            let t = self.peek().clone();
-            let Some(op) = Op::of(&t.tok) else { break };
-            if op.prec() < min {
-                break;
-            }
-            self.bump();
-            match op {
-                Op::Lss | Op::Gtr => self.extras.trims.push(false),
-                Op::TrimUpper | Op::TrimLower => self.extras.trims.push(true),
-                _ => {}
-            }
-            let (ret_bool, m) = self.bin_modifiers()?;
-            let next = if op == Op::Pow {
-                op.prec()
+        while let Some(b) = self.binary_op(min)? {
+            let next = if b.op == Op::Pow {
+                b.op.prec()
             } else {
-                op.prec() + 1
+                b.op.prec() + 1
             };
             let rhs = self.expr(next)?;
-            let start = lhs.start;
-            lhs = N {
-                k: K::Binary {
-                    op,
-                    op_pos: t.start,
-                    lhs: Box::new(lhs),
-                    rhs: Box::new(rhs),
-                    ret_bool,
-                    m,
-                },
-                start,
-            };
+            lhs = binary(lhs, rhs, b)?;
         }
         Ok(lhs)
     }
 
+    /// The binary operator at the current token with its modifiers, when it
+    /// binds at least as tight as `min`.
+    #[inline(never)]
+    fn binary_op(&mut self, min: u8) -> R<Option<Box<BinOp>>> {
+        let t = self.peek();
+        let op_pos = t.start;
+        let Some(op) = Op::of(&t.tok) else {
+            return Ok(None);
+        };
+        if op.prec() < min {
+            return Ok(None);
+        }
+        self.bump();
+        match op {
+            Op::Lss | Op::Gtr => self.extras.trims.push(false),
+            Op::TrimUpper | Op::TrimLower => self.extras.trims.push(true),
+            _ => {}
+        }
+        let (ret_bool, m) = self.bin_modifiers()?;
+        Ok(Some(Box::new(BinOp {
+            op,
+            op_pos,
+            ret_bool,
+            m,
+        })))
+    }
+
     fn unary(&mut self) -> R<N> {
-        let t = self.peek().clone();
-        let neg = match t.tok {
+        let start = self.peek().start;
+        let neg = match self.peek().tok {
             Tok::Sub => true,
             Tok::Add => false,
             _ => return self.postfix(),
@@ -368,25 +467,22 @@ impl<'a> Parser<'a> {
         self.bump();
         // The operand binds everything tighter than `*` (only `^`).
         let inner = self.expr(Op::Pow.prec())?;
-        if let K::Num(v) = inner.k {
-            return Ok(N {
-                k: K::Num(if neg { -v } else { v }),
-                start: t.start,
-            });
-        }
-        Ok(N {
-            k: K::Unary(neg, Box::new(inner)),
-            start: t.start,
-        })
+        Ok(unary(neg, start, inner))
     }
 
     /// A primary expression followed by `[...]`, `offset`, `@`,
     /// `anchored`, `smoothed` in any number.
     fn postfix(&mut self) -> R<N> {
-        let mut e = self.primary()?;
+        let e = self.primary()?;
+        self.postfix_ops(e)
+    }
+
+    #[inline(never)]
+    fn postfix_ops(&mut self, mut e: N) -> R<N> {
         loop {
             let t = self.peek().clone();
             match t.tok {
+                Tok::LBracket if e.depth >= MAX_DEPTH => return err(e.start, too_deep()),
                 Tok::LBracket => e = self.range_or_subquery(e)?,
                 Tok::Kw(Kw::Offset) => {
                     self.bump();
@@ -435,69 +531,99 @@ impl<'a> Parser<'a> {
     }
 
     fn primary(&mut self) -> R<N> {
-        let t = self.peek().clone();
-        let text = t.text(self.input).to_string();
-        match &t.tok {
-            Tok::Number => {
-                self.bump();
-                Ok(N {
-                    k: K::Num(parse_number(&text).map_err(|m| PErr {
-                        pos: t.start,
-                        msg: m,
-                    })?),
-                    start: t.start,
-                })
-            }
-            Tok::Duration => {
-                self.bump();
-                Ok(N {
-                    k: K::Num(parse_duration_secs(&text, t.start)?),
-                    start: t.start,
-                })
-            }
-            Tok::Str => {
-                self.bump();
-                Ok(N {
-                    k: K::Str(unquote(&text, t.start)?),
-                    start: t.start,
-                })
-            }
-            Tok::LParen => {
+        let start = self.peek().start;
+        match self.primary_kind() {
+            Primary::Paren => {
                 self.bump();
                 let inner = self.expr(0)?;
-                if !matches!(self.peek().tok, Tok::RParen) {
-                    return self.unexpected("", "");
-                }
-                self.bump();
-                Ok(N {
-                    k: K::Paren(Box::new(inner)),
-                    start: t.start,
-                })
+                self.close_paren(inner, start)
             }
-            Tok::LBrace => {
-                let matchers = self.label_matchers()?;
-                self.selector(None, matchers, t.start)
-            }
-            Tok::Kw(k) if k.is_aggregator() => {
-                if matches!(
-                    self.peek_at(1),
-                    Tok::LParen | Tok::Kw(Kw::By) | Tok::Kw(Kw::Without)
-                ) {
-                    self.aggregate(*k, t.start)
-                } else {
-                    self.name_selector()
-                }
+            Primary::Agg(k) => self.aggregate(k, start),
+            Primary::Call => self.call(),
+            Primary::Leaf => self.leaf(),
+        }
+    }
+
+    /// What the current token starts.
+    #[inline(never)]
+    fn primary_kind(&self) -> Primary {
+        match &self.peek().tok {
+            Tok::LParen => Primary::Paren,
+            Tok::Kw(k)
+                if k.is_aggregator()
+                    && matches!(
+                        self.peek_at(1),
+                        Tok::LParen | Tok::Kw(Kw::By) | Tok::Kw(Kw::Without)
+                    ) =>
+            {
+                Primary::Agg(*k)
             }
             Tok::Ident
             | Tok::Kw(Kw::Start | Kw::End | Kw::Step | Kw::Range | Kw::MaxOf | Kw::MinOf)
                 if matches!(self.peek_at(1), Tok::LParen) =>
             {
-                self.call()
+                Primary::Call
+            }
+            _ => Primary::Leaf,
+        }
+    }
+
+    #[inline(never)]
+    fn close_paren(&mut self, inner: N, start: usize) -> R<N> {
+        if !matches!(self.peek().tok, Tok::RParen) {
+            return self.unexpected("", "");
+        }
+        self.bump();
+        Ok(N::new(K::Paren(Box::new(inner)), start))
+    }
+
+    /// Literals and selectors (nothing recursive).
+    #[inline(never)]
+    fn leaf(&mut self) -> R<N> {
+        let t = self.peek().clone();
+        let text = t.text(self.input).to_string();
+        match &t.tok {
+            Tok::Number => {
+                self.bump();
+                let v = parse_number(&text).map_err(|m| PErr {
+                    pos: t.start,
+                    msg: m,
+                })?;
+                Ok(N::new(K::Num(v), t.start))
+            }
+            Tok::Duration => {
+                self.bump();
+                Ok(N::new(
+                    K::Num(parse_duration_secs(&text, t.start)?),
+                    t.start,
+                ))
+            }
+            Tok::Str => {
+                self.bump();
+                Ok(N::new(K::Str(unquote(&text, t.start)?), t.start))
+            }
+            Tok::LBrace => {
+                let matchers = self.label_matchers()?;
+                self.selector(None, matchers, t.start)
             }
             Tok::Ident
             | Tok::MetricIdent
             | Tok::Kw(
-                Kw::By
+                Kw::Sum
+                | Kw::Avg
+                | Kw::Count
+                | Kw::Min
+                | Kw::Max
+                | Kw::Group
+                | Kw::Stddev
+                | Kw::Stdvar
+                | Kw::Topk
+                | Kw::Bottomk
+                | Kw::CountValues
+                | Kw::Quantile
+                | Kw::Limitk
+                | Kw::LimitRatio
+                | Kw::By
                 | Kw::Without
                 | Kw::Fill
                 | Kw::FillLeft
@@ -536,15 +662,15 @@ impl<'a> Parser<'a> {
         matchers: Vec<(String, MOp, String)>,
         start: usize,
     ) -> R<N> {
-        Ok(N {
-            k: K::Sel(Sel {
+        Ok(N::new(
+            K::Sel(Sel {
                 name,
                 matchers,
                 offset: None,
                 at: None,
             }),
             start,
-        })
+        ))
     }
 
     /// `{ ... }` at the current token.
@@ -645,10 +771,7 @@ impl<'a> Parser<'a> {
                 format!("unknown function with name {}", super::lex::go_quote(&name)),
             );
         };
-        Ok(N {
-            k: K::Call(f, args),
-            start: t.start,
-        })
+        Ok(N::new(K::Call(f, args), t.start))
     }
 
     fn aggregate(&mut self, op: Kw, start: usize) -> R<N> {
@@ -690,15 +813,15 @@ impl<'a> Parser<'a> {
         let Some(expr) = expr else {
             panic!("BUG: aggregation without expression after the count check");
         };
-        Ok(N {
-            k: K::Agg {
+        Ok(N::new(
+            K::Agg {
                 op,
                 expr,
                 param,
                 grouping,
             },
             start,
-        })
+        ))
     }
 
     /// `( label, ... )`.
@@ -1029,10 +1152,7 @@ impl<'a> Parser<'a> {
                     return err(open.start, m);
                 }
                 let start = e.start;
-                Ok(N {
-                    k: K::Matrix(Box::new(e), range),
-                    start,
-                })
+                Ok(N::new(K::Matrix(Box::new(e), range), start))
             }
             Tok::Colon => {
                 self.bump();
@@ -1049,8 +1169,8 @@ impl<'a> Parser<'a> {
                 }
                 self.bump();
                 let start = e.start;
-                Ok(N {
-                    k: K::Sub {
+                Ok(N::new(
+                    K::Sub {
                         expr: Box::new(e),
                         range,
                         step,
@@ -1058,7 +1178,7 @@ impl<'a> Parser<'a> {
                         at: None,
                     },
                     start,
-                })
+                ))
             }
             _ => self.unexpected("subquery or range", "\":\" or \"]\""),
         }

@@ -895,3 +895,40 @@ mod differential {
         }
     }
 }
+
+/// Deep nesting and long operator chains end in an error, not a stack
+/// overflow, on a 2 MiB stack.
+#[test]
+fn depth_is_bounded() {
+    let cases: Vec<(String, bool)> = [150usize, 100_000]
+        .into_iter()
+        .flat_map(|n| {
+            let ok = n <= parse::MAX_DEPTH - 10;
+            [
+                (vec!["a"; n].join(" + "), ok),
+                (format!("{}a{}", "(".repeat(n), ")".repeat(n)), ok),
+                (format!("{}a", "-".repeat(n)), ok),
+                (format!("{}a{}", "abs(".repeat(n), ")".repeat(n)), ok),
+                (format!("a{}", "[1m:]".repeat(n)), false),
+            ]
+        })
+        .collect();
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for (q, want_ok) in cases {
+                let r = parse_query(&q);
+                if want_ok {
+                    assert!(r.is_ok(), "{}: {r:?}", &q[..20]);
+                } else if let Err(e) = r {
+                    assert!(
+                        e.contains("nested too deeply") || e.contains("subquery is only allowed"),
+                        "{e}"
+                    );
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
