@@ -322,7 +322,8 @@ pub enum ApiError {
     /// The query ran out of time (503).
     #[error("{0}")]
     Timeout(String),
-    /// The query was canceled (503).
+    /// The query was canceled (499, as Prometheus 3 answers: the client
+    /// went away or the query was stopped).
     #[error("{0}")]
     Canceled(String),
     /// A failure of the server itself (500).
@@ -335,6 +336,13 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+/// The status Prometheus 3 answers a canceled query with (nginx's "client
+/// closed request"; not in the HTTP registry).
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+};
 
 impl ApiError {
     /// Prometheus's `errorType` string.
@@ -355,9 +363,9 @@ impl ApiError {
         match self {
             ApiError::BadData(_) => StatusCode::BAD_REQUEST,
             ApiError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Timeout(_) | ApiError::Canceled(_) | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Prometheus 3's statusClientClosedConnection (nginx's 499).
+            ApiError::Canceled(_) => CLIENT_CLOSED_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
         }

@@ -1503,3 +1503,21 @@ async fn abandoned_and_timed_out_queries_stop_evaluating() {
     let d = h.data("/api/v1/query?query=1&time=0").await;
     assert_eq!(d["result"][1], "1");
 }
+
+#[test]
+fn api_error_statuses_are_prometheus_3s() {
+    use crate::ApiError;
+    let cases = [
+        (ApiError::BadData(String::new()), 400, "bad_data"),
+        (ApiError::Execution(String::new()), 422, "execution"),
+        (ApiError::Timeout(String::new()), 503, "timeout"),
+        (ApiError::Canceled(String::new()), 499, "canceled"),
+        (ApiError::Internal(String::new()), 500, "internal"),
+        (ApiError::NotFound(String::new()), 404, "not_found"),
+        (ApiError::Unavailable(String::new()), 503, "unavailable"),
+    ];
+    for (e, code, typ) in cases {
+        assert_eq!(e.status().as_u16(), code, "{typ}");
+        assert_eq!(e.error_type(), typ);
+    }
+}
