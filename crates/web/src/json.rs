@@ -450,7 +450,9 @@ mod tests {
             }]),
         );
         assert!(s.starts_with(r#"{"resultType":"matrix","result":[{"metric":{"__name__":"h"},"histograms":[[1,{"count":"4""#));
-        assert!(s.ends_with(r#"[2,{"count":"2","sum":"3","buckets":[[0,"-Inf","1","1"],[0,"1","+Inf","1"]]}]]}]}"#), "{s}");
+        // The first custom bucket includes its lower bound (-Inf): closed,
+        // as Prometheus's bucket iterator marks it.
+        assert!(s.ends_with(r#"[2,{"count":"2","sum":"3","buckets":[[3,"-Inf","1","1"],[0,"1","+Inf","1"]]}]]}]}"#), "{s}");
         // An empty histogram has no buckets key.
         let mut s = String::new();
         write_histogram(&mut s, &FloatHistogram::default());
