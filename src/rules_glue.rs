@@ -29,12 +29,15 @@ impl QueryFunc for EngineQuery {
                 .into_iter()
                 .map(|s| QuerySample {
                     labels: s.metric,
-                    value: s.v,
+                    // A histogram sample's float is 0, as Prometheus's `F`.
+                    value: if s.h.is_some() { 0.0 } else { s.v },
+                    histogram: s.h,
                 })
                 .collect()),
             Value::Scalar { v, .. } => Ok(vec![QuerySample {
                 labels: Labels::empty(),
                 value: v,
+                histogram: None,
             }]),
             _ => Err("rule result is not a vector or scalar".to_string()),
         }

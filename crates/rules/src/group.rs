@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use pharos_model::histogram::HistogramValue;
 use pharos_model::{Labels, LabelsBuilder, METRIC_NAME, Matcher, stale_nan};
 use pharos_storage::{AppendError, Appendable, Queryable};
 use pharos_template::{Expander, QueryFunc};
@@ -248,7 +249,16 @@ impl Group {
             let mut app = opts.appendable.appender();
             let mut returned = HashSet::with_capacity(samples.len());
             for s in &samples {
-                match app.append(0, &s.labels, s.t, s.v) {
+                let res = match &s.h {
+                    Some(h) => app.append_histogram(
+                        0,
+                        &s.labels,
+                        s.t,
+                        HistogramValue::Float((**h).clone()),
+                    ),
+                    None => app.append(0, &s.labels, s.t, s.v),
+                };
+                match res {
                     Ok(_) => {
                         returned.insert(s.labels.clone());
                     }

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use pharos_model::histogram::FloatHistogram;
 use pharos_model::{Labels, LabelsBuilder, METRIC_NAME};
-use pharos_template::{Expander, QueryFunc};
+use pharos_template::{Expander, QueryFunc, SampleValue};
 
 use crate::file::{RuleDef, RuleKind};
 
@@ -110,8 +111,11 @@ pub struct OutSample {
     pub labels: Labels,
     /// Timestamp (evaluation time minus the query offset), ms.
     pub t: i64,
-    /// Value.
+    /// Value (unused when `h` is set).
     pub v: f64,
+    /// The native histogram, when a recording rule's result is one (it is
+    /// written as a float histogram sample, as Prometheus does).
+    pub h: Option<Box<FloatHistogram>>,
 }
 
 /// What evaluating a rule needs from its surroundings.
@@ -237,6 +241,7 @@ impl Rule {
                 labels,
                 t,
                 v: s.value,
+                h: s.histogram,
             });
         }
         if cx.limit > 0 && out.len() > cx.limit {
@@ -264,9 +269,21 @@ impl Rule {
         let res = cx.query.query(&self.expr_string, t)?;
         let mut fresh: HashMap<Labels, Alert> = HashMap::with_capacity(res.len());
         for s in res {
+            // As Prometheus: `$value` is the histogram of a histogram
+            // sample, while the alert's value is the sample's float (0).
+            let (value, tmpl_value) = match &s.histogram {
+                Some(h) => (0.0, SampleValue::Histogram(h)),
+                None => (s.value, SampleValue::Float(s.value)),
+            };
             let expand = |text: &str| {
-                cx.expander
-                    .expand_alert(name, text, &s.labels, cx.external_labels, s.value, ts)
+                cx.expander.expand_alert_sample(
+                    name,
+                    text,
+                    &s.labels,
+                    cx.external_labels,
+                    tmpl_value,
+                    ts,
+                )
             };
             let mut b = LabelsBuilder::from(&s.labels);
             b.del(METRIC_NAME);
@@ -291,7 +308,7 @@ impl Rule {
                     state: AlertState::Pending,
                     labels,
                     annotations: anns,
-                    value: s.value,
+                    value,
                     active_at: ts,
                     fired_at: 0,
                     resolved_at: 0,
@@ -389,6 +406,7 @@ fn alert_sample(a: &Alert, t: i64) -> OutSample {
         labels: b.build(),
         t,
         v: 1.0,
+        h: None,
     }
 }
 
@@ -400,5 +418,6 @@ fn for_state_sample(a: &Alert, t: i64) -> OutSample {
         t,
         // Whole seconds, as Prometheus writes `ActiveAt.Unix()`.
         v: a.active_at.div_euclid(1000) as f64,
+        h: None,
     }
 }

@@ -26,6 +26,11 @@
 //! action is routed through Go's `%v` formatting ([`gofmt::fmt_v`]) by a
 //! rewrite of the parsed template, and `printf` prints non-finite floats as
 //! Go does. Unknown functions and variables are parse errors, as in Go.
+//!
+//! Native histograms: where Prometheus hands templates a
+//! `*FloatHistogram` as `.Value` (`query` results, `$value` of an alert on
+//! a histogram), templates here see the text Go would print for it (its
+//! `String()`); printing is identical, arithmetic on it fails in both.
 
 pub mod gofmt;
 
@@ -34,6 +39,7 @@ use std::sync::Arc;
 
 use gotmpl::{MissingKey, Template, TemplateError as GoError, Value};
 use pharos_model::Labels;
+use pharos_model::histogram::FloatHistogram;
 
 /// Errors from parsing or executing a template. The messages keep Go's
 /// wording (`error parsing template X: template: X:1:5: ...`).
@@ -63,8 +69,32 @@ pub enum TemplateError {
 pub struct QuerySample {
     /// The series labels, including `__name__` when present.
     pub labels: Labels,
-    /// The sample value.
+    /// The float value (0 for a histogram sample, as Prometheus's `F`).
     pub value: f64,
+    /// The native histogram, when the sample is one (then `.Value` in a
+    /// template is the histogram, printed as Prometheus prints it).
+    pub histogram: Option<Box<FloatHistogram>>,
+}
+
+/// The value of a sample as templates see it: a float or a native
+/// histogram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleValue<'a> {
+    /// A float sample.
+    Float(f64),
+    /// A native histogram sample.
+    Histogram(&'a FloatHistogram),
+}
+
+impl SampleValue<'_> {
+    /// The template value: the float, or the histogram's text as Go's
+    /// `fmt` prints a `*FloatHistogram` (its `String()`).
+    fn to_value(self) -> Value {
+        match self {
+            SampleValue::Float(v) => Value::Float(v),
+            SampleValue::Histogram(h) => Value::from(h.to_string().as_str()),
+        }
+    }
 }
 
 /// Runs an instant PromQL query for the `query` template function.
@@ -160,7 +190,35 @@ impl Expander {
         value: f64,
         ts: i64,
     ) -> String {
-        let data = alert_data(text, labels, external_labels, &self.external_url, value);
+        self.expand_alert_sample(
+            rule_name,
+            text,
+            labels,
+            external_labels,
+            SampleValue::Float(value),
+            ts,
+        )
+    }
+
+    /// [`Expander::expand_alert`] for an alert whose sample may be a
+    /// native histogram (then `$value` is the histogram, as in
+    /// Prometheus's `AlertTemplateData`).
+    pub fn expand_alert_sample(
+        &self,
+        rule_name: &str,
+        text: &str,
+        labels: &Labels,
+        external_labels: &Labels,
+        value: SampleValue<'_>,
+        ts: i64,
+    ) -> String {
+        let data = alert_data_value(
+            text,
+            labels,
+            external_labels,
+            &self.external_url,
+            value.to_value(),
+        );
         let full = format!("{ALERT_TEMPLATE_HEADER}{text}");
         match self.expand(&format!("__alert_{rule_name}"), &full, &data, ts) {
             Ok(s) => s,
@@ -224,7 +282,13 @@ impl Expander {
                 let res = q.query(&query, ts).map_err(GoError::Exec)?;
                 Ok(Value::from(
                     res.into_iter()
-                        .map(|s| sample_value(&s.labels, s.value, &lf))
+                        .map(|s| {
+                            let v = match &s.histogram {
+                                Some(h) => SampleValue::Histogram(h),
+                                None => SampleValue::Float(s.value),
+                            };
+                            sample_value(&s.labels, v, &lf)
+                        })
                         .collect::<Vec<_>>(),
                 ))
             }),
@@ -910,10 +974,10 @@ pub fn labels_value(labels: &Labels) -> Value {
     Value::from(m)
 }
 
-fn sample_value(labels: &Labels, value: f64, fields: &[String]) -> Value {
+fn sample_value(labels: &Labels, value: SampleValue<'_>, fields: &[String]) -> Value {
     let mut m = BTreeMap::new();
     m.insert("Labels".to_string(), filled(labels, fields));
-    m.insert("Value".to_string(), Value::Float(value));
+    m.insert("Value".to_string(), value.to_value());
     Value::from(m)
 }
 
@@ -927,6 +991,22 @@ pub fn alert_data(
     external_url: &str,
     value: f64,
 ) -> Value {
+    alert_data_value(
+        text,
+        labels,
+        external_labels,
+        external_url,
+        Value::Float(value),
+    )
+}
+
+fn alert_data_value(
+    text: &str,
+    labels: &Labels,
+    external_labels: &Labels,
+    external_url: &str,
+    value: Value,
+) -> Value {
     let mentioned_l = mentioned_fields(text, &["$labels.", ".Labels."]);
     let mentioned_e = mentioned_fields(text, &["$externalLabels.", ".ExternalLabels."]);
     let mut m = BTreeMap::new();
@@ -936,7 +1016,7 @@ pub fn alert_data(
         filled(external_labels, &mentioned_e),
     );
     m.insert("ExternalURL".to_string(), Value::from(external_url));
-    m.insert("Value".to_string(), Value::Float(value));
+    m.insert("Value".to_string(), value);
     Value::from(m)
 }
 

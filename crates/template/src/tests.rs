@@ -47,6 +47,7 @@ fn sample(pairs: &[(&str, &str)], v: f64) -> QuerySample {
     QuerySample {
         labels: Labels::from_pairs(pairs),
         value: v,
+        histogram: None,
     }
 }
 
@@ -465,4 +466,41 @@ fn printf_prints_non_finite_like_go() {
         ),
         "+Inf|  -Inf|NaN|2.5|7%"
     );
+}
+
+/// Native histograms reach templates as Prometheus's `*FloatHistogram`
+/// does: printed with its `String()`, both as an alert's `$value` and as
+/// `.Value` of a `query` result.
+#[test]
+fn histogram_values_print_like_prometheus() {
+    let h =
+        pharos_model::histogram::parse_test_histogram("{{schema:0 count:3 sum:5 buckets:[1 2]}}")
+            .unwrap();
+    let want = "{count:3, sum:5, (0.5,1]:1, (1,2]:2}";
+    let e = exp(vec![QuerySample {
+        labels: Labels::from_pairs(&[("__name__", "h")]),
+        value: 0.0,
+        histogram: Some(Box::new(h.clone())),
+    }]);
+    let none = Labels::empty();
+    let got = e.expand_alert_sample(
+        "X",
+        "{{ $value }}",
+        &none,
+        &none,
+        SampleValue::Histogram(&h),
+        0,
+    );
+    assert_eq!(got, want);
+    let got = e.expand_alert("X", "{{ $value }}", &none, &none, 2.5, 0);
+    assert_eq!(got, "2.5");
+    let got = e.expand_alert_sample(
+        "X",
+        r#"{{ with query "h" }}{{ . | first | value }}{{ end }}"#,
+        &none,
+        &none,
+        SampleValue::Float(0.0),
+        0,
+    );
+    assert_eq!(got, want);
 }

@@ -17,12 +17,14 @@ impl QueryFunc for EngineQuery {
                     .into_iter()
                     .map(|s| QuerySample {
                         labels: s.metric,
-                        value: s.v,
+                        value: if s.h.is_some() { 0.0 } else { s.v },
+                        histogram: s.h,
                     })
                     .collect()),
                 Value::Scalar { v, .. } => Ok(vec![QuerySample {
                     labels: Labels::empty(),
                     value: v,
+                    histogram: None,
                 }]),
                 _ => Err("rule result is not a vector or scalar".into()),
             },
@@ -382,4 +384,66 @@ async fn manager_runs_groups_and_swaps_them() {
     );
     m.stop().await;
     assert!(m.groups().is_empty());
+}
+
+/// A recording rule whose result is a native histogram records the
+/// histogram (not its sum as a float), and an alert on histograms has the
+/// value 0 with `$value` printing the histogram, as in Prometheus.
+#[test]
+fn rules_over_native_histograms() {
+    use pharos_model::histogram::{HistogramValue, parse_test_histogram};
+    let (head, sent, opts) = setup();
+    let def = &parse_rule_file(
+        r#"
+groups:
+  - name: g
+    rules:
+      - record: h:sum
+        expr: sum(h)
+      - alert: HistogramSeen
+        expr: sum(h)
+        annotations:
+          value: "{{ $value }}"
+"#,
+        "r.yml",
+    )
+    .unwrap()
+    .groups[0];
+    let mut g = Group::new(def, &opts, false);
+    let mut app = head.appender();
+    for (i, text) in [
+        "{{schema:0 count:2 sum:3 buckets:[1 1]}}",
+        "{{schema:0 count:1 sum:1 buckets:[1]}}",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let lset = Labels::from_pairs(&[("__name__", "h"), ("i", &i.to_string())]);
+        let h = parse_test_histogram(text).unwrap();
+        app.append_histogram(0, &lset, 0, HistogramValue::Float(h))
+            .unwrap();
+    }
+    app.commit().unwrap();
+    g.eval(30_000, &opts);
+    assert!(
+        g.rules[0].last_error.is_none(),
+        "{:?}",
+        g.rules[0].last_error
+    );
+    let r = query(&head, "h:sum", 30_000);
+    assert_eq!(r.len(), 1);
+    let got = r[0].histogram.as_deref().expect("a histogram was recorded");
+    assert_eq!((got.count, got.sum), (3.0, 4.0));
+    assert_eq!(got.positive_buckets, vec![2.0, 1.0]);
+    assert_eq!(query(&head, "histogram_count(h:sum)", 30_000)[0].value, 3.0);
+    let a = g.rules[1].active.values().next().unwrap().clone();
+    assert_eq!(a.value, 0.0);
+    assert_eq!(
+        a.annotations,
+        vec![(
+            "value".into(),
+            "{count:3, sum:4, (0.5,1]:2, (1,2]:1}".into()
+        )]
+    );
+    assert!(sent.0.lock().is_empty() || sent.0.lock()[0].1.value == 0.0);
 }
