@@ -79,8 +79,7 @@
 //! * **`info()`.** The experimental function is evaluated as Prometheus's
 //!   `evalInfo` (a second select for the info series matching the
 //!   identifying labels). Its label selector may consist of matchers that
-//!   all accept the empty string, which promql-parser refuses; a
-//!   placeholder matcher is added to the text and dropped again.
+//!   all accept the empty string (the parser allows that there only).
 
 mod aggregate;
 mod durexpr;
@@ -555,72 +554,20 @@ type Rewritten = (
 /// [`parse_expr`] that also reports the trim operators and the
 /// experimental `anchored`/`smoothed` selector modifiers, which
 /// promql-parser's tree cannot hold. Duration expressions are replaced by
-/// literals first (module `durexpr`) and `info()`'s label selector is
-/// completed (see [`rewrite_info_selector`]).
+/// literals first (module `durexpr`).
 fn parse_expr_rewritten(
     query: &str,
     dctx: Option<durexpr::DurCtx>,
 ) -> Result<Rewritten, QueryError> {
     let rewritten = durexpr::rewrite(query, dctx);
-    let rewritten = rewrite_info_selector(&rewritten);
     parse_expr_inner(&rewritten, query)
 }
 
-/// The label name of the placeholder matcher given to `info()`'s label
-/// selector (see [`rewrite_info_selector`]); the evaluator drops it.
+/// The label name of a placeholder matcher the evaluator ignores in
+/// `info()`'s label selector (the parser accepts selectors whose matchers
+/// all match the empty string there, as Prometheus's does, so none is
+/// added any more).
 pub(crate) const INFO_PLACEHOLDER: &str = "__pharos_info__";
-
-/// `info(v, {data=~".*"})` takes a label selector whose matchers may all
-/// match the empty string, which promql-parser rejects for selectors: a
-/// placeholder matcher that does not match it is added to the braces.
-fn rewrite_info_selector(q: &str) -> String {
-    let chars = code_chars(q);
-    let mut inserts: Vec<usize> = Vec::new();
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        if c != 'i' || !q[i..].starts_with("info") {
-            continue;
-        }
-        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-        if k > 0 && ident(chars[k - 1].1) && chars[k - 1].0 + 1 == i {
-            continue;
-        }
-        let rest: Vec<&(usize, char)> = chars[k + 4..]
-            .iter()
-            .filter(|(_, c)| !c.is_whitespace())
-            .collect();
-        if rest.first().map(|x| x.1) != Some('(') || chars.get(k + 4).is_some_and(|x| ident(x.1)) {
-            continue;
-        }
-        // The top-level comma of the call, then `{`.
-        let mut depth = 0i32;
-        for (n, &&(j, d)) in rest.iter().enumerate().skip(1) {
-            match d {
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' if depth == 0 => break,
-                ')' | ']' | '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    if rest.get(n + 1).map(|x| x.1) == Some('{') {
-                        let _ = j;
-                        inserts.push(rest[n + 1].0 + 1);
-                    }
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut out = q.to_string();
-    for at in inserts.into_iter().rev() {
-        let closes = out[at..].trim_start().starts_with('}');
-        let ins = if closes {
-            format!("{INFO_PLACEHOLDER}=\"x\"")
-        } else {
-            format!("{INFO_PLACEHOLDER}=\"x\",")
-        };
-        out.insert_str(at, &ins);
-    }
-    out
-}
 
 /// The single switch point to the parser: `text` is `query` after the
 /// rewrites above.

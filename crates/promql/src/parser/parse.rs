@@ -1246,15 +1246,77 @@ fn go_f(v: f64) -> String {
     }
 }
 
-/// A duration literal in seconds.
+/// A duration literal in seconds, as Prometheus's `model.ParseDuration`
+/// (units from the largest down, each at most once).
 fn parse_duration_secs(s: &str, pos: usize) -> R<f64> {
-    match pharos_model::Duration::parse(s) {
-        Ok(d) => Ok(d.millis() as f64 / 1000.0),
-        Err(_) => err(
-            pos,
-            format!("not a valid duration string: {}", super::lex::go_quote(s)),
-        ),
+    const UNITS: [(&str, u64); 7] = [
+        ("y", 365 * 24 * 3_600_000_000_000),
+        ("w", 7 * 24 * 3_600_000_000_000),
+        ("d", 24 * 3_600_000_000_000),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+    ];
+    let invalid = || PErr {
+        pos,
+        msg: format!("not a valid duration string: {}", super::lex::go_quote(s)),
+    };
+    let out_of_range = || PErr {
+        pos,
+        msg: "duration out of range".into(),
+    };
+    match s {
+        "0" => return Ok(0.0),
+        "" => return err(pos, "empty duration string"),
+        _ => {}
     }
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: u64 = 0;
+    let mut last_unit = 0usize;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return Err(invalid());
+        }
+        let v: u64 = s[start..i].parse().map_err(|_| invalid())?;
+        let ustart = i;
+        while i < b.len() && !b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == ustart {
+            return Err(invalid());
+        }
+        let u = &s[ustart..i];
+        let Some(k) = UNITS.iter().position(|(n, _)| *n == u) else {
+            return err(
+                pos,
+                format!(
+                    "unknown unit {} in duration {}",
+                    super::lex::go_quote(u),
+                    super::lex::go_quote(s)
+                ),
+            );
+        };
+        if k < last_unit {
+            return Err(invalid());
+        }
+        last_unit = k + 1;
+        let mult = UNITS[k].1;
+        if v > (1u64 << 63) / mult {
+            return Err(out_of_range());
+        }
+        total = total.checked_add(v * mult).ok_or_else(out_of_range)?;
+        if total > i64::MAX as u64 {
+            return Err(out_of_range());
+        }
+    }
+    // Prometheus keeps milliseconds (model.Duration) before seconds.
+    Ok((total / 1_000_000) as f64 / 1000.0)
 }
 
 /// Go's unquoting of a PromQL string literal (quotes included). Bytes that
