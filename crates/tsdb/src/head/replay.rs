@@ -259,9 +259,9 @@ impl Head {
             }
         });
         // Chunks the replay closed are in memory only: queue them for
-        // `chunks_head/` like chunks closed by commits (written with the
-        // next batch, or by `write_closed_chunks` at shutdown), so the next
-        // start loads them instead of replaying their samples again.
+        // `chunks_head/` like chunks closed by commits (the replay writes
+        // the queue once the head has its chunk mapper), so the next start
+        // loads them instead of replaying their samples again.
         inner.mmap_queue.lock().extend(to_mmap);
         // Ascending references append at the end of every postings list
         // instead of inserting in the middle.

@@ -1116,6 +1116,9 @@ pub fn open_head(
     drop(mmapped);
     head.finish_replay(&total);
     head.set_chunk_mapper(mapper.clone());
+    // Chunks the replay closed go to chunks_head/ now (Prometheus writes
+    // them while replaying), so the next start loads them.
+    head.write_closed_chunks();
     let _ = hw.chunks.set(mapper);
     {
         let mut g = hw.replay.lock();
