@@ -421,11 +421,6 @@ impl Db {
                 .collect();
             let mint = parents.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
             let maxt = parents.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
-            let qs: Vec<Box<dyn Querier>> = parents
-                .iter()
-                .map(|b| Box::new(b.querier(mint, maxt - 1)) as Box<dyn Querier>)
-                .collect();
-            let q = MergeQuerier::new(qs);
             let mut sources: BTreeSet<String> = BTreeSet::new();
             for p in &parents {
                 sources.extend(p.meta().compaction.sources.iter().cloned());
@@ -448,12 +443,20 @@ impl Db {
                     .collect(),
                 ..BlockCompaction::default()
             };
-            let meta = block::write_block(&self.inner.dir, &q, mint, maxt, compaction)?;
+            let out = block::compact_blocks(&self.inner.dir, &parents, mint, maxt, compaction)?;
             let mut g = self.inner.blocks.write();
             g.retain(|b| !plan.contains(&b.meta().ulid));
-            if let Some(meta) = &meta {
+            if let Some((meta, st)) = &out {
                 let b = Block::open(&self.inner.dir.join(&meta.ulid))?;
-                tracing::info!(ulid = %meta.ulid, mint, maxt, parents = parents.len(), "compacted blocks");
+                tracing::info!(
+                    ulid = %meta.ulid,
+                    mint,
+                    maxt,
+                    parents = parents.len(),
+                    copied_chunks = st.copied_chunks,
+                    reencoded_chunks = st.reencoded_chunks,
+                    "compacted blocks"
+                );
                 g.push(Arc::new(b));
                 g.sort_by_key(|b| b.meta().min_time);
             }
@@ -701,7 +704,6 @@ impl Db {
                 continue;
             }
             let m = b.meta().clone();
-            let q = b.querier(m.min_time, m.max_time - 1);
             let compaction = BlockCompaction {
                 level: m.compaction.level,
                 sources: m.compaction.sources.clone(),
@@ -712,11 +714,17 @@ impl Db {
                 }],
                 ..BlockCompaction::default()
             };
-            let meta = block::write_block(&self.inner.dir, &q, m.min_time, m.max_time, compaction)?;
-            drop(q);
+            // Chunks the tombstones do not touch are copied as they are.
+            let out = block::compact_blocks(
+                &self.inner.dir,
+                std::slice::from_ref(&b),
+                m.min_time,
+                m.max_time,
+                compaction,
+            )?;
             let mut g = self.inner.blocks.write();
             g.retain(|x| x.meta().ulid != m.ulid);
-            if let Some(meta) = meta {
+            if let Some((meta, _)) = out {
                 g.push(Arc::new(Block::open(&self.inner.dir.join(&meta.ulid))?));
                 g.sort_by_key(|b| b.meta().min_time);
             }

@@ -13,6 +13,7 @@
 //! reference (a running query) drops.
 
 pub mod chunks;
+mod compact;
 mod encoding;
 pub mod index;
 pub mod meta;
@@ -37,6 +38,7 @@ use crate::chunkenc::{
     TARGET_HISTOGRAM_CHUNK_BYTES, XorAppender,
 };
 pub use chunks::{ChunkReader, ChunkWriter};
+pub use compact::{CompactStats, compact_blocks};
 pub use index::{ChunkMeta, IndexReader};
 pub use meta::{BlockCompaction, BlockDesc, BlockMeta, BlockStats};
 pub use mmap::Bytes;
@@ -646,18 +648,21 @@ pub(crate) fn write_block_with(
     mut compaction: BlockCompaction,
     segment_size: u64,
 ) -> Result<Option<BlockMeta>, TsdbError> {
+    create_block(parent, |tmp, id| {
+        write_block_inner(tmp, id, querier, mint, maxt, &mut compaction, segment_size)
+    })
+}
+
+/// Runs `fill` on a fresh `<ulid>.tmp-for-creation` directory under
+/// `parent` and renames it to `<ulid>` when `fill` returns a block; removes
+/// it otherwise.
+pub(crate) fn create_block(
+    parent: &Path,
+    fill: impl FnOnce(&Path, &str) -> Result<Option<BlockMeta>, TsdbError>,
+) -> Result<Option<BlockMeta>, TsdbError> {
     let id = ulid::Ulid::from_datetime(std::time::SystemTime::now()).to_string();
     let tmp = parent.join(format!("{id}.tmp-for-creation"));
-    let res = write_block_inner(
-        &tmp,
-        &id,
-        querier,
-        mint,
-        maxt,
-        &mut compaction,
-        segment_size,
-    );
-    match res {
+    match fill(&tmp, &id) {
         Ok(Some(meta)) => {
             let dst = parent.join(&id);
             std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
@@ -673,6 +678,41 @@ pub(crate) fn write_block_with(
             Err(e)
         }
     }
+}
+
+/// Writes the index, an empty tombstones file and `meta.json` of a block
+/// whose chunks are written and closed, and fsyncs the directory.
+/// Returns `None` when there are no series.
+pub(crate) fn finish_block(
+    tmp: &Path,
+    id: &str,
+    series: &[(Labels, Vec<ChunkMeta>)],
+    stats: BlockStats,
+    mint: i64,
+    maxt: i64,
+    compaction: &mut BlockCompaction,
+) -> Result<Option<BlockMeta>, TsdbError> {
+    if series.is_empty() {
+        return Ok(None);
+    }
+    index::write_index(&tmp.join("index"), series)?;
+    Tombstones::default().write(tmp)?;
+    if compaction.sources.is_empty() {
+        compaction.sources = vec![id.to_string()];
+    }
+    compaction.level = compaction.level.max(1);
+    let meta = BlockMeta {
+        ulid: id.to_string(),
+        min_time: mint,
+        max_time: maxt,
+        stats,
+        compaction: compaction.clone(),
+        version: 1,
+    };
+    meta.write(tmp)?;
+    sync_dir(&tmp.join("chunks"))?;
+    sync_dir(tmp)?;
+    Ok(Some(meta))
 }
 
 fn write_block_inner(
@@ -731,27 +771,7 @@ fn write_block_inner(
         )));
     }
     cw.close()?;
-    if series.is_empty() {
-        return Ok(None);
-    }
-    index::write_index(&tmp.join("index"), &series)?;
-    Tombstones::default().write(tmp)?;
-    if compaction.sources.is_empty() {
-        compaction.sources = vec![id.to_string()];
-    }
-    compaction.level = compaction.level.max(1);
-    let meta = BlockMeta {
-        ulid: id.to_string(),
-        min_time: mint,
-        max_time: maxt,
-        stats,
-        compaction: compaction.clone(),
-        version: 1,
-    };
-    meta.write(tmp)?;
-    sync_dir(&tmp.join("chunks"))?;
-    sync_dir(tmp)?;
-    Ok(Some(meta))
+    finish_block(tmp, id, &series, stats, mint, maxt, compaction)
 }
 
 #[cfg(test)]
