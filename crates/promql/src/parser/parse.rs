@@ -1199,10 +1199,9 @@ pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
         .strip_prefix("0x")
         .or_else(|| clean.strip_prefix("0X"))
     {
+        // Beyond int64 Go's ParseFloat does not take hex without an
+        // exponent either.
         if let Ok(v) = i64::from_str_radix(hex, 16) {
-            return Ok(v as f64);
-        }
-        if let Ok(v) = u128::from_str_radix(hex, 16) {
             return Ok(v as f64);
         }
         return Err(format!(

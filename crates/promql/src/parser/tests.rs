@@ -277,6 +277,9 @@ fn numbers() {
         ("5m", 300.0),
         ("1h30m", 5400.0),
         ("010", 8.0),
+        ("08", 8.0),
+        ("99999999999999999999", 1e20),
+        ("1y2w3d4h5m6s7ms", 33_019_506.007),
     ] {
         let Expr::NumberLiteral(n) = ok(q) else {
             panic!("{q}")
@@ -291,6 +294,26 @@ fn numbers() {
         panic!()
     };
     assert!(n.val.is_nan());
+    assert_eq!(
+        fail("foo[5m1h]"),
+        "1:5: parse error: not a valid duration string: \"5m1h\""
+    );
+    assert_eq!(
+        fail("foo[5y1hs]"),
+        "1:5: parse error: unknown unit \"hs\" in duration \"5y1hs\""
+    );
+    assert_eq!(
+        fail("0xFFFFFFFFFFFFFFFFFF"),
+        "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \"0xFFFFFFFFFFFFFFFFFF\": invalid syntax"
+    );
+    assert_eq!(
+        fail("foo @ -Inf"),
+        "1:1: parse error: timestamp out of bounds for @ modifier: -Inf"
+    );
+    assert_eq!(
+        fail("foo[-1]"),
+        "1:5: parse error: duration must be greater than 0"
+    );
     assert_eq!(
         fail("1a"),
         "1:1: parse error: bad number or duration syntax: \"1\""
