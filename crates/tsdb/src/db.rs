@@ -8,7 +8,10 @@
 //! Prometheus), cuts the head into a block once it spans more than 1.5
 //! block ranges, merges blocks level by level with Prometheus's planner
 //! (2h, 6h, 18h... up to the maximum block duration) and applies retention
-//! by time and by size. Queries hold `Arc`s of the blocks they read, so a
+//! by time and by size. Blocks overlapping in time (a backfill, or a
+//! directory Prometheus left so) are merged first, samples deduplicated
+//! (vertical compaction); merges copy chunks nothing overlaps
+//! ([`block::compact_blocks`]). Queries hold `Arc`s of the blocks they read, so a
 //! block retired meanwhile is only removed from disk when the last query
 //! using it finishes.
 
@@ -94,6 +97,7 @@ impl Default for DbOptions {
 struct Counters {
     compactions: AtomicU64,
     compactions_failed: AtomicU64,
+    vertical_compactions: AtomicU64,
     head_compactions: AtomicU64,
     corrupt_blocks: AtomicU64,
     time_retentions: AtomicU64,
@@ -443,6 +447,7 @@ impl Db {
                     .collect(),
                 ..BlockCompaction::default()
             };
+            let vertical = any_overlap(&parents.iter().map(|b| b.meta()).collect::<Vec<_>>());
             let out = block::compact_blocks(&self.inner.dir, &parents, mint, maxt, compaction)?;
             let mut g = self.inner.blocks.write();
             g.retain(|b| !plan.contains(&b.meta().ulid));
@@ -455,6 +460,7 @@ impl Db {
                     parents = parents.len(),
                     copied_chunks = st.copied_chunks,
                     reencoded_chunks = st.reencoded_chunks,
+                    vertical,
                     "compacted blocks"
                 );
                 g.push(Arc::new(b));
@@ -468,6 +474,12 @@ impl Db {
                 .counters
                 .compactions
                 .fetch_add(1, Ordering::Relaxed);
+            if vertical {
+                self.inner
+                    .counters
+                    .vertical_compactions
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -746,7 +758,7 @@ impl Db {
             .map(|b| b.meta().min_time)
             .or(self.inner.head.min_time())
             .unwrap_or(0);
-        let rows: [(&str, &str, &str, f64); 9] = [
+        let rows: [(&str, &str, &str, f64); 10] = [
             (
                 "prometheus_tsdb_blocks_loaded",
                 "gauge",
@@ -764,6 +776,12 @@ impl Db {
                 "counter",
                 "Total number of compactions that failed for the partition.",
                 c.compactions_failed.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_tsdb_vertical_compactions_total",
+                "counter",
+                "Total number of compactions done on overlapping blocks.",
+                c.vertical_compactions.load(Ordering::Relaxed) as f64,
             ),
             (
                 "prometheus_tsdb_head_truncations_total",
@@ -878,13 +896,19 @@ pub fn block_ranges(min: i64, max: i64) -> Vec<i64> {
     v
 }
 
-/// Prometheus's leveled planner, without vertical (overlap) compaction:
+/// Prometheus's leveled planner. Blocks overlapping in time come first:
+/// the first run of blocks (by start time) overlapping each other,
+/// transitively, is merged on its own (vertical compaction). Otherwise,
 /// ignoring the newest block, the first group of at least two blocks that
 /// fits in one aligned window of a level's range, and either spans the
 /// whole window or ends before the newest block starts. Returns ULIDs.
 pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Vec<String> {
     let mut ms: Vec<&BlockMeta> = metas.iter().collect();
     ms.sort_by_key(|m| m.min_time);
+    let overlapping = overlapping_run(&ms);
+    if !overlapping.is_empty() {
+        return overlapping;
+    }
     if ms.len() < 2 || ranges.len() < 2 {
         return Vec::new();
     }
@@ -903,6 +927,37 @@ pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Vec<String> {
         }
     }
     Vec::new()
+}
+
+/// The first run of blocks (sorted by start time) that overlap each other,
+/// as Prometheus's `selectOverlappingDirs`: a block starting before the
+/// latest end seen so far joins the run.
+fn overlapping_run(ms: &[&BlockMeta]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(first) = ms.first() else {
+        return out;
+    };
+    let mut max_t = first.max_time;
+    for w in ms.windows(2) {
+        let (prev, m) = (w[0], w[1]);
+        if m.min_time < max_t {
+            if out.is_empty() {
+                out.push(prev.ulid.clone());
+            }
+            out.push(m.ulid.clone());
+        } else if !out.is_empty() {
+            break;
+        }
+        max_t = max_t.max(m.max_time);
+    }
+    out
+}
+
+/// True when some of `metas` overlap in time.
+fn any_overlap(metas: &[&BlockMeta]) -> bool {
+    let mut ms = metas.to_vec();
+    ms.sort_by_key(|m| m.min_time);
+    !overlapping_run(&ms).is_empty()
 }
 
 fn split_by_range<'a>(ms: &[&'a BlockMeta], tr: i64) -> Vec<Vec<&'a BlockMeta>> {
@@ -1305,3 +1360,6 @@ mod tests;
 
 #[cfg(test)]
 mod hist_tests;
+
+#[cfg(test)]
+mod compact_tests;
