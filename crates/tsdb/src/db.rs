@@ -107,6 +107,10 @@ struct Counters {
 struct DbInner {
     dir: PathBuf,
     opts: DbOptions,
+    /// Retention in force (ms, bytes): `opts`' values at open, then what
+    /// [`Db::set_retention`] sets (a configuration reload).
+    retention_time: AtomicI64,
+    retention_size: AtomicU64,
     head: Head,
     wal: Arc<HeadWal>,
     blocks: RwLock<Vec<Arc<Block>>>,
@@ -282,6 +286,8 @@ impl Db {
         Ok(Db {
             inner: Arc::new(DbInner {
                 dir: dir.to_path_buf(),
+                retention_time: AtomicI64::new(opts.retention_time),
+                retention_size: AtomicU64::new(opts.retention_size),
                 opts,
                 head,
                 wal,
@@ -308,7 +314,8 @@ impl Db {
         &self.inner.dir
     }
 
-    /// The options in force.
+    /// The options the database was opened with (the retention in force
+    /// may have changed since: see [`Db::retention`]).
     pub fn options(&self) -> &DbOptions {
         &self.inner.opts
     }
@@ -483,19 +490,48 @@ impl Db {
         }
     }
 
+    /// Changes the retention time (ms; 0 disables) and size (bytes; 0
+    /// disables), as a configuration reload does; the next maintenance
+    /// round (or [`Db::apply_retention`]) deletes blocks by the new limits.
+    /// The maximum block duration stays what it was at open.
+    pub fn set_retention(&self, retention_time: i64, retention_size: u64) {
+        let old = self.retention();
+        self.inner
+            .retention_time
+            .store(retention_time.max(0), Ordering::SeqCst);
+        self.inner
+            .retention_size
+            .store(retention_size, Ordering::SeqCst);
+        if old != (retention_time.max(0), retention_size) {
+            tracing::info!(
+                retention_time_ms = retention_time,
+                retention_size_bytes = retention_size,
+                "storage retention changed"
+            );
+        }
+    }
+
+    /// The retention in force: time (ms) and size (bytes), 0 = disabled.
+    pub fn retention(&self) -> (i64, u64) {
+        (
+            self.inner.retention_time.load(Ordering::SeqCst),
+            self.inner.retention_size.load(Ordering::SeqCst),
+        )
+    }
+
     /// Deletes blocks beyond the retention time or size. Returns how many.
     pub fn apply_retention(&self) -> Result<usize, TsdbError> {
-        let opts = &self.inner.opts;
+        let (retention_time, retention_size) = self.retention();
         let mut g = self.inner.blocks.write();
         let mut newest_first: Vec<Arc<Block>> = g.clone();
         newest_first.sort_by_key(|b| std::cmp::Reverse(b.meta().max_time));
         let mut doomed: BTreeSet<String> = BTreeSet::new();
-        if opts.retention_time > 0
+        if retention_time > 0
             && let Some(newest) = newest_first.first()
         {
             let top = newest.meta().max_time;
             for b in newest_first.iter().skip(1) {
-                if top - b.meta().max_time >= opts.retention_time {
+                if top - b.meta().max_time >= retention_time {
                     doomed.insert(b.meta().ulid.clone());
                     self.inner
                         .counters
@@ -504,13 +540,13 @@ impl Db {
                 }
             }
         }
-        if opts.retention_size > 0 {
+        if retention_size > 0 {
             // As Prometheus: the WAL and head chunk files count first.
             let mut total = dir_size(&self.inner.dir.join("wal"))
                 + dir_size(&self.inner.dir.join("chunks_head"));
             for b in &newest_first {
                 total += b.size();
-                if total > opts.retention_size && doomed.insert(b.meta().ulid.clone()) {
+                if total > retention_size && doomed.insert(b.meta().ulid.clone()) {
                     self.inner
                         .counters
                         .size_retentions
@@ -758,7 +794,8 @@ impl Db {
             .map(|b| b.meta().min_time)
             .or(self.inner.head.min_time())
             .unwrap_or(0);
-        let rows: [(&str, &str, &str, f64); 10] = [
+        let (retention_time, retention_size) = self.retention();
+        let rows: [(&str, &str, &str, f64); 12] = [
             (
                 "prometheus_tsdb_blocks_loaded",
                 "gauge",
@@ -800,6 +837,18 @@ impl Db {
                 "counter",
                 "The number of times that blocks were deleted because the maximum number of bytes was exceeded.",
                 c.size_retentions.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_tsdb_retention_limit_seconds",
+                "gauge",
+                "How long to retain samples in storage.",
+                retention_time as f64 / 1000.0,
+            ),
+            (
+                "prometheus_tsdb_retention_limit_bytes",
+                "gauge",
+                "Max number of bytes to be retained in the tsdb blocks, configured 0 means disabled",
+                retention_size as f64,
             ),
             (
                 "prometheus_tsdb_storage_blocks_bytes",

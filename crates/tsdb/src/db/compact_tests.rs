@@ -153,3 +153,38 @@ fn leveled_compaction_copies_and_keeps_queries() {
         "{out}"
     );
 }
+
+#[test]
+fn retention_changes_without_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.retention(), (0, 0));
+    let mut app = db.appender();
+    let ls = Labels::from_pairs(&[("__name__", "m")]);
+    for t in (0..13 * H).step_by(60_000) {
+        app.append(0, &ls, t, 1.0).unwrap();
+    }
+    app.commit().unwrap();
+    db.compact().unwrap();
+    let n = db.blocks().len();
+    assert!(n >= 2, "{n}");
+    let newest_end = db.blocks().iter().map(|b| b.meta().max_time).max().unwrap();
+    db.set_retention(2 * H, 0);
+    assert_eq!(db.retention(), (2 * H, 0));
+    let mut out = String::new();
+    db.write_metrics(&mut out);
+    assert!(
+        out.contains("prometheus_tsdb_retention_limit_seconds 7200\n"),
+        "{out}"
+    );
+    let deleted = db.apply_retention().unwrap();
+    assert!(deleted > 0);
+    assert!(
+        db.blocks()
+            .iter()
+            .all(|b| newest_end - b.meta().max_time < 2 * H)
+    );
+    // Back to no limit: nothing more goes.
+    db.set_retention(0, 0);
+    assert_eq!(db.apply_retention().unwrap(), 0);
+}
