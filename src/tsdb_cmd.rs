@@ -119,8 +119,13 @@ fn top(out: &mut String, title: &str, mut v: Vec<(u64, String)>, limit: usize) {
     }
 }
 
-/// `pharos tsdb analyze`: cardinality report of one block (the newest by
-/// default).
+/// `pharos tsdb analyze`: cardinality and churn report of one block (the
+/// newest by default), with promtool's sections. Churn: how much of the
+/// block's time range each series does not cover (from its first chunk's
+/// start to its last chunk's end), summed per label pair and per label
+/// name and divided by the block's duration — roughly, how many series
+/// carrying that label were missing at any moment, the signature of
+/// short-lived series.
 pub fn analyze(dir: &Path, block_id: Option<&str>, limit: usize) -> anyhow::Result<String> {
     let blocks = open_all(dir)?;
     let b = match block_id {
@@ -166,6 +171,19 @@ pub fn analyze(dir: &Path, block_id: Option<&str>, limit: usize) -> anyhow::Resu
     }
     let _ = writeln!(out, "Postings (unique label pairs): {}", pairs.len());
     let _ = writeln!(out, "Postings entries (total label pairs): {entries}");
+    let (pair_churn, name_churn) = churn(b, &all)?;
+    top(
+        &mut out,
+        "Label pairs most involved in churning",
+        pair_churn,
+        limit,
+    );
+    top(
+        &mut out,
+        "Label names most involved in churning",
+        name_churn,
+        limit,
+    );
     top(&mut out, "Most common label pairs", pairs, limit);
     top(
         &mut out,
@@ -181,6 +199,45 @@ pub fn analyze(dir: &Path, block_id: Option<&str>, limit: usize) -> anyhow::Resu
         limit,
     );
     Ok(out)
+}
+
+/// Per label pair and per label name: the block time the series carrying
+/// it do not cover, summed, in units of the block's duration (rounded
+/// down, as promtool).
+type Churn = (Vec<(u64, String)>, Vec<(u64, String)>);
+
+fn churn(b: &Block, refs: &[u64]) -> anyhow::Result<Churn> {
+    let m = b.meta();
+    let duration = m.max_time.saturating_sub(m.min_time).max(0) as u64;
+    let mut by_pair: HashMap<String, u64> = HashMap::new();
+    let mut by_name: HashMap<String, u64> = HashMap::new();
+    for &r in refs {
+        let (labels, chunks) = b.index().series(r)?;
+        let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+            continue;
+        };
+        let covered = last.max_t.saturating_sub(first.min_t).max(0) as u64;
+        let uncovered = duration.saturating_sub(covered);
+        for l in labels.iter() {
+            *by_pair
+                .entry(format!("{}={}", l.name, l.value))
+                .or_default() += uncovered;
+            *by_name.entry(l.name.to_string()).or_default() += uncovered;
+        }
+    }
+    let scale = |v: HashMap<String, u64>| -> Vec<(u64, String)> {
+        v.into_iter()
+            .map(|(k, u)| {
+                let n = if duration == 0 {
+                    0
+                } else {
+                    (u as f64 / duration as f64) as u64
+                };
+                (n, k)
+            })
+            .collect()
+    };
+    Ok((scale(by_pair), scale(by_name)))
 }
 
 /// An in-memory querier over series already sorted by labels, used to feed
@@ -330,8 +387,73 @@ mod tests {
         let a = analyze(&out, None, 10).unwrap();
         assert!(a.contains("Series: 3"), "{a}");
         assert!(a.contains("3 m"), "{a}");
+        assert!(
+            a.contains("\nLabel pairs most involved in churning:\n"),
+            "{a}"
+        );
         let bad = dir.path().join("bad.om");
         std::fs::write(&bad, "m 1\n# EOF\n").unwrap();
         assert!(create_blocks_from_openmetrics(&bad, &out, "2h", false).is_err());
+    }
+
+    /// The lines of section `title` in an analyze report.
+    fn section<'a>(report: &'a str, title: &str) -> Vec<&'a str> {
+        report
+            .split(&format!("\n{title}:\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section {title} in {report}"))
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn analyze_reports_churn() {
+        let dir = tempfile::tempdir().unwrap();
+        // One series over the whole 2h block, ten short-lived ones of 10
+        // minutes each (40 samples, 585 s covered: 6615 s uncovered).
+        let mut series = vec![(
+            Labels::from_pairs(&[("__name__", "m"), ("job", "y"), ("pod", "a")]),
+            (0..480)
+                .map(|i| Sample {
+                    t: i * 15_000,
+                    v: 1.0,
+                })
+                .collect::<Vec<_>>(),
+        )];
+        for p in 0..10i64 {
+            series.push((
+                Labels::from_pairs(&[("__name__", "m"), ("job", "x"), ("pod", &format!("p{p}"))]),
+                (0..40)
+                    .map(|i| Sample {
+                        t: p * 600_000 + i * 15_000,
+                        v: 1.0,
+                    })
+                    .collect(),
+            ));
+        }
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let q = MemQuerier { series };
+        block::write_block(dir.path(), &q, 0, 7_200_000, BlockCompaction::default())
+            .unwrap()
+            .unwrap();
+        let a = analyze(dir.path(), None, 3).unwrap();
+        // 10 * 6615 s + 15 s over 7200 s: 9.19.
+        assert_eq!(
+            section(&a, "Label pairs most involved in churning"),
+            ["9 __name__=m", "9 job=x", "0 job=y"],
+            "{a}"
+        );
+        assert_eq!(
+            section(&a, "Label names most involved in churning"),
+            ["9 __name__", "9 job", "9 pod"],
+            "{a}"
+        );
+        assert_eq!(
+            section(&a, "Most common label pairs"),
+            ["11 __name__=m", "10 job=x", "1 job=y"],
+            "{a}"
+        );
+        assert_eq!(section(&a, "Highest cardinality labels")[0], "11 pod");
     }
 }
