@@ -279,7 +279,15 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
     );
 
     let retention_task = tokio::spawn(crate::tsdb_glue::maintenance_loop(db.clone()));
-    wait_for_signals(&flags, &scrape, &config_yaml, &alerting).await;
+    wait_for_signals(
+        &flags,
+        &scrape,
+        &config_yaml,
+        &alerting,
+        &db,
+        retention.millis(),
+    )
+    .await;
 
     tracing::info!("Stopping scrape manager");
     ready.store(false, Ordering::SeqCst);
@@ -319,6 +327,8 @@ async fn wait_for_signals(
     scrape: &ScrapeManager,
     config_yaml: &RwLock<String>,
     alerting: &crate::alerting::Alerting,
+    db: &pharos_tsdb::Db,
+    retention_flag_ms: i64,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut hup)) = (
@@ -335,6 +345,16 @@ async fn wait_for_signals(
             _ = term.recv() => { tracing::info!("Received SIGTERM, exiting gracefully..."); return; }
             _ = hup.recv() => {
                 if let Some(cfg) = reload(flags, scrape, config_yaml) {
+                    // Retention from `storage.tsdb.retention` applies
+                    // without a restart, as in Prometheus.
+                    if let Err(e) = crate::tsdb_glue::apply_storage_config(
+                        db,
+                        flags,
+                        retention_flag_ms,
+                        &cfg.storage,
+                    ) {
+                        tracing::error!(err = %e, "applying the storage retention");
+                    }
                     // The reload counts as failed when its rule files do.
                     let r = crate::alerting::reload(alerting, &cfg).await;
                     if r.is_err() {

@@ -54,6 +54,38 @@ pub fn db_options(flags: &ServerFlags, retention_ms: i64) -> anyhow::Result<DbOp
     Ok(opts)
 }
 
+/// The retention (time in ms, size in bytes) in force: each of
+/// `storage.tsdb.retention`'s settings in the configuration file, when
+/// set, takes precedence over its flag.
+pub fn retention(
+    flags: &ServerFlags,
+    retention_ms: i64,
+    storage: &pharos_config::StorageConfig,
+) -> anyhow::Result<(i64, u64)> {
+    let time = storage.retention_time.map_or(retention_ms, |d| d.millis());
+    let size = match storage.retention_size {
+        Some(size) => size,
+        None => parse_bytes(&flags.retention_size)
+            .context("invalid value for --storage.tsdb.retention.size")?,
+    };
+    Ok((time, size))
+}
+
+/// Applies a reloaded configuration's retention to the running database
+/// (Prometheus's `ApplyConfig`): blocks beyond the new limits go at the
+/// next maintenance round; a setting removed from the file falls back to
+/// its flag.
+pub fn apply_storage_config(
+    db: &Db,
+    flags: &ServerFlags,
+    retention_ms: i64,
+    storage: &pharos_config::StorageConfig,
+) -> anyhow::Result<()> {
+    let (time, size) = retention(flags, retention_ms, storage)?;
+    db.set_retention(time, size);
+    Ok(())
+}
+
 /// Opens the data directory. `storage.tsdb.retention` of the
 /// configuration file, when set, takes precedence over the flags.
 pub fn open_db(
@@ -61,11 +93,9 @@ pub fn open_db(
     retention_ms: i64,
     storage: &pharos_config::StorageConfig,
 ) -> anyhow::Result<Db> {
-    let retention_ms = storage.retention_time.map_or(retention_ms, |d| d.millis());
+    let (retention_ms, retention_size) = retention(flags, retention_ms, storage)?;
     let mut opts = db_options(flags, retention_ms)?;
-    if let Some(size) = storage.retention_size {
-        opts.retention_size = size;
-    }
+    opts.retention_size = retention_size;
     Db::open(&flags.tsdb_path, opts)
         .with_context(|| format!("opening storage at {}", flags.tsdb_path.display()))
 }
@@ -196,6 +226,16 @@ mod tests {
         assert_eq!(db.options().retention_size, 5);
         assert_eq!(db.options().retention_time, 3_600_000 * 240);
         assert_eq!(db.options().max_block_duration, 3_600_000 * 24);
+        // A reload changes the retention in force; a setting dropped from
+        // the file falls back to its flag.
+        let storage = pharos_config::StorageConfig {
+            retention_time: Some(pharos_model::Duration(3_600_000)),
+            retention_size: None,
+        };
+        apply_storage_config(&db, &cli.flags, 15 * 86_400_000, &storage).unwrap();
+        assert_eq!(db.retention(), (3_600_000, 1 << 30));
+        apply_storage_config(&db, &cli.flags, 15 * 86_400_000, &Default::default()).unwrap();
+        assert_eq!(db.retention(), (15 * 86_400_000, 1 << 30));
     }
 
     #[test]
