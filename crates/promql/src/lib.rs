@@ -72,9 +72,10 @@
 //!   Prometheus's `extendedRate` semantics (no extrapolation).
 //!
 //! * **Duration expressions.** Arithmetic in ranges, subquery steps and
-//!   offsets (`[5m+30s]`, `offset -step()`) is evaluated on the text and
-//!   replaced by literals before parsing (module `durexpr`), since the
-//!   query's step and range are known by then.
+//!   offsets (`[5m+30s]`, `offset -step()`) is evaluated by the parser
+//!   into plain durations, since the query's step and range are known by
+//!   then (without them, as for `format_query`, `step()` and `range()`
+//!   there are errors).
 //!
 //! * **`info()`.** The experimental function is evaluated as Prometheus's
 //!   `evalInfo` (a second select for the info series matching the
@@ -82,6 +83,9 @@
 //!   all accept the empty string (the parser allows that there only).
 
 mod aggregate;
+// The earlier text rewriting of duration expressions, kept as the oracle
+// of the parser's equivalence test.
+#[cfg(test)]
 mod durexpr;
 mod eval;
 mod functions;
@@ -413,7 +417,7 @@ impl Engine {
             _ if self.opts.lookback_delta > 0 => self.opts.lookback_delta,
             _ => 5 * 60 * 1000,
         };
-        let dctx = durexpr::DurCtx {
+        let dctx = parser::DurCtx {
             step,
             range: end - start,
         };
@@ -553,14 +557,13 @@ type Rewritten = (
 
 /// [`parse_expr`] that also reports the trim operators and the
 /// experimental `anchored`/`smoothed` selector modifiers, which
-/// promql-parser's tree cannot hold. Duration expressions are replaced by
-/// literals first (module `durexpr`).
+/// promql-parser's tree cannot hold. Duration expressions are evaluated
+/// with `dctx`, the query's step and range.
 fn parse_expr_rewritten(
     query: &str,
-    dctx: Option<durexpr::DurCtx>,
+    dctx: Option<parser::DurCtx>,
 ) -> Result<Rewritten, QueryError> {
-    let rewritten = durexpr::rewrite(query, dctx);
-    parse_expr_inner(&rewritten, query)
+    parse_expr_inner(query, dctx)
 }
 
 /// The label name of a placeholder matcher the evaluator ignores in
@@ -569,10 +572,9 @@ fn parse_expr_rewritten(
 /// added any more).
 pub(crate) const INFO_PLACEHOLDER: &str = "__pharos_info__";
 
-/// The single switch point to the parser: `text` is `query` after the
-/// rewrites above.
-fn parse_expr_inner(text: &str, query: &str) -> Result<Rewritten, QueryError> {
-    let p = parser::parse_query_for(text, query).map_err(QueryError::Parse)?;
+/// The single switch point to the parser.
+fn parse_expr_inner(query: &str, dctx: Option<parser::DurCtx>) -> Result<Rewritten, QueryError> {
+    let p = parser::parse_query_for(query, query, dctx).map_err(QueryError::Parse)?;
     Ok((p.expr, p.trims, p.modes))
 }
 

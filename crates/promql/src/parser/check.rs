@@ -8,10 +8,7 @@ use super::{PErr, VT};
 type R<T> = Result<T, PErr>;
 
 fn err<T>(pos: usize, msg: impl Into<String>) -> R<T> {
-    Err(PErr {
-        pos,
-        msg: msg.into(),
-    })
+    Err(PErr::new(pos, msg))
 }
 
 fn expect(n: &N, want: VT, context: &str) -> R<()> {

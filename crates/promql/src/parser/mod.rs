@@ -23,6 +23,8 @@ pub(crate) mod parse;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use parse::DurCtx;
+
 use crate::plan::SelMode;
 
 /// A value type.
@@ -253,11 +255,26 @@ pub(crate) fn func_def(name: &str) -> Option<&'static FuncDef> {
 pub(crate) struct PErr {
     pub pos: usize,
     pub msg: String,
+    /// Reported as written, without position (Prometheus's duration
+    /// expression evaluation errors, which carry `start:end` offsets).
+    pub raw: bool,
 }
 
 impl PErr {
+    /// An error at `pos`.
+    pub(crate) fn new(pos: usize, msg: impl Into<String>) -> PErr {
+        PErr {
+            pos,
+            msg: msg.into(),
+            raw: false,
+        }
+    }
+
     /// Prometheus's wording: `line:col: parse error: msg`.
     pub(crate) fn render(&self, query: &str) -> String {
+        if self.raw {
+            return self.msg.clone();
+        }
         let at = if query.is_empty() {
             "unknown position".to_string()
         } else if self.pos > query.len() {
@@ -312,15 +329,20 @@ pub(crate) struct Parsed {
 /// its `line:col` position.
 #[cfg(test)]
 pub(crate) fn parse_query(query: &str) -> Result<Parsed, String> {
-    parse_query_for(query, query)
+    parse_query_for(query, query, None)
 }
 
-/// Parses `text`, a rewriting of `original` (duration expressions replaced
-/// by literals), reporting the `anchored`/`smoothed` keywords at their
-/// offsets in `original`: the k-th such keyword token of the text is the
-/// k-th of the original, the rewriting touching neither.
-pub(crate) fn parse_query_for(text: &str, original: &str) -> Result<Parsed, String> {
-    let mut p = parse::Parser::new(text);
+/// Parses `text`, `original` or a rewriting of it, reporting the
+/// `anchored`/`smoothed` keywords at their offsets in `original`: the k-th
+/// such keyword token of the text is the k-th of the original. Duration
+/// expressions are evaluated with `ctx` (the query's step and range);
+/// without it `step()` and `range()` in durations are errors.
+pub(crate) fn parse_query_for(
+    text: &str,
+    original: &str,
+    ctx: Option<DurCtx>,
+) -> Result<Parsed, String> {
+    let mut p = parse::Parser::new(text, ctx);
     let tree = p.parse_all().map_err(|e| e.render(text))?;
     check::check(&tree).map_err(|e| e.render(text))?;
     let expr = lower::lower(&tree);

@@ -259,15 +259,63 @@ pub(crate) struct Parser<'a> {
     toks: Vec<Token>,
     i: usize,
     nest: usize,
+    ctx: Option<DurCtx>,
+    /// `step()`/`range()` met without a context.
+    no_ctx: Option<PErr>,
     pub extras: Extras,
 }
 
 type R<T> = Result<T, PErr>;
 
 fn err<T>(pos: usize, msg: impl Into<String>) -> R<T> {
+    Err(PErr::new(pos, msg))
+}
+
+/// The query parameters duration expressions read (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DurCtx {
+    /// The query step (0 for instant queries).
+    pub step: i64,
+    /// `end - start`.
+    pub range: i64,
+}
+
+/// A duration expression's value (seconds) while parsing; `lit` for a
+/// plain, possibly signed, literal, which Prometheus checks at parse time
+/// (other expressions are checked when evaluated, with `start:end` byte
+/// offsets in the message).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DVal {
+    v: f64,
+    lit: bool,
+    start: usize,
+    end: usize,
+}
+
+impl DVal {
+    /// Prometheus's `calculateDuration` of an expression: checks, then
+    /// whole milliseconds, in ns.
+    fn finish(self, allow_negative: bool) -> R<i64> {
+        let (s, e) = (self.start, self.end);
+        if !self.v.is_finite() {
+            return raw_err(format!("{s}:{e}: duration is NaN or infinite"));
+        }
+        if self.v <= 0.0 && !allow_negative {
+            return raw_err(format!("{s}:{e}: duration must be greater than 0"));
+        }
+        if duration_out_of_range(self.v) {
+            return raw_err(format!("{s}:{e}: duration is out of range"));
+        }
+        Ok(((self.v * 1000.0) as i64).saturating_mul(1_000_000))
+    }
+}
+
+/// An error reported as written, without position prefix.
+fn raw_err<T>(msg: String) -> R<T> {
     Err(PErr {
-        pos,
-        msg: msg.into(),
+        pos: 0,
+        msg,
+        raw: true,
     })
 }
 
@@ -334,13 +382,15 @@ fn duration_out_of_range(v: f64) -> bool {
 }
 
 impl<'a> Parser<'a> {
-    pub(crate) fn new(input: &'a str) -> Self {
+    pub(crate) fn new(input: &'a str, ctx: Option<DurCtx>) -> Self {
         let toks = super::lex::lex(input);
         Parser {
             input,
             toks,
             i: 0,
             nest: 0,
+            ctx,
+            no_ctx: None,
             extras: Extras::default(),
         }
     }
@@ -396,6 +446,9 @@ impl<'a> Parser<'a> {
         let e = self.expr(0)?;
         if !matches!(self.peek().tok, Tok::Eof) {
             return self.unexpected("", "");
+        }
+        if let Some(e) = self.no_ctx.take() {
+            return Err(e);
         }
         Ok(e)
     }
@@ -585,10 +638,7 @@ impl<'a> Parser<'a> {
         match &t.tok {
             Tok::Number => {
                 self.bump();
-                let v = parse_number(&text).map_err(|m| PErr {
-                    pos: t.start,
-                    msg: m,
-                })?;
+                let v = parse_number(&text).map_err(|m| PErr::new(t.start, m))?;
                 Ok(N::new(K::Num(v), t.start))
             }
             Tok::Duration => {
@@ -938,10 +988,7 @@ impl<'a> Parser<'a> {
         }
         let t = self.peek().clone();
         let v = match t.tok {
-            Tok::Number => parse_number(t.text(self.input)).map_err(|m| PErr {
-                pos: t.start,
-                msg: m,
-            })?,
+            Tok::Number => parse_number(t.text(self.input)).map_err(|m| PErr::new(t.start, m))?,
             Tok::Duration => parse_duration_secs(t.text(self.input), t.start)?,
             _ => return self.unexpected("", ""),
         };
@@ -951,45 +998,6 @@ impl<'a> Parser<'a> {
         }
         self.bump();
         Ok(if neg { -v } else { v })
-    }
-
-    /// The value after `offset`: a signed number or duration, in ns.
-    fn offset_value(&mut self) -> R<i64> {
-        let mut neg = false;
-        let sign_pos = self.peek().start;
-        let mut signed = false;
-        match self.peek().tok {
-            Tok::Sub => {
-                self.bump();
-                neg = true;
-                signed = true;
-            }
-            Tok::Add => {
-                self.bump();
-                signed = true;
-            }
-            _ => {}
-        }
-        let t = self.peek().clone();
-        let v = match t.tok {
-            Tok::Number => parse_number(t.text(self.input)).map_err(|m| PErr {
-                pos: t.start,
-                msg: m,
-            })?,
-            Tok::Duration => parse_duration_secs(t.text(self.input), t.start)?,
-            _ => {
-                return self.unexpected("offset", "number, duration, step(), or range()");
-            }
-        };
-        self.bump();
-        let v = if neg { -v } else { v };
-        if duration_out_of_range(v) {
-            return err(
-                if signed { sign_pos } else { t.start },
-                "duration out of range",
-            );
-        }
-        Ok(secs_to_ns(v))
     }
 
     fn add_offset(&mut self, mut e: N, ns: i64) -> R<N> {
@@ -1043,10 +1051,9 @@ impl<'a> Parser<'a> {
                 }
                 let n = self.peek().clone();
                 let v = match n.tok {
-                    Tok::Number => parse_number(n.text(self.input)).map_err(|m| PErr {
-                        pos: n.start,
-                        msg: m,
-                    })?,
+                    Tok::Number => {
+                        parse_number(n.text(self.input)).map_err(|m| PErr::new(n.start, m))?
+                    }
                     Tok::Duration => parse_duration_secs(n.text(self.input), n.start)?,
                     _ => return self.unexpected("@", "timestamp"),
                 };
@@ -1082,53 +1089,238 @@ impl<'a> Parser<'a> {
         Ok(e)
     }
 
-    /// A positive duration inside brackets, in ns.
+    /// A positive duration inside brackets (a duration expression), in ns.
     fn bracket_duration(&mut self, context: &str, expected: &str) -> R<i64> {
+        let d = self.dur_expr(0, context, expected)?;
+        if d.lit {
+            if d.v <= 0.0 {
+                return err(d.start, "duration must be greater than 0");
+            }
+            return Ok(secs_to_ns(d.v));
+        }
+        d.finish(false)
+    }
+
+    /// The value after `offset`, in ns: one signed operand (a literal,
+    /// `step()`, `range()`, `min_of`/`max_of(...)` or a parenthesised
+    /// duration expression), so `foo offset 2 ^ 2` is `(foo offset 2) ^ 2`.
+    fn offset_value(&mut self) -> R<i64> {
+        const CTX: &str = "offset";
+        const EXPECTED: &str = "number, duration, step(), or range()";
         let sign = self.peek().clone();
         let neg = match sign.tok {
             Tok::Sub => true,
             Tok::Add => false,
-            _ => return self.bracket_duration_unsigned(context, expected),
+            _ => {
+                let d = self.dur_atom(CTX, EXPECTED)?;
+                return if d.lit {
+                    Ok(secs_to_ns(d.v))
+                } else {
+                    d.finish(true)
+                };
+            }
         };
         self.bump();
-        let t = self.peek().clone();
-        let v = match t.tok {
-            Tok::Number => parse_number(t.text(self.input)).map_err(|m| PErr {
-                pos: t.start,
-                msg: m,
-            })?,
-            Tok::Duration => parse_duration_secs(t.text(self.input), t.start)?,
-            _ => return self.unexpected(context, expected),
-        };
-        self.bump();
-        let v = if neg { -v } else { v };
-        if duration_out_of_range(v) {
-            return err(sign.start, "duration out of range");
+        let d = self.dur_atom(CTX, EXPECTED)?;
+        let v = if neg { -d.v } else { d.v };
+        if d.lit {
+            if duration_out_of_range(v) {
+                return err(sign.start, "duration out of range");
+            }
+            return Ok(secs_to_ns(v));
         }
-        if v <= 0.0 {
-            return err(sign.start, "duration must be greater than 0");
+        DVal {
+            v,
+            lit: false,
+            start: sign.start,
+            end: d.end,
         }
-        Ok(secs_to_ns(v))
+        .finish(true)
     }
 
-    fn bracket_duration_unsigned(&mut self, context: &str, expected: &str) -> R<i64> {
+    /// A duration expression: `+ - * / % ^` over literals (seconds),
+    /// `step()`, `range()`, `min_of(a, b)`, `max_of(a, b)` and parentheses,
+    /// evaluated with the query's step and range.
+    fn dur_expr(&mut self, min: u8, context: &str, expected: &str) -> R<DVal> {
+        self.nest += 1;
+        if self.nest > MAX_DEPTH {
+            return err(self.peek().start, too_deep());
+        }
+        let r = self.dur_expr_inner(min, context, expected);
+        self.nest -= 1;
+        r
+    }
+
+    fn dur_expr_inner(&mut self, min: u8, context: &str, expected: &str) -> R<DVal> {
+        let mut lhs = self.dur_unary(context, expected)?;
+        loop {
+            let t = self.peek().clone();
+            let op = match t.tok {
+                Tok::Add => Op::Add,
+                Tok::Sub => Op::Sub,
+                Tok::Mul => Op::Mul,
+                Tok::Div => Op::Div,
+                Tok::Mod => Op::Mod,
+                Tok::Pow => Op::Pow,
+                _ => return Ok(lhs),
+            };
+            if op.prec() < min {
+                return Ok(lhs);
+            }
+            self.bump();
+            let next = if op == Op::Pow {
+                op.prec()
+            } else {
+                op.prec() + 1
+            };
+            let rhs = self.dur_expr(next, "", "")?;
+            let (start, end) = (lhs.start, rhs.end);
+            let zero_msg = match op {
+                Op::Div => Some("division by zero"),
+                Op::Mod => Some("modulo by zero"),
+                _ => None,
+            };
+            if let Some(m) = zero_msg
+                && rhs.v == 0.0
+            {
+                if rhs.lit {
+                    return err(t.start, m);
+                }
+                return raw_err(format!("{start}:{end}: {m}"));
+            }
+            let v = match op {
+                Op::Add => lhs.v + rhs.v,
+                Op::Sub => lhs.v - rhs.v,
+                Op::Mul => lhs.v * rhs.v,
+                Op::Div => lhs.v / rhs.v,
+                Op::Mod => lhs.v % rhs.v,
+                _ => lhs.v.powf(rhs.v),
+            };
+            lhs = DVal {
+                v,
+                lit: false,
+                start,
+                end,
+            };
+        }
+    }
+
+    fn dur_unary(&mut self, context: &str, expected: &str) -> R<DVal> {
         let t = self.peek().clone();
-        let v = match t.tok {
-            Tok::Number => parse_number(t.text(self.input)).map_err(|m| PErr {
-                pos: t.start,
-                msg: m,
-            })?,
-            Tok::Duration => parse_duration_secs(t.text(self.input), t.start)?,
-            _ => return self.unexpected(context, expected),
+        let neg = match t.tok {
+            Tok::Sub => true,
+            Tok::Add => false,
+            _ => return self.dur_atom(context, expected),
         };
         self.bump();
-        if duration_out_of_range(v) {
+        let d = self.dur_expr(Op::Pow.prec(), "", "")?;
+        let v = if neg { -d.v } else { d.v };
+        if d.lit && duration_out_of_range(v) {
             return err(t.start, "duration out of range");
         }
-        if v <= 0.0 {
-            return err(t.start, "duration must be greater than 0");
+        Ok(DVal {
+            v,
+            lit: d.lit,
+            start: t.start,
+            end: d.end,
+        })
+    }
+
+    fn dur_atom(&mut self, context: &str, expected: &str) -> R<DVal> {
+        let t = self.peek().clone();
+        match t.tok {
+            Tok::Number | Tok::Duration => {
+                let v = if t.tok == Tok::Number {
+                    parse_number(t.text(self.input)).map_err(|m| PErr::new(t.start, m))?
+                } else {
+                    parse_duration_secs(t.text(self.input), t.start)?
+                };
+                self.bump();
+                if duration_out_of_range(v) {
+                    return err(t.start, "duration out of range");
+                }
+                Ok(DVal {
+                    v,
+                    lit: true,
+                    start: t.start,
+                    end: t.end,
+                })
+            }
+            Tok::Kw(k @ (Kw::Step | Kw::Range)) => {
+                self.bump();
+                self.expect_tok(&Tok::LParen, context, expected)?;
+                let close = self.expect_tok(&Tok::RParen, context, expected)?;
+                let ms = match self.ctx {
+                    Some(ctx) if k == Kw::Step => ctx.step,
+                    Some(ctx) => ctx.range,
+                    None => {
+                        // Reported once the rest parsed: a later syntax
+                        // error comes first, as in Prometheus.
+                        self.no_ctx.get_or_insert(PErr::new(
+                            t.start,
+                            format!(
+                                "{}() in a duration needs the query's step and range",
+                                if k == Kw::Step { "step" } else { "range" }
+                            ),
+                        ));
+                        1000
+                    }
+                };
+                Ok(DVal {
+                    v: ms as f64 / 1000.0,
+                    lit: false,
+                    start: t.start,
+                    end: close,
+                })
+            }
+            Tok::Kw(k @ (Kw::MinOf | Kw::MaxOf)) => {
+                self.bump();
+                self.expect_tok(&Tok::LParen, context, expected)?;
+                let a = self.dur_expr(0, "", "")?;
+                self.expect_tok(&Tok::Comma, "", "")?;
+                let b = self.dur_expr(0, "", "")?;
+                let close = self.expect_tok(&Tok::RParen, "", "")?;
+                let v = if a.v.is_nan() || b.v.is_nan() {
+                    f64::NAN
+                } else if k == Kw::MinOf {
+                    a.v.min(b.v)
+                } else {
+                    a.v.max(b.v)
+                };
+                Ok(DVal {
+                    v,
+                    lit: false,
+                    start: t.start,
+                    end: close,
+                })
+            }
+            Tok::LParen => {
+                self.bump();
+                let d = self.dur_expr(0, "", "")?;
+                let close = self.expect_tok(&Tok::RParen, "", "")?;
+                // A parenthesised literal is an expression, no longer a
+                // literal (Prometheus wraps it).
+                Ok(if d.lit {
+                    DVal {
+                        v: d.v,
+                        lit: false,
+                        start: t.start,
+                        end: close,
+                    }
+                } else {
+                    DVal { lit: false, ..d }
+                })
+            }
+            _ => self.unexpected(context, expected),
         }
-        Ok(secs_to_ns(v))
+    }
+
+    /// Consumes a token of kind `want`, returning its end offset.
+    fn expect_tok(&mut self, want: &Tok, context: &str, expected: &str) -> R<usize> {
+        if &self.peek().tok != want {
+            return self.unexpected(context, expected);
+        }
+        Ok(self.bump().end)
     }
 
     fn range_or_subquery(&mut self, e: N) -> R<N> {
@@ -1257,14 +1449,13 @@ fn parse_duration_secs(s: &str, pos: usize) -> R<f64> {
         ("s", 1_000_000_000),
         ("ms", 1_000_000),
     ];
-    let invalid = || PErr {
-        pos,
-        msg: format!("not a valid duration string: {}", super::lex::go_quote(s)),
+    let invalid = || {
+        PErr::new(
+            pos,
+            format!("not a valid duration string: {}", super::lex::go_quote(s)),
+        )
     };
-    let out_of_range = || PErr {
-        pos,
-        msg: "duration out of range".into(),
-    };
+    let out_of_range = || PErr::new(pos, "duration out of range");
     match s {
         "0" => return Ok(0.0),
         "" => return err(pos, "empty duration string"),
@@ -1321,12 +1512,14 @@ fn parse_duration_secs(s: &str, pos: usize) -> R<f64> {
 /// Go's unquoting of a PromQL string literal (quotes included). Bytes that
 /// do not form UTF-8 are kept as [`super::raw_byte`] characters.
 pub(crate) fn unquote(s: &str, pos: usize) -> R<String> {
-    let bad = || PErr {
-        pos,
-        msg: format!(
-            "error unquoting string {}: invalid syntax",
-            super::lex::go_quote(s)
-        ),
+    let bad = || {
+        PErr::new(
+            pos,
+            format!(
+                "error unquoting string {}: invalid syntax",
+                super::lex::go_quote(s)
+            ),
+        )
     };
     let mut chars = s.chars();
     let q = chars.next().ok_or_else(bad)?;

@@ -770,16 +770,16 @@ fn equivalent_to_promql_parser_on_scripts() {
     let mut mismatches = Vec::new();
     for (file, line, q) in &queries {
         let text = engine_text(q);
-        let new_text = crate::durexpr::rewrite(
+        let old_text = rewrite_raw_strings(&text);
+        let old = std::panic::catch_unwind(|| promql_parser::parser::parse(&old_text));
+        let new = parse_query_for(
             q,
-            Some(crate::durexpr::DurCtx {
+            q,
+            Some(DurCtx {
                 step: 10_000,
                 range: 60_000,
             }),
         );
-        let old_text = rewrite_raw_strings(&text);
-        let old = std::panic::catch_unwind(|| promql_parser::parser::parse(&old_text));
-        let new = parse_query_for(&new_text, q);
         let key = format!("{file}:{line}");
         let verdict = match (old, &new) {
             (Ok(Ok(a)), Ok(b)) => {
@@ -860,11 +860,7 @@ fn prometheus_parse_cases() {
                 printed(&p.expr)
             )),
             (_, Err(e)) => {
-                let want = PErr {
-                    pos: start,
-                    msg: msg.clone(),
-                }
-                .render(&q);
+                let want = PErr::new(start, msg.clone()).render(&q);
                 (*e != want).then(|| format!("got  {e}\n    want {want}"))
             }
         };
@@ -1010,4 +1006,78 @@ fn depth_is_bounded() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+fn with_ctx(q: &str, step: i64, range: i64) -> Result<Expr, String> {
+    parse_query_for(q, q, Some(DurCtx { step, range })).map(|p| p.expr)
+}
+
+#[test]
+fn duration_expressions() {
+    let range_of = |q: &str| match with_ctx(q, 10_000, 60_000).unwrap() {
+        Expr::Call(c) => match &*c.args.args[0] {
+            Expr::MatrixSelector(m) => m.range.as_millis(),
+            other => panic!("{other:?}"),
+        },
+        Expr::MatrixSelector(m) => m.range.as_millis(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(range_of("rate(x[5m+1m])"), 360_000);
+    assert_eq!(range_of("x[2m*(10+5)]"), 1_800_000);
+    assert_eq!(range_of("x[1h30m % 1h]"), 1_800_000);
+    assert_eq!(range_of("x[-5m+35m]"), 1_800_000);
+    assert_eq!(range_of("x[step()]"), 10_000);
+    assert_eq!(range_of("x[step()+1ms]"), 10_001);
+    assert_eq!(range_of("x[1+(STep()-5)*2]"), 11_000);
+    assert_eq!(range_of("x[range()]"), 60_000);
+    assert_eq!(range_of("x[max_of(min_of(step()+1,1h),1ms)]"), 11_000);
+    let Expr::Subquery(s) = with_ctx("x[29s+1s:20*500ms]", 0, 0).unwrap() else {
+        panic!()
+    };
+    assert_eq!((s.range.as_secs(), s.step.unwrap().as_secs()), (30, 10));
+    // An offset takes one signed operand: `(x offset 2) ^ 2`.
+    let Expr::Binary(b) = with_ctx("x offset 2 ^ 2", 0, 0).unwrap() else {
+        panic!()
+    };
+    let Expr::VectorSelector(v) = &*b.lhs else {
+        panic!()
+    };
+    assert_eq!(v.offset.as_ref().unwrap().to_string(), "2s");
+    let Expr::Binary(b) = with_ctx("x offset -step()*2", 5000, 0).unwrap() else {
+        panic!()
+    };
+    let Expr::VectorSelector(v) = &*b.lhs else {
+        panic!()
+    };
+    assert_eq!(v.offset.as_ref().unwrap().to_string(), "-5s");
+    let Expr::VectorSelector(v) = with_ctx("x offset (-2 ^ 2)", 0, 0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(v.offset.as_ref().unwrap().to_string(), "-4s");
+    assert_eq!(
+        with_ctx("x[5s/0d]", 0, 0).unwrap_err(),
+        "1:5: parse error: division by zero"
+    );
+    assert_eq!(
+        with_ctx("x[5s%0]", 0, 0).unwrap_err(),
+        "1:5: parse error: modulo by zero"
+    );
+    // Checked as Prometheus's evaluation does (byte offsets start:end).
+    assert_eq!(
+        with_ctx("x[step()]", 0, 0).unwrap_err(),
+        "2:8: duration must be greater than 0"
+    );
+    assert_eq!(
+        with_ctx("x[5s/(1-1)]", 0, 0).unwrap_err(),
+        "2:9: division by zero"
+    );
+    // Without the query's step and range, after other errors.
+    assert_eq!(
+        parse_query("x[step()]").unwrap_err(),
+        "1:3: parse error: step() in a duration needs the query's step and range"
+    );
+    assert_eq!(
+        parse_query("x offset step()[5m]").unwrap_err(),
+        "1:16: parse error: no offset modifiers allowed before range"
+    );
 }
