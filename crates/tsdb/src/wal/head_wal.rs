@@ -418,6 +418,43 @@ enum Decoded {
     Series(Vec<(u64, Option<u64>)>),
 }
 
+/// A map keyed by series reference, with a cheap hash (the keys are
+/// counters, not attacker-chosen; SipHash would be needless work on the
+/// replay's serial dispatch).
+type ByRef<V> = HashMap<u64, V, RefHash>;
+
+/// The [`std::hash::BuildHasher`] of [`ByRef`]: a multiplicative fold.
+#[derive(Clone, Copy, Default)]
+struct RefHash;
+
+/// The hasher of [`RefHash`].
+struct RefHasher(u64);
+
+impl std::hash::Hasher for RefHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
+    }
+
+    fn finish(&self) -> u64 {
+        let m = u128::from(self.0) * 0x9E37_79B9_7F4A_7C15u128;
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+}
+
+impl std::hash::BuildHasher for RefHash {
+    type Hasher = RefHasher;
+
+    fn build_hasher(&self) -> RefHasher {
+        RefHasher(0)
+    }
+}
+
 /// The newest time held by the chunks loaded from `chunks_head/`, by the
 /// series reference they were written under (the WAL's): decoders drop
 /// the samples those chunks already hold before they cost a copy, a sort
@@ -429,7 +466,7 @@ struct MmapFloor {
 }
 
 impl MmapFloor {
-    fn new(mmapped: &HashMap<u64, Vec<LoadedChunk>>) -> MmapFloor {
+    fn new(mmapped: &ByRef<Vec<LoadedChunk>>) -> MmapFloor {
         let max = mmapped.keys().max().copied().unwrap_or(0);
         let limit = (mmapped.len() as u64)
             .saturating_mul(4)
@@ -621,7 +658,7 @@ fn replay_segments(
     head: &Head,
     segs: &[(u32, PathBuf)],
     stats: &Mutex<ReplayStats>,
-    mmapped: &mut HashMap<u64, Vec<LoadedChunk>>,
+    mmapped: &mut ByRef<Vec<LoadedChunk>>,
     floor: &MmapFloor,
     tombstones: &Mutex<Vec<TombstoneRecord>>,
 ) -> Result<(Option<Damage>, ApplyStats), io::Error> {
@@ -773,7 +810,7 @@ fn replay_segments(
         }
 
         // Dispatch in log order.
-        let mut aliases: HashMap<u64, u64> = HashMap::new();
+        let mut aliases: ByRef<u64> = ByRef::default();
         let mut waiting: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
         let mut next = 0u64;
         let mut shards: Vec<Pending> = (0..n).map(|_| Pending::default()).collect();
@@ -1015,7 +1052,7 @@ pub fn open_head(
     hw.corruptions
         .fetch_add(mapper.corruptions.load(Relaxed), Relaxed);
     hw.replay.lock().corruptions += mapper.corruptions.load(Relaxed);
-    let mut mmapped: HashMap<u64, Vec<LoadedChunk>> = HashMap::new();
+    let mut mmapped: ByRef<Vec<LoadedChunk>> = ByRef::default();
     for c in loaded {
         mmapped.entry(c.series_ref).or_default().push(c);
     }
