@@ -498,4 +498,60 @@ mod tests {
             assert!(ch.windows(2).all(|w| w[0].max_t < w[1].min_t), "{ch:?}");
         }
     }
+
+    /// promtool (Debian's `prometheus` package) dumps a block merged from
+    /// copied and re-encoded chunks, histograms included. Skipped when
+    /// promtool is absent, except under CI.
+    #[test]
+    fn promtool_reads_a_compacted_block() {
+        if std::process::Command::new("promtool")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool missing under CI"
+            );
+            eprintln!("skipping: promtool not installed");
+            return;
+        }
+        let src = tempfile::tempdir().unwrap();
+        let head = mixed_head();
+        let a = block_of(src.path(), &head, 0, H2);
+        let b = block_of(src.path(), &head, H2, 2 * H2);
+        // Overlapping a's second hour: re-encoded together with it.
+        let c = block_of(src.path(), &head, H2 / 2, H2 / 2 * 3);
+        let dir = tempfile::tempdir().unwrap();
+        let (meta, st) = compact_blocks_with(
+            dir.path(),
+            &[a, c, b],
+            0,
+            2 * H2,
+            BlockCompaction::default(),
+            4096,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(st.copied_chunks > 0 && st.reencoded_chunks > 0, "{st:?}");
+        std::fs::create_dir(dir.path().join("wal")).unwrap();
+        let out = std::process::Command::new("promtool")
+            .args(["tsdb", "dump"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Floats: 10 series of 960 samples; promtool 2.42 dumps float
+        // samples only.
+        let floats = stdout
+            .lines()
+            .filter(|l| l.starts_with("{__name__=\"up\""))
+            .count();
+        assert_eq!(floats, 10 * 960, "{}", meta.ulid);
+    }
 }
