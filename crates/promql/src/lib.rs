@@ -574,7 +574,7 @@ pub(crate) const INFO_PLACEHOLDER: &str = "__pharos_info__";
 
 /// The single switch point to the parser.
 fn parse_expr_inner(query: &str, dctx: Option<parser::DurCtx>) -> Result<Rewritten, QueryError> {
-    let p = parser::parse_query_for(query, query, dctx).map_err(QueryError::Parse)?;
+    let p = parser::parse_query_for(query, dctx).map_err(QueryError::Parse)?;
     Ok((p.expr, p.trims, p.modes))
 }
 

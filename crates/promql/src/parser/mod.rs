@@ -5,8 +5,9 @@
 //!
 //! Why our own: promql-parser reports no error positions, turns `"\xff"`
 //! into U+00FF, mishandles backtick strings, panics on some input and does
-//! not know Prometheus 3 syntax (trim operators, `anchored`/`smoothed`).
-//! This parser follows Prometheus's `promql/parser` (lexer states, grammar
+//! not know Prometheus 3 syntax (trim operators, `anchored`/`smoothed`,
+//! duration expressions such as `rate(x[5m+step()])`, which are evaluated
+//! here with the query's step and range). This parser follows Prometheus's `promql/parser` (lexer states, grammar
 //! precedence, `checkAST` order and wording), so errors read
 //! `1:14: parse error: unexpected ...` as Prometheus's do.
 //!
@@ -15,6 +16,10 @@
 //! Bytes that a string escape produces but that are not UTF-8 (`"\xff"`)
 //! are kept as characters U+10FF00 + byte ([`raw_byte`]), so label-name
 //! checks can reject them and errors can print them as Go does.
+//!
+//! Unlike Prometheus, trees deeper than [`parse::MAX_DEPTH`] are refused:
+//! every pass over the tree recurses, and a deeper query would overflow a
+//! thread's stack and abort the process.
 
 pub(crate) mod check;
 pub(crate) mod lex;
@@ -329,41 +334,26 @@ pub(crate) struct Parsed {
 /// its `line:col` position.
 #[cfg(test)]
 pub(crate) fn parse_query(query: &str) -> Result<Parsed, String> {
-    parse_query_for(query, query, None)
+    parse_query_for(query, None)
 }
 
-/// Parses `text`, `original` or a rewriting of it, reporting the
-/// `anchored`/`smoothed` keywords at their offsets in `original`: the k-th
-/// such keyword token of the text is the k-th of the original. Duration
-/// expressions are evaluated with `ctx` (the query's step and range);
-/// without it `step()` and `range()` in durations are errors.
-pub(crate) fn parse_query_for(
-    text: &str,
-    original: &str,
-    ctx: Option<DurCtx>,
-) -> Result<Parsed, String> {
-    let mut p = parse::Parser::new(text, ctx);
-    let tree = p.parse_all().map_err(|e| e.render(text))?;
-    check::check(&tree).map_err(|e| e.render(text))?;
+/// Parses and type-checks `query`. Duration expressions are evaluated with
+/// `ctx` (the query's step and range); without it `step()` and `range()`
+/// in durations are errors. The error is Prometheus's message with its
+/// `line:col` position.
+pub(crate) fn parse_query_for(query: &str, ctx: Option<DurCtx>) -> Result<Parsed, String> {
+    let mut p = parse::Parser::new(query, ctx);
+    let tree = p.parse_all().map_err(|e| e.render(query))?;
+    check::check(&tree).map_err(|e| e.render(query))?;
     let expr = lower::lower(&tree);
     let extras = p.extras;
-    let original_kws: Vec<usize> = if text == original {
-        Vec::new()
-    } else {
-        lex::lex(original)
-            .iter()
-            .filter(|t| matches!(t.tok, lex::Tok::Kw(lex::Kw::Anchored | lex::Kw::Smoothed)))
-            .map(|t| t.start)
-            .collect()
-    };
     Ok(Parsed {
         expr,
         trims: extras.trims,
         modes: extras
             .modes
             .into_iter()
-            .map(|(k, at, anchored)| {
-                let at = original_kws.get(k).copied().unwrap_or(at);
+            .map(|(at, anchored)| {
                 let mode = if anchored {
                     SelMode::Anchored
                 } else {

@@ -238,9 +238,8 @@ impl N {
 #[derive(Debug, Default)]
 pub(crate) struct Extras {
     pub trims: Vec<bool>,
-    /// (ordinal among all `anchored`/`smoothed` keyword tokens, byte
-    /// offset of the keyword, true for anchored)
-    pub modes: Vec<(usize, usize, bool)>,
+    /// (byte offset of the keyword, true for anchored)
+    pub modes: Vec<(usize, bool)>,
 }
 
 /// The deepest expression tree accepted (nesting and operator chains).
@@ -563,20 +562,13 @@ impl<'a> Parser<'a> {
                         }
                         _ => return err(e.start, format!("{word} modifier not implemented")),
                     }
-                    if self.extras.modes.iter().any(|&(_, p, _)| p > e.start) {
+                    if self.extras.modes.iter().any(|&(p, _)| p > e.start) {
                         return err(
                             e.start,
                             "anchored and smoothed modifiers cannot be used together",
                         );
                     }
-                    let ordinal = self.toks[..self.i]
-                        .iter()
-                        .filter(|x| matches!(x.tok, Tok::Kw(Kw::Anchored | Kw::Smoothed)))
-                        .count()
-                        - 1;
-                    self.extras
-                        .modes
-                        .push((ordinal, t.start, k == Kw::Anchored));
+                    self.extras.modes.push((t.start, k == Kw::Anchored));
                 }
                 _ => return Ok(e),
             }

@@ -774,7 +774,6 @@ fn equivalent_to_promql_parser_on_scripts() {
         let old = std::panic::catch_unwind(|| promql_parser::parser::parse(&old_text));
         let new = parse_query_for(
             q,
-            q,
             Some(DurCtx {
                 step: 10_000,
                 range: 60_000,
@@ -1009,7 +1008,7 @@ fn depth_is_bounded() {
 }
 
 fn with_ctx(q: &str, step: i64, range: i64) -> Result<Expr, String> {
-    parse_query_for(q, q, Some(DurCtx { step, range })).map(|p| p.expr)
+    parse_query_for(q, Some(DurCtx { step, range })).map(|p| p.expr)
 }
 
 #[test]
