@@ -11,11 +11,12 @@
 //! largest response and stays allocated while the connection idles in the
 //! pool, that is for the whole scrape interval: for a 136 KB page, 256 KiB
 //! per target, a quarter of what the storage needs for the target's 1000
-//! series. So once a target's page is known to be larger than
-//! [`KEEP_ALIVE_MAX_BODY`], its requests say `Connection: close` and the
-//! buffer is freed with the connection after each scrape. The price is one
-//! TCP (and TLS) handshake per scrape of such a target, small next to
-//! receiving and parsing a page of that size.
+//! series. So while a target's page size is unknown (its first scrape, or
+//! after failures) or larger than [`KEEP_ALIVE_MAX_BODY`], its requests say
+//! `Connection: close` and the buffer is freed with the connection after the
+//! scrape. The price is one TCP (and TLS) handshake per scrape of a target
+//! with a large page, small next to receiving and parsing a page of that
+//! size, and one for the first scrape of the others.
 
 use std::io::Read;
 use std::time::Duration;
@@ -43,8 +44,9 @@ pub(crate) struct Fetched {
 
 /// One GET of `url` within `timeout`. `size_hint` is the size of the
 /// previous body as received (0 when unknown): it sizes the body buffer when
-/// the response has no `Content-Length`, and past [`KEEP_ALIVE_MAX_BODY`]
-/// the connection is closed after the response (see the module docs).
+/// the response has no `Content-Length`, and when it is unknown or past
+/// [`KEEP_ALIVE_MAX_BODY`] the connection is closed after the response (see
+/// the module docs).
 pub(crate) async fn fetch(
     client: &ScrapeClient,
     url: &str,
@@ -96,7 +98,7 @@ async fn fetch_inner(
             url: url.to_string(),
             message,
         })?;
-    let request = if size_hint > KEEP_ALIVE_MAX_BODY {
+    let request = if size_hint == 0 || size_hint > KEEP_ALIVE_MAX_BODY {
         request.header(CONNECTION, "close")
     } else {
         request

@@ -218,11 +218,12 @@ impl ScrapeLoop {
                 s = wait_now(&mut rx) => break s,
                 }
             };
-            if let Ok(f) = &fetched
-                && !f.body.is_empty()
-            {
-                size_hint = f.body.len();
-            }
+            // The received size of the last page (0: unknown, after a
+            // failure), for the next request's body buffer and keep-alive.
+            size_hint = match &fetched {
+                Ok(f) => f.body.len(),
+                Err(_) => 0,
+            };
             cache = self.process(cache, fetched, app_time, started).await;
 
             tokio::select! {
