@@ -37,10 +37,14 @@
 //! `/federate` serve); names that are not valid legacy names are written in
 //! the quoted Prometheus 3 form, which both parsers read back.
 //!
+//! [`nhcb`] converts classic histograms (`_bucket`/`_count`/`_sum`) into
+//! native histograms with custom buckets, for the backfill and the scraper.
+//!
 //! Gzip decoding is not done here: the scraper owns the HTTP body.
 
 mod encode;
 mod float;
+pub mod nhcb;
 mod parser;
 
 pub use encode::{TextEncoder, write_help, write_sample, write_type};
