@@ -213,8 +213,11 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
             let cwd = std::env::current_dir()
                 .map(|d| d.display().to_string())
                 .unwrap_or_default();
-            let retention = retention.to_string();
+            // The retention in force (the configuration file's, reloads
+            // included), as Prometheus shows it.
+            let db = db.clone();
             Arc::new(move || {
+                let retention = PromDuration(db.retention().0).to_string();
                 let s = *config_state();
                 RuntimeInfo {
                     start_time,
@@ -222,7 +225,7 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
                     reload_config_success: s.success,
                     last_config_time: s.last_success,
                     corruption_count: 0,
-                    storage_retention: retention.clone(),
+                    storage_retention: retention,
                 }
             })
         },
