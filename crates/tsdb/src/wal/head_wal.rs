@@ -394,7 +394,7 @@ struct DecodedBatch {
 /// histogram samples.
 enum ShardBatch {
     /// Float samples as the decoders split them (parts in log order).
-    Floats(Vec<Vec<(u64, i64, f64)>>),
+    Floats(FloatBatch),
     Histograms(Vec<(u64, i64, HistogramValue)>),
 }
 
@@ -405,6 +405,8 @@ enum Decoded {
     Samples {
         /// Samples per shard, `(ref, t, v)`, in log order.
         parts: Vec<Vec<(u64, i64, f64)>>,
+        /// Per shard, the smallest and largest reference of its part.
+        bounds: Vec<(u64, u64)>,
         /// Number of samples.
         total: usize,
         /// Of those, samples dropped because a chunk loaded from
@@ -520,14 +522,9 @@ enum Grouped<'a> {
 /// value (the reference is implied by the place) with one counting pass
 /// and one copy, no concatenation and no merge passes. Sparse references
 /// fall back to concatenating and one stable sort.
-fn group_by_series(mut parts: Vec<Vec<(u64, i64, f64)>>, g: &mut GroupScratch) -> Grouped<'_> {
-    parts.retain(|p| !p.is_empty());
+fn group_by_series(batch: FloatBatch, g: &mut GroupScratch) -> Grouped<'_> {
+    let FloatBatch { parts, lo, hi } = batch;
     let n: usize = parts.iter().map(Vec::len).sum();
-    let (mut lo, mut hi) = (u64::MAX, 0u64);
-    for s in parts.iter().flatten() {
-        lo = lo.min(s.0);
-        hi = hi.max(s.0);
-    }
     let keys = hi.saturating_sub(lo);
     if n == 0 || keys > (n as u64).saturating_mul(4) + 4096 || n >= u32::MAX as usize {
         g.out.clear();
@@ -562,24 +559,59 @@ fn group_by_series(mut parts: Vec<Vec<(u64, i64, f64)>>, g: &mut GroupScratch) -
 }
 
 /// Float samples waiting for one applier, as the decoders split them.
-#[derive(Default)]
 struct Pending {
     parts: Vec<Vec<(u64, i64, f64)>>,
     len: usize,
+    lo: u64,
+    hi: u64,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            parts: Vec::new(),
+            len: 0,
+            lo: u64::MAX,
+            hi: 0,
+        }
+    }
+}
+
+/// A shard's float samples handed to its applier: the decoders' parts in
+/// log order and the range of their references (known from decoding, so
+/// grouping need not scan for it).
+struct FloatBatch {
+    parts: Vec<Vec<(u64, i64, f64)>>,
+    lo: u64,
+    hi: u64,
 }
 
 impl Pending {
-    fn push(&mut self, p: Vec<(u64, i64, f64)>) {
+    /// Adds a part whose references lie in `bounds` (inclusive).
+    fn push(&mut self, p: Vec<(u64, i64, f64)>, bounds: (u64, u64)) {
         if !p.is_empty() {
             self.len += p.len();
+            self.lo = self.lo.min(bounds.0);
+            self.hi = self.hi.max(bounds.1);
             self.parts.push(p);
         }
     }
 
-    fn take(&mut self) -> Vec<Vec<(u64, i64, f64)>> {
-        self.len = 0;
-        std::mem::take(&mut self.parts)
+    fn take(&mut self) -> FloatBatch {
+        let b = FloatBatch {
+            parts: std::mem::take(&mut self.parts),
+            lo: self.lo,
+            hi: self.hi,
+        };
+        *self = Pending::default();
+        b
     }
+}
+
+/// The smallest and largest reference of `p`.
+fn ref_bounds(p: &[(u64, i64, f64)]) -> (u64, u64) {
+    p.iter()
+        .fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s.0), hi.max(s.0)))
 }
 
 /// Where reading a segment stopped early.
@@ -717,17 +749,22 @@ fn replay_segments(
                                 let cap = r.len() / 10 / n + 16;
                                 let mut parts: Vec<Vec<(u64, i64, f64)>> =
                                     (0..n).map(|_| Vec::with_capacity(cap)).collect();
+                                let mut bounds = vec![(u64::MAX, 0u64); n];
                                 let mut in_mmapped = 0usize;
                                 let got = record::decode_samples_with(r, |sref, t, v| {
                                     if floor.covers(sref, t) {
                                         in_mmapped += 1;
                                     } else {
-                                        parts[(sref % n as u64) as usize].push((sref, t, v));
+                                        let i = (sref % n as u64) as usize;
+                                        parts[i].push((sref, t, v));
+                                        let b = &mut bounds[i];
+                                        *b = (b.0.min(sref), b.1.max(sref));
                                     }
                                 });
                                 match got {
                                     Ok(total) => Decoded::Samples {
                                         parts,
+                                        bounds,
                                         total,
                                         in_mmapped,
                                     },
@@ -826,14 +863,15 @@ fn replay_segments(
                     let r = match r {
                         Decoded::Samples {
                             parts,
+                            bounds,
                             total,
                             in_mmapped,
                         } => {
                             local.samples += total as u64;
                             skipped_in_mmapped += in_mmapped as u64;
                             if aliases.is_empty() {
-                                for (i, p) in parts.into_iter().enumerate() {
-                                    shards[i].push(p);
+                                for (i, (p, b)) in parts.into_iter().zip(bounds).enumerate() {
+                                    shards[i].push(p, b);
                                 }
                             } else {
                                 let mut moved: Vec<Vec<(u64, i64, f64)>> =
@@ -843,7 +881,8 @@ fn replay_segments(
                                     moved[(r % n as u64) as usize].push((r, t, v));
                                 }
                                 for (i, p) in moved.into_iter().enumerate() {
-                                    shards[i].push(p);
+                                    let b = ref_bounds(&p);
+                                    shards[i].push(p, b);
                                 }
                             }
                             continue;
@@ -1189,7 +1228,7 @@ pub fn open_head(
 mod group_tests {
     use proptest::prelude::*;
 
-    use super::{GroupScratch, Grouped, group_by_series};
+    use super::{FloatBatch, GroupScratch, Grouped, group_by_series};
 
     proptest! {
         /// Grouping equals a stable sort by reference, for dense runs,
@@ -1220,7 +1259,9 @@ mod group_tests {
             let mut g = GroupScratch::default();
             // Twice, to reuse the scratch space.
             for _ in 0..2 {
-                let got: Vec<(u64, i64, f64)> = match group_by_series(parts.clone(), &mut g) {
+                let (lo, hi) = super::ref_bounds(&want);
+                let batch = FloatBatch { parts: parts.clone(), lo, hi };
+                let got: Vec<(u64, i64, f64)> = match group_by_series(batch, &mut g) {
                     Grouped::Sorted(b) => b.to_vec(),
                     Grouped::Dense { lo, ends, tv } => {
                         let mut out = Vec::new();
