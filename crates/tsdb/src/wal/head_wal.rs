@@ -399,7 +399,7 @@ enum ShardBatch {
 }
 
 /// A decoded record; samples come already split by applier shard (done by
-/// the parallel decoders, so the ordered dispatch only concatenates).
+/// the parallel decoders, so the ordered dispatch only hands parts on).
 enum Decoded {
     Record(Result<Record, record::RecordError>),
     Samples {
@@ -459,8 +459,8 @@ impl std::hash::BuildHasher for RefHash {
 
 /// The newest time held by the chunks loaded from `chunks_head/`, by the
 /// series reference they were written under (the WAL's): decoders drop
-/// the samples those chunks already hold before they cost a copy, a sort
-/// and a series lookup (the appliers check again, per series).
+/// the samples those chunks already hold before they are routed, grouped
+/// and looked up (the appliers check again, per series).
 struct MmapFloor {
     /// Indexed by reference; `i64::MIN` for series without loaded chunks.
     /// Empty (no early dropping) when references are too sparse to index.
