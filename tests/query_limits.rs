@@ -34,11 +34,22 @@ fn config(big: &str, small: &str) -> String {
 }
 
 /// The newest `scrape_samples_scraped` timestamp of a job.
+/// Timestamp of the job's latest scrape, waiting (up to 30 s) for its first
+/// one: the two targets start scraping at different offsets.
 fn last_scrape(p: &Pharos, job: &str) -> f64 {
-    let r = p.query(&format!(
-        "timestamp(scrape_samples_scraped{{job=\"{job}\"}})"
-    ));
-    r[0]["value"][1].as_str().unwrap().parse().unwrap()
+    let q = format!("timestamp(scrape_samples_scraped{{job=\"{job}\"}})");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = p.query(&q);
+        if let Some(v) = r[0]["value"][1].as_str() {
+            return v.parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scrape of job {job} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
