@@ -329,5 +329,22 @@ pub enum BackfillSource {
         /// Maximum duration created blocks may span.
         #[arg(long = "max-block-duration", default_value = "2h")]
         max_block_duration: String,
+        /// Convert classic histograms (histogram families' `_bucket`,
+        /// `_count` and `_sum` series) into native histograms with custom
+        /// buckets (NHCB), as Prometheus's scrape option
+        /// `convert_classic_histograms_to_nhcb` does. A pharos extension:
+        /// promtool has no such flag. A histogram that cannot be converted
+        /// (counts not cumulative, `_count` different from the +Inf bucket)
+        /// is written as its classic series.
+        #[arg(long = "convert-classic-histograms-to-nhcb")]
+        convert_classic_histograms_to_nhcb: bool,
+        /// With --convert-classic-histograms-to-nhcb, also write the
+        /// classic series (pharos extension, like the scrape option
+        /// `always_scrape_classic_histograms`).
+        #[arg(
+            long = "keep-classic-histograms",
+            requires = "convert_classic_histograms_to_nhcb"
+        )]
+        keep_classic_histograms: bool,
     },
 }

@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use pharos_model::{Labels, Matcher, Sample};
+use pharos_exposition::nhcb::{Converted, NhcbConverter};
+use pharos_model::{FloatHistogram, Labels, Matcher, Sample};
 use pharos_storage::{
-    Querier, SelectHints, Series, SeriesSet, StorageError, VecSampleIter, VecSeriesSet,
+    Querier, SampleIter, SelectHints, Series, SeriesSet, StorageError, VecSeriesSet,
 };
 use pharos_tsdb::block::{self, Block, BlockCompaction};
 
@@ -34,8 +35,15 @@ pub fn run(cmd: TsdbCommand) -> ExitCode {
                 input,
                 output,
                 max_block_duration,
-            } => create_blocks_from_openmetrics(&input, &output, &max_block_duration, true)
-                .map(|s| print!("{s}")),
+                convert_classic_histograms_to_nhcb,
+                keep_classic_histograms,
+            } => {
+                let nhcb = convert_classic_histograms_to_nhcb.then_some(NhcbBackfill {
+                    keep_classic: keep_classic_histograms,
+                });
+                create_blocks_from_openmetrics(&input, &output, &max_block_duration, nhcb, true)
+                    .map(|s| print!("{s}"))
+            }
         },
     };
     match r {
@@ -243,7 +251,38 @@ fn churn(b: &Block, refs: &[u64]) -> anyhow::Result<Churn> {
 /// An in-memory querier over series already sorted by labels, used to feed
 /// the block writer.
 struct MemQuerier {
-    series: Vec<(Labels, Vec<Sample>)>,
+    series: Vec<(Labels, Vec<BackfillSample>)>,
+}
+
+/// Iterates backfilled samples, floats and histograms alike.
+struct MemSampleIter {
+    samples: Vec<BackfillSample>,
+    pos: usize,
+    started: bool,
+}
+
+impl SampleIter for MemSampleIter {
+    fn next(&mut self) -> Option<Sample> {
+        if self.started {
+            self.pos += 1;
+        }
+        self.started = true;
+        self.samples.get(self.pos).map(|s| s.0)
+    }
+
+    fn seek(&mut self, ts: i64) -> Option<Sample> {
+        self.started = true;
+        let rest = self.samples.get(self.pos..).unwrap_or(&[]);
+        self.pos += rest.partition_point(|s| s.0.t < ts);
+        self.samples.get(self.pos).map(|s| s.0)
+    }
+
+    fn histogram(&self) -> Option<&FloatHistogram> {
+        if !self.started {
+            return None;
+        }
+        self.samples.get(self.pos)?.1.as_ref()
+    }
 }
 
 impl Querier for MemQuerier {
@@ -253,7 +292,11 @@ impl Querier for MemQuerier {
                 .iter()
                 .map(|(l, s)| Series {
                     labels: l.clone(),
-                    samples: Box::new(VecSampleIter::new(s.clone())),
+                    samples: Box::new(MemSampleIter {
+                        samples: s.clone(),
+                        pos: 0,
+                        started: false,
+                    }),
                 })
                 .collect(),
         ))
@@ -266,14 +309,29 @@ impl Querier for MemQuerier {
     }
 }
 
+/// How `create-blocks-from openmetrics` converts classic histograms to
+/// native histograms with custom buckets (pharos extension).
+#[derive(Debug, Clone, Copy)]
+pub struct NhcbBackfill {
+    /// Also write the classic series.
+    pub keep_classic: bool,
+}
+
+/// A backfilled sample: a float, or a native histogram (whose `v` is its
+/// sum, as storage iterators report it).
+type BackfillSample = (Sample, Option<FloatHistogram>);
+
 /// `pharos tsdb create-blocks-from openmetrics`: parses an OpenMetrics
 /// file whose samples all carry timestamps and writes one block per
 /// aligned window of `max_block_duration` (default 2h) into `output`.
+/// With `nhcb`, classic histograms become native histograms with custom
+/// buckets (see `pharos_exposition::nhcb`).
 /// The whole file is held in memory while blocks are written.
 pub fn create_blocks_from_openmetrics(
     input: &Path,
     output: &Path,
     max_block_duration: &str,
+    nhcb: Option<NhcbBackfill>,
     progress: bool,
 ) -> anyhow::Result<String> {
     let range = pharos_model::Duration::parse(max_block_duration)
@@ -295,31 +353,76 @@ pub fn create_blocks_from_openmetrics(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message("parsing");
-    let mut windows: BTreeMap<i64, HashMap<Labels, Vec<Sample>>> = BTreeMap::new();
-    let mut parser = pharos_exposition::Parser::new(&bytes, pharos_exposition::Format::OpenMetrics);
-    let mut n = 0u64;
-    while let Some(e) = parser.next_entry() {
-        let e = e.map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-        let pharos_exposition::Entry::Sample(s) = e else {
-            continue;
-        };
-        let Some(t) = s.timestamp else {
+    let mut windows: BTreeMap<i64, HashMap<Labels, Vec<BackfillSample>>> = BTreeMap::new();
+    let mut add = |labels: Labels, t: Option<i64>, v: f64, h: Option<FloatHistogram>| {
+        let Some(t) = t else {
             bail!(
                 "{}: sample without a timestamp: {}",
                 input.display(),
-                String::from_utf8_lossy(s.series)
+                labels
             );
         };
         let w = t.div_euclid(range) * range;
         windows
             .entry(w)
             .or_default()
-            .entry(s.labels())
+            .entry(labels)
             .or_default()
-            .push(Sample { t, v: s.value });
-        n += 1;
-        if n.is_multiple_of(65536) {
-            bar.set_position((bytes.len() - parser_remaining(&bytes, s.series)) as u64);
+            .push((Sample { t, v }, h));
+        Ok(())
+    };
+    let mut parser = pharos_exposition::Parser::new(&bytes, pharos_exposition::Format::OpenMetrics);
+    let mut conv = nhcb.map(|o| NhcbConverter::new(o.keep_classic));
+    let mut converted = Vec::new();
+    let mut n = 0u64;
+    while let Some(e) = parser.next_entry() {
+        let e = e.map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+        let Some(c) = conv.as_mut() else {
+            let pharos_exposition::Entry::Sample(s) = e else {
+                continue;
+            };
+            if s.timestamp.is_none() {
+                bail!(
+                    "{}: sample without a timestamp: {}",
+                    input.display(),
+                    String::from_utf8_lossy(s.series)
+                );
+            }
+            add(s.labels(), s.timestamp, s.value, None)?;
+            n += 1;
+            if n.is_multiple_of(65536) {
+                bar.set_position((bytes.len() - parser_remaining(&bytes, s.series)) as u64);
+            }
+            continue;
+        };
+        match e {
+            pharos_exposition::Entry::Type { metric, kind } => {
+                c.on_type(metric, kind, &mut converted);
+            }
+            pharos_exposition::Entry::Sample(s) => {
+                if s.timestamp.is_none() {
+                    bail!(
+                        "{}: sample without a timestamp: {}",
+                        input.display(),
+                        String::from_utf8_lossy(s.series)
+                    );
+                }
+                c.push_sample(s.labels(), s.timestamp, s.value, &mut converted);
+                n += 1;
+                if n.is_multiple_of(65536) {
+                    bar.set_position((bytes.len() - parser_remaining(&bytes, s.series)) as u64);
+                }
+            }
+            _ => c.on_other(&mut converted),
+        }
+        for out in converted.drain(..) {
+            add_converted(&mut add, out)?;
+        }
+    }
+    if let Some(c) = conv.as_mut() {
+        c.finish(&mut converted);
+        for out in converted.drain(..) {
+            add_converted(&mut add, out)?;
         }
     }
     bar.finish_and_clear();
@@ -332,11 +435,11 @@ pub fn create_blocks_from_openmetrics(
     wbar.set_message("blocks");
     let mut report = String::new();
     for (w, series) in windows {
-        let mut series: Vec<(Labels, Vec<Sample>)> = series.into_iter().collect();
+        let mut series: Vec<(Labels, Vec<BackfillSample>)> = series.into_iter().collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, s) in &mut series {
-            s.sort_by_key(|x| x.t);
-            s.dedup_by_key(|x| x.t);
+            s.sort_by_key(|x| x.0.t);
+            s.dedup_by_key(|x| x.0.t);
         }
         let q = MemQuerier { series };
         let meta = block::write_block(output, &q, w, w + range, BlockCompaction::default())
@@ -352,6 +455,20 @@ pub fn create_blocks_from_openmetrics(
     }
     wbar.finish_and_clear();
     Ok(report)
+}
+
+/// Files one output of the NHCB converter through `add`.
+fn add_converted(
+    add: &mut impl FnMut(Labels, Option<i64>, f64, Option<FloatHistogram>) -> anyhow::Result<()>,
+    out: Converted,
+) -> anyhow::Result<()> {
+    match out {
+        Converted::Float { labels, t, v } => add(labels, t, v, None),
+        Converted::Histogram { labels, t, h } => {
+            let fh = h.to_float();
+            add(labels, t, fh.sum, Some(fh))
+        }
+    }
 }
 
 /// Bytes of `input` after the slice `at` (which points into it).
@@ -378,7 +495,7 @@ mod tests {
         let f = dir.path().join("in.om");
         std::fs::write(&f, om).unwrap();
         let out = dir.path().join("data");
-        let rep = create_blocks_from_openmetrics(&f, &out, "2h", false).unwrap();
+        let rep = create_blocks_from_openmetrics(&f, &out, "2h", None, false).unwrap();
         assert_eq!(rep.lines().count(), 3, "{rep}");
         let l = list(&out, false).unwrap();
         assert_eq!(l.lines().count(), 4, "{l}");
@@ -393,7 +510,39 @@ mod tests {
         );
         let bad = dir.path().join("bad.om");
         std::fs::write(&bad, "m 1\n# EOF\n").unwrap();
-        assert!(create_blocks_from_openmetrics(&bad, &out, "2h", false).is_err());
+        assert!(create_blocks_from_openmetrics(&bad, &out, "2h", None, false).is_err());
+    }
+
+    #[test]
+    fn backfill_nhcb_falls_back_to_classic_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("in.om");
+        // job a converts (one native series); job b is not cumulative and
+        // keeps its four classic series.
+        std::fs::write(
+            &f,
+            "# TYPE x histogram\n\
+             x_bucket{job=\"a\",le=\"1\"} 1 10\nx_bucket{job=\"a\",le=\"+Inf\"} 2 10\n\
+             x_count{job=\"a\"} 2 10\nx_sum{job=\"a\"} 3 10\n\
+             x_bucket{job=\"b\",le=\"1\"} 2 10\nx_bucket{job=\"b\",le=\"+Inf\"} 1 10\n\
+             x_count{job=\"b\"} 1 10\nx_sum{job=\"b\"} 3 10\n# EOF\n",
+        )
+        .unwrap();
+        for (opt, series) in [
+            (None, 8),
+            (
+                Some(NhcbBackfill {
+                    keep_classic: false,
+                }),
+                5,
+            ),
+            (Some(NhcbBackfill { keep_classic: true }), 9),
+        ] {
+            let out = dir.path().join(format!("data{series}"));
+            create_blocks_from_openmetrics(&f, &out, "2h", opt, false).unwrap();
+            let a = analyze(&out, None, 10).unwrap();
+            assert!(a.contains(&format!("Series: {series}\n")), "{opt:?}: {a}");
+        }
     }
 
     /// The lines of section `title` in an analyze report.
@@ -433,6 +582,10 @@ mod tests {
             ));
         }
         series.sort_by(|a, b| a.0.cmp(&b.0));
+        let series = series
+            .into_iter()
+            .map(|(l, s)| (l, s.into_iter().map(|x| (x, None)).collect()))
+            .collect();
         let q = MemQuerier { series };
         block::write_block(dir.path(), &q, 0, 7_200_000, BlockCompaction::default())
             .unwrap()
