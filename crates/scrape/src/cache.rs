@@ -3,24 +3,26 @@
 //! Keyed by the exact series text of the page (`name{a="b"}` as exposed), it
 //! remembers the final labels and the storage reference of every series, and
 //! which series metric relabeling dropped, so that a page that repeats itself
-//! costs one hash lookup per line.
+//! costs one hash lookup per line. The entries sit in a vector, indexed by
+//! a hash table of 4-byte positions.
 //!
 //! It also knows which series the current and the previous scrape appended
 //! (their difference is what gets stale markers), without a second
 //! structure: each entry carries the number of the last scrape that appended
 //! it (`tracked`). After scrape N, the series of N-1 that N did not append
-//! are exactly the entries whose `tracked` is N-1. One map with one entry per
-//! series keeps the cache's memory to about one hash-table slot, one key and
-//! a shared label set per series (the labels are an `Arc` shared with the
-//! storage's copy); separate seen-sets of the current and previous scrape
-//! used to cost as much again.
+//! are exactly the entries whose `tracked` is N-1. So the cache costs per
+//! series one entry (56 bytes), its key, and one to two 5-byte table slots;
+//! the labels are an `Arc` shared with the storage's copy. (Whole entries in
+//! the table's slots, plus separate seen-sets of the current and previous
+//! scrape, used to cost about 250 bytes per series.)
 //!
 //! Scrape numbers in entries are 32 bits, compared for equality only; they
 //! wrap after 2^32 scrapes (136 years at a one-second interval), and an entry
 //! would have to sit untouched for exactly that many scrapes to be misread.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
+
+use hashbrown::HashTable;
 
 use pharos_model::Labels;
 use pharos_storage::SeriesRef;
@@ -55,8 +57,6 @@ impl Hasher for FastHasher {
     }
 }
 
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
 /// The entry was added by the scrape numbered `last_iter` (forgotten if that
 /// scrape is rolled back).
 const ADDED: u8 = 1;
@@ -65,9 +65,11 @@ const ADDED: u8 = 1;
 const IN_PREV: u8 = 2;
 
 /// A cached series: kept (with labels and reference) or dropped by metric
-/// relabeling. 40 bytes.
+/// relabeling. 56 bytes.
 #[derive(Debug, Clone)]
 struct CacheEntry {
+    /// The series text as exposed: the lookup key.
+    key: Box<[u8]>,
     series_ref: SeriesRef,
     /// `None` for a series metric relabeling drops.
     labels: Option<Labels>,
@@ -83,14 +85,24 @@ struct CacheEntry {
 /// The report series (`up`, `scrape_duration_seconds`, ...), by index.
 pub(crate) const REPORT_SERIES: usize = 8;
 
+fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
 /// See the module docs.
+///
+/// Entries live in a vector and the hash table holds only their 4-byte
+/// indices: a table runs between 7/16 and 7/8 full, and with whole entries
+/// in its slots that slack cost more than the entries themselves.
 #[derive(Default)]
 pub(crate) struct ScrapeCache {
     /// Current iteration (scrape) number.
     iter: u64,
     /// Number of entries after the last successful scrape.
     successful_count: usize,
-    series: Map<Box<[u8]>, CacheEntry>,
+    /// Indices into `entries`, hashed by the entry's key.
+    index: HashTable<u32>,
+    entries: Vec<CacheEntry>,
     /// The report series' references and labels.
     pub report: [Option<(SeriesRef, Labels)>; REPORT_SERIES],
 }
@@ -126,7 +138,54 @@ impl ScrapeCache {
 
     /// Number of cached series (kept and dropped).
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.entries.len()
+    }
+
+    /// The entry of `series`, if cached.
+    fn find_mut(&mut self, series: &[u8]) -> Option<&mut CacheEntry> {
+        let entries = &self.entries;
+        let i = *self.index.find(key_hash(series), |&i| {
+            entries.get(i as usize).is_some_and(|e| &*e.key == series)
+        })?;
+        self.entries.get_mut(i as usize)
+    }
+
+    /// Adds an entry for a key that is not cached.
+    fn insert(&mut self, e: CacheEntry) {
+        let Ok(i) = u32::try_from(self.entries.len()) else {
+            // Four billion series on one page: not cached.
+            return;
+        };
+        let h = key_hash(&e.key);
+        self.entries.push(e);
+        let entries = &self.entries;
+        self.index.insert_unique(h, i, |&j| {
+            entries.get(j as usize).map_or(0, |e| key_hash(&e.key))
+        });
+    }
+
+    /// Keeps the entries `keep` accepts (it may update them) and re-indexes
+    /// when some went.
+    fn retain(&mut self, keep: impl FnMut(&mut CacheEntry) -> bool) {
+        let before = self.entries.len();
+        self.entries.retain_mut(keep);
+        if self.entries.len() == before {
+            return;
+        }
+        // A vector and table sized for a much bigger page give memory back.
+        if self.entries.capacity() > 2 * self.entries.len() + 64 {
+            self.entries.shrink_to_fit();
+            self.index = HashTable::with_capacity(self.entries.len());
+        } else {
+            self.index.clear();
+        }
+        let entries = &self.entries;
+        for (i, e) in entries.iter().enumerate() {
+            // `i` fits: there were at least as many entries before.
+            self.index.insert_unique(key_hash(&e.key), i as u32, |&j| {
+                entries.get(j as usize).map_or(0, |e| key_hash(&e.key))
+            });
+        }
     }
 
     /// Looks `series` up and marks it seen in this iteration. With `track`
@@ -137,7 +196,7 @@ impl ScrapeCache {
     /// sample on the hot path.
     pub fn get(&mut self, series: &[u8], track: bool) -> Lookup {
         let it = self.it();
-        match self.series.get_mut(series) {
+        match self.find_mut(series) {
             None => Lookup::Miss,
             Some(e) => {
                 let already = e.last_iter == it;
@@ -164,7 +223,7 @@ impl ScrapeCache {
     /// sample was not appended after all (out of order, out of bounds, ...).
     pub fn untrack(&mut self, series: &[u8]) {
         let it = self.it();
-        if let Some(e) = self.series.get_mut(series)
+        if let Some(e) = self.find_mut(series)
             && e.tracked == it
         {
             restore_tracked(e, it);
@@ -174,51 +233,47 @@ impl ScrapeCache {
     /// Updates the storage reference of a cached series (the storage may hand
     /// out a new one, for example after the series was garbage-collected).
     pub fn update_ref(&mut self, series: &[u8], series_ref: SeriesRef) {
-        if let Some(e) = self.series.get_mut(series) {
+        if let Some(e) = self.find_mut(series) {
             e.series_ref = series_ref;
         }
     }
 
-    /// Remembers that metric relabeling drops `series`.
+    /// Remembers that metric relabeling drops `series` (not cached yet).
     pub fn add_dropped(&mut self, series: &[u8]) {
         let it = self.it();
-        self.series.insert(
-            series.into(),
-            CacheEntry {
-                series_ref: 0,
-                labels: None,
-                last_iter: it,
-                tracked: it.wrapping_sub(2),
-                flags: 0,
-            },
-        );
+        self.insert(CacheEntry {
+            key: series.into(),
+            series_ref: 0,
+            labels: None,
+            last_iter: it,
+            tracked: it.wrapping_sub(2),
+            flags: 0,
+        });
     }
 
-    /// Caches a newly appended series, tracked for staleness with `track`
-    /// (no explicit timestamp). A zero reference is not cached (the storage
-    /// did not give one), like Prometheus.
+    /// Caches a newly appended series (not cached yet), tracked for
+    /// staleness with `track` (no explicit timestamp). A zero reference is
+    /// not cached (the storage did not give one), like Prometheus.
     pub fn add(&mut self, series: &[u8], series_ref: SeriesRef, labels: Labels, track: bool) {
         if series_ref == 0 {
             return;
         }
         let it = self.it();
-        self.series.insert(
-            series.into(),
-            CacheEntry {
-                series_ref,
-                labels: Some(labels),
-                last_iter: it,
-                tracked: if track { it } else { it.wrapping_sub(2) },
-                flags: ADDED,
-            },
-        );
+        self.insert(CacheEntry {
+            key: series.into(),
+            series_ref,
+            labels: Some(labels),
+            last_iter: it,
+            tracked: if track { it } else { it.wrapping_sub(2) },
+            flags: ADDED,
+        });
     }
 
     /// Series of the previous scrape that this one did not append.
     pub fn stale_series(&self) -> Vec<(SeriesRef, Labels)> {
         let prev = self.it().wrapping_sub(1);
-        self.series
-            .values()
+        self.entries
+            .iter()
             .filter(|e| e.tracked == prev)
             .filter_map(|e| e.labels.as_ref().map(|l| (e.series_ref, l.clone())))
             .collect()
@@ -230,7 +285,7 @@ impl ScrapeCache {
     /// previous scrape is reported stale.
     pub fn rollback_iteration(&mut self) {
         let it = self.it();
-        self.series.retain(|_, e| {
+        self.retain(|e| {
             if e.last_iter == it && e.flags & ADDED != 0 {
                 return false;
             }
@@ -258,11 +313,7 @@ impl ScrapeCache {
         }
         if flush {
             let it = self.it();
-            self.series.retain(|_, e| e.last_iter == it);
-            // A map sized for a bigger page gives its memory back.
-            if self.series.capacity() > 2 * self.series.len() + 64 {
-                self.series.shrink_to_fit();
-            }
+            self.retain(|e| e.last_iter == it);
         }
         self.iter += 1;
         forced
@@ -421,11 +472,58 @@ mod tests {
         assert!(matches!(c.get(b"x", true), Lookup::Miss));
         // A much smaller page later gives the table's memory back.
         c.iter_done(true);
-        assert!(c.len() == 0 && c.series.capacity() < 100);
+        assert!(c.len() == 0 && c.entries.capacity() < 100);
+        assert!(c.index.capacity() < 100);
+    }
+
+    #[test]
+    fn lookups_after_removals_find_the_right_entries() {
+        let mut c = ScrapeCache::new();
+        for i in 0..300u64 {
+            c.add(format!("s{i}").as_bytes(), i + 1, l(&format!("s{i}")), true);
+        }
+        c.iter_done(true);
+        for i in (1..300u64).step_by(2) {
+            assert!(matches!(
+                c.get(format!("s{i}").as_bytes(), true),
+                Lookup::Hit { .. }
+            ));
+        }
+        c.iter_done(true);
+        assert_eq!(c.len(), 150);
+        for i in 0..300u64 {
+            match c.get(format!("s{i}").as_bytes(), true) {
+                Lookup::Hit {
+                    series_ref, labels, ..
+                } => {
+                    assert_eq!(i % 2, 1);
+                    assert_eq!(series_ref, i + 1);
+                    assert_eq!(labels, l(&format!("s{i}")));
+                }
+                Lookup::Miss => assert_eq!(i % 2, 0),
+                Lookup::Dropped => panic!("nothing dropped"),
+            }
+        }
+        // New entries after the re-indexing are found too.
+        c.add(b"new", 1000, l("new"), true);
+        assert!(matches!(
+            c.get(b"new", true),
+            Lookup::Hit {
+                series_ref: 1000,
+                ..
+            }
+        ));
+        assert!(matches!(
+            c.get(b"s299", true),
+            Lookup::Hit {
+                series_ref: 300,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn entries_stay_small() {
-        assert!(std::mem::size_of::<CacheEntry>() <= 40);
+        assert!(std::mem::size_of::<CacheEntry>() <= 56);
     }
 }
