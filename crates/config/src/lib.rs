@@ -163,6 +163,10 @@ pub struct GlobalConfig {
     /// `rule_query_offset`: how far back rule groups without their own
     /// `query_offset` evaluate (Prometheus 3). Default 0.
     pub rule_query_offset: Duration,
+    /// Default for [`ScrapeConfig::convert_classic_histograms_to_nhcb`].
+    pub convert_classic_histograms_to_nhcb: bool,
+    /// Default for [`ScrapeConfig::always_scrape_classic_histograms`].
+    pub always_scrape_classic_histograms: bool,
 }
 
 impl Default for GlobalConfig {
@@ -182,6 +186,8 @@ impl Default for GlobalConfig {
             target_limit: 0,
             keep_dropped_targets: 0,
             rule_query_offset: Duration(0),
+            convert_classic_histograms_to_nhcb: false,
+            always_scrape_classic_histograms: false,
         }
     }
 }
@@ -245,6 +251,13 @@ pub struct ScrapeConfig {
     pub label_value_length_limit: u64,
     /// Maximum uncompressed response size in bytes; 0 = none.
     pub body_size_limit: u64,
+    /// Store classic histograms (`_bucket`/`_count`/`_sum` of a
+    /// `histogram` family) as native histograms with custom buckets
+    /// (NHCB). From `global` when not set; default false.
+    pub convert_classic_histograms_to_nhcb: bool,
+    /// With NHCB conversion, store the classic series as well. From
+    /// `global` when not set; default false.
+    pub always_scrape_classic_histograms: bool,
 }
 
 impl ScrapeConfig {
@@ -281,6 +294,8 @@ impl ScrapeConfig {
             label_name_length_limit: global.label_name_length_limit,
             label_value_length_limit: global.label_value_length_limit,
             body_size_limit: global.body_size_limit,
+            convert_classic_histograms_to_nhcb: global.convert_classic_histograms_to_nhcb,
+            always_scrape_classic_histograms: global.always_scrape_classic_histograms,
         }
     }
 }

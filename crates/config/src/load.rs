@@ -409,16 +409,6 @@ impl Cx<'_> {
             &g.scrape_native_histograms,
             false,
         )?;
-        self.only_bool(
-            "always_scrape_classic_histograms",
-            &g.always_scrape_classic_histograms,
-            false,
-        )?;
-        self.only_bool(
-            "convert_classic_histograms_to_nhcb",
-            &g.convert_classic_histograms_to_nhcb,
-            false,
-        )?;
         self.only_bool("extra_scrape_metrics", &g.extra_scrape_metrics, false)?;
         self.validation_scheme(&g.metric_name_validation_scheme)?;
         let mut out = GlobalConfig::default();
@@ -463,6 +453,9 @@ impl Cx<'_> {
         out.label_value_length_limit = value_or(&g.label_value_length_limit, 0);
         out.target_limit = value_or(&g.target_limit, 0);
         out.keep_dropped_targets = value_or(&g.keep_dropped_targets, 0);
+        out.convert_classic_histograms_to_nhcb =
+            value_or(&g.convert_classic_histograms_to_nhcb, false);
+        out.always_scrape_classic_histograms = value_or(&g.always_scrape_classic_histograms, false);
         Ok(out)
     }
 
@@ -521,16 +514,6 @@ impl Cx<'_> {
         self.only_bool(
             "scrape_native_histograms",
             &r.scrape_native_histograms,
-            false,
-        )?;
-        self.only_bool(
-            "always_scrape_classic_histograms",
-            &r.always_scrape_classic_histograms,
-            false,
-        )?;
-        self.only_bool(
-            "convert_classic_histograms_to_nhcb",
-            &r.convert_classic_histograms_to_nhcb,
             false,
         )?;
         self.only_bool("extra_scrape_metrics", &r.extra_scrape_metrics, false)?;
@@ -631,6 +614,14 @@ impl Cx<'_> {
         }
         out.honor_labels = value_or(&r.honor_labels, false);
         out.honor_timestamps = value_or(&r.honor_timestamps, true);
+        out.convert_classic_histograms_to_nhcb = value_or(
+            &r.convert_classic_histograms_to_nhcb,
+            global.convert_classic_histograms_to_nhcb,
+        );
+        out.always_scrape_classic_histograms = value_or(
+            &r.always_scrape_classic_histograms,
+            global.always_scrape_classic_histograms,
+        );
 
         if let Some(p) = self.protocols(&r.scrape_protocols)? {
             out.scrape_protocols = p;

@@ -1535,3 +1535,50 @@ fn enable_compression_can_be_turned_off() {
     assert!(!c.scrape_configs[0].enable_compression);
     assert!(c.scrape_configs[1].enable_compression);
 }
+
+#[test]
+fn classic_histogram_conversion_switches() {
+    let c = load("scrape_configs:\n  - job_name: a\n");
+    let j = &c.scrape_configs[0];
+    assert!(!c.global.convert_classic_histograms_to_nhcb);
+    assert!(!c.global.always_scrape_classic_histograms);
+    assert!(!j.convert_classic_histograms_to_nhcb && !j.always_scrape_classic_histograms);
+
+    // Jobs inherit the globals unless they set their own.
+    let c = load(
+        "global:\n  convert_classic_histograms_to_nhcb: true\n  always_scrape_classic_histograms: true\n\
+         scrape_configs:\n  - job_name: a\n  - job_name: b\n    convert_classic_histograms_to_nhcb: false\n\
+         \x20 - job_name: c\n    always_scrape_classic_histograms: false\n",
+    );
+    assert!(c.global.convert_classic_histograms_to_nhcb);
+    assert!(c.global.always_scrape_classic_histograms);
+    let s: Vec<(bool, bool)> = c
+        .scrape_configs
+        .iter()
+        .map(|j| {
+            (
+                j.convert_classic_histograms_to_nhcb,
+                j.always_scrape_classic_histograms,
+            )
+        })
+        .collect();
+    assert_eq!(s, vec![(true, true), (false, true), (true, false)]);
+
+    let c =
+        load("scrape_configs:\n  - job_name: a\n    convert_classic_histograms_to_nhcb: true\n");
+    assert!(c.scrape_configs[0].convert_classic_histograms_to_nhcb);
+    assert!(!c.scrape_configs[0].always_scrape_classic_histograms);
+
+    bad(
+        "scrape_configs:\n  - job_name: a\n    convert_classic_histograms_to_nhcb: maybe\n",
+        3,
+        41,
+        "",
+    );
+    bad(
+        "global:\n  always_scrape_classic_histograms: 3\n",
+        2,
+        37,
+        "",
+    );
+}

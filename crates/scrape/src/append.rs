@@ -16,12 +16,21 @@
 //! * after a successful scrape, series of the previous scrape that are gone
 //!   get a stale marker; after a failed one, all of them do. Series exposed
 //!   with their own timestamp are not tracked for staleness.
+//! * with `convert_classic_histograms_to_nhcb`, classic histograms are
+//!   appended as native histograms with custom buckets (see
+//!   [`append_body`]); when such a series disappears it gets a float stale
+//!   marker, as Prometheus's scrape loop writes (Prometheus's head turns it
+//!   into a histogram stale marker; ours stores the float marker, which
+//!   PromQL reads as the end of the series all the same).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use pharos_exposition::{Entry, Format, Parser, format_for_content_type};
+use pharos_exposition::nhcb::{Converted, NhcbConverter, split_classic_suffix};
+use pharos_exposition::{Entry, Format, MetricType, Parser, SampleEntry, format_for_content_type};
 use pharos_model::relabel::RelabelConfig;
-use pharos_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp, is_stale_nan, stale_nan};
+use pharos_model::{
+    HistogramValue, Labels, LabelsBuilder, METRIC_NAME, Timestamp, is_stale_nan, stale_nan,
+};
 use pharos_storage::{AppendError, Appendable, Appender, SeriesRef};
 
 use crate::ScrapeError;
@@ -54,6 +63,12 @@ pub(crate) struct PoolSettings {
     /// The format assumed when the content type is missing or unknown
     /// (`fallback_scrape_protocol`); without one, the text format.
     pub fallback_format: Option<Format>,
+    /// Store classic histograms as native histograms with custom buckets
+    /// (`convert_classic_histograms_to_nhcb`).
+    pub convert_classic_histograms_to_nhcb: bool,
+    /// With the conversion, store the classic series too
+    /// (`always_scrape_classic_histograms`).
+    pub always_scrape_classic_histograms: bool,
 }
 
 /// The parser for a response's content type, with Prometheus 3's rule: a
@@ -332,6 +347,13 @@ fn report_labels(name: &str, target: &Target) -> Labels {
 /// Appends the samples of a non-empty page, parsed per its content type.
 /// Returns the counts and, when the scrape must fail (and be rolled back),
 /// why.
+///
+/// With `convert_classic_histograms_to_nhcb`, the series of `histogram`
+/// families go through [`NhcbConverter`] (their labels are built for every
+/// sample, the cache key is derived from them) and come out as native
+/// histograms with custom buckets (plus the classic series with
+/// `always_scrape_classic_histograms`, or instead of the histogram when it
+/// cannot be converted); every other series takes the usual cached path.
 pub(crate) fn append_body(
     app: &mut (dyn Appender + Send + '_),
     cache: &mut ScrapeCache,
@@ -341,34 +363,64 @@ pub(crate) fn append_body(
     app_time: Timestamp,
 ) -> (Counts, Result<(), ScrapeError>) {
     let s = ctx.settings;
-    let mut counts = Counts::default();
-    let mut err: Option<ScrapeError> = None;
-    let mut sample_limit_hit = false;
-    let mut limited = 0usize;
-    let max_time = pharos_model::sample::now_millis() + MAX_AHEAD_MS;
-    let mut b = LabelsBuilder::new();
     let format = match pick_format(content_type, s.fallback_format, body.is_empty()) {
         Ok(f) => f,
-        Err(e) => return (counts, Err(e)),
+        Err(e) => return (Counts::default(), Err(e)),
     };
+    let mut st = BodyAppender {
+        app,
+        cache,
+        ctx,
+        app_time,
+        max_time: pharos_model::sample::now_millis() + MAX_AHEAD_MS,
+        counts: Counts::default(),
+        sample_limit_hit: false,
+        limited: 0,
+        b: LabelsBuilder::new(),
+    };
+    let mut err: Option<ScrapeError> = None;
     let mut parser = Parser::new(body, format);
     // `# TYPE`/`# HELP`/`# UNIT` of the page, kept if the scrape succeeds.
     let mut meta: std::collections::BTreeMap<&str, PageMetadata<'_>> =
         std::collections::BTreeMap::new();
+    let mut nhcb = s
+        .convert_classic_histograms_to_nhcb
+        .then(|| NhcbConverter::new(s.always_scrape_classic_histograms));
+    let mut converted: Vec<Converted> = Vec::new();
+    // The family whose series the converter takes, while its `# TYPE` says
+    // `histogram`.
+    let mut histogram_family: Option<&str> = None;
 
     while let Some(next) = parser.next_entry() {
         let sample = match next {
             Ok(Entry::Sample(x)) => x,
-            Ok(Entry::Type { metric, kind }) => {
-                meta.entry(metric).or_default().kind = Some(kind.as_str());
-                continue;
-            }
-            Ok(Entry::Help { metric, text }) => {
-                meta.entry(metric).or_default().help = Some(text);
-                continue;
-            }
-            Ok(Entry::Unit { metric, unit }) => {
-                meta.entry(metric).or_default().unit = Some(unit);
+            Ok(other) => {
+                match other {
+                    Entry::Type { metric, kind } => {
+                        meta.entry(metric).or_default().kind = Some(kind.as_str());
+                        if let Some(c) = nhcb.as_mut() {
+                            c.on_type(metric, kind, &mut converted);
+                            histogram_family = (kind == MetricType::Histogram).then_some(metric);
+                        }
+                    }
+                    Entry::Help { metric, text } => {
+                        meta.entry(metric).or_default().help = Some(text);
+                        if let Some(c) = nhcb.as_mut() {
+                            c.on_other(&mut converted);
+                        }
+                    }
+                    Entry::Unit { metric, unit } => {
+                        meta.entry(metric).or_default().unit = Some(unit);
+                        if let Some(c) = nhcb.as_mut() {
+                            c.on_other(&mut converted);
+                        }
+                    }
+                    Entry::Sample(_) => {}
+                }
+                if let Err(e) = st.drain(&mut converted) {
+                    err = Some(e);
+                    break;
+                }
                 continue;
             }
             Err(e) => {
@@ -376,123 +428,58 @@ pub(crate) fn append_body(
                 break;
             }
         };
-        counts.total += 1;
-        let ts = if s.honor_timestamps {
-            sample.timestamp
-        } else {
-            None
-        };
-        let t = ts.unwrap_or(app_time);
-        let v = sample.value;
-        let series = sample.series;
-
-        // Tracked for staleness in the lookup when cached (undone below if
-        // the sample is not appended), to save a second lookup per sample.
-        let (series_ref, labels, cached, already) = match cache.get(series, ts.is_none()) {
-            Lookup::Dropped => continue,
-            Lookup::Hit {
-                series_ref,
-                labels,
-                already,
-            } => (series_ref, labels, true, already),
-            Lookup::Miss => {
+        if let Some(c) = nhcb.as_mut() {
+            let classic = histogram_family.is_some_and(|f| {
+                split_classic_suffix(&sample.metric_name()).is_some_and(|(base, _)| base == f)
+            });
+            if classic {
                 if let Some(dup) = sample.duplicate_label_name() {
-                    // What the storage would say; the scrape fails.
-                    err = Some(ScrapeError::Storage(format!(
-                        "label name {dup:?} is not unique: invalid sample"
-                    )));
+                    err = Some(duplicate_label_error(&dup));
                     break;
                 }
-                b.retain(|_, _| false);
-                sample.labels_into(&mut b);
-                if !mutate_sample_labels(
-                    &mut b,
-                    ctx.target,
-                    s.honor_labels,
-                    &s.metric_relabel_configs,
-                ) {
-                    cache.add_dropped(series);
-                    continue;
-                }
-                let labels = b.build();
-                if labels.is_empty() {
-                    cache.add_dropped(series);
-                    continue;
-                }
-                if !labels.has(METRIC_NAME) {
-                    err = Some(ScrapeError::MissingMetricName);
-                    break;
-                }
-                if let Err(e) = verify_label_limits(&labels, s) {
-                    inc(&ctx.metrics.exceeded_label_limits);
-                    err = Some(e);
-                    break;
-                }
-                (0, labels, false, false)
-            }
-        };
-
-        // Prometheus's appender chain: duplicate check, then the sample
-        // limit, then the time bound, then the storage.
-        let outcome: Result<Option<SeriesRef>, AppendError> = if already && ts.is_none() {
-            Err(AppendError::Duplicate)
-        } else {
-            let mut over_limit = false;
-            if s.sample_limit > 0 && (series_ref == 0 || !is_stale_nan(v)) {
-                limited += 1;
-                over_limit = limited > s.sample_limit;
-            }
-            if over_limit {
-                sample_limit_hit = true;
-                Ok(None)
-            } else if t > max_time {
-                Err(AppendError::OutOfBounds)
+                c.push_sample(
+                    sample.labels(),
+                    sample.timestamp,
+                    sample.value,
+                    &mut converted,
+                );
             } else {
-                app.append(series_ref, &labels, t, v).map(Some)
+                c.on_other(&mut converted);
             }
-        };
-        let appended_ref = match outcome {
-            Ok(Some(r)) => Some(r),
-            Ok(None) => None,
-            Err(AppendError::OutOfOrder) => {
-                inc(&ctx.metrics.sample_out_of_order);
-                None
-            }
-            Err(AppendError::Duplicate) => {
-                inc(&ctx.metrics.sample_duplicate);
-                None
-            }
-            Err(AppendError::OutOfBounds) => {
-                inc(&ctx.metrics.sample_out_of_bounds);
-                None
-            }
-            Err(e) => {
-                err = Some(ScrapeError::Storage(e.to_string()));
+            if let Err(e) = st.drain(&mut converted) {
+                err = Some(e);
                 break;
             }
-        };
-        match appended_ref {
-            Some(r) => {
-                if cached {
-                    if r != series_ref && r != 0 {
-                        cache.update_ref(series, r);
-                    }
-                } else {
-                    cache.add(series, r, labels, ts.is_none());
-                    if !sample_limit_hit {
-                        counts.series_added += 1;
-                    }
-                }
-            }
-            None => {
-                if cached && !already && ts.is_none() {
-                    cache.untrack(series);
-                }
+            if classic {
+                continue;
             }
         }
-        counts.added += 1;
+        if let Err(e) = st.one(
+            sample.series,
+            sample.timestamp,
+            Source::Parsed(&sample),
+            Value::Float(sample.value),
+        ) {
+            err = Some(e);
+            break;
+        }
+    }
+    if err.is_none()
+        && let Some(c) = nhcb.as_mut()
+    {
+        c.finish(&mut converted);
+        if let Err(e) = st.drain(&mut converted) {
+            err = Some(e);
+        }
     }
 
+    let BodyAppender {
+        app,
+        cache,
+        counts,
+        sample_limit_hit,
+        ..
+    } = st;
     if sample_limit_hit {
         if err.is_none() {
             err = Some(ScrapeError::SampleLimit);
@@ -513,6 +500,195 @@ pub(crate) fn append_body(
             ctx.target.set_metadata(&meta);
             (counts, Ok(()))
         }
+    }
+}
+
+/// What the storage would say about a label name given twice; the scrape
+/// fails.
+fn duplicate_label_error(name: &str) -> ScrapeError {
+    ScrapeError::Storage(format!("label name {name:?} is not unique: invalid sample"))
+}
+
+/// Where a series' labels come from on a cache miss.
+enum Source<'s, 'b> {
+    /// A sample of the page: decoded from the text.
+    Parsed(&'s SampleEntry<'b>),
+    /// An output of the NHCB converter: already built.
+    Built(Labels),
+}
+
+/// The value to append.
+enum Value {
+    Float(f64),
+    Histogram(HistogramValue),
+}
+
+/// The cache key of a series produced by the NHCB converter: a first byte
+/// no series text of a page starts with (0 for floats, 1 for histograms),
+/// then the label set's encoding.
+fn built_key(kind: u8, labels: &Labels) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + labels.as_bytes().len());
+    k.push(kind);
+    k.extend_from_slice(labels.as_bytes());
+    k
+}
+
+/// The state of one page's appends.
+struct BodyAppender<'x, 'a> {
+    app: &'x mut (dyn Appender + Send + 'a),
+    cache: &'x mut ScrapeCache,
+    ctx: &'x AppendCtx<'x>,
+    app_time: Timestamp,
+    max_time: Timestamp,
+    counts: Counts,
+    sample_limit_hit: bool,
+    limited: usize,
+    b: LabelsBuilder,
+}
+
+impl BodyAppender<'_, '_> {
+    /// Appends what the NHCB converter produced so far.
+    fn drain(&mut self, out: &mut Vec<Converted>) -> Result<(), ScrapeError> {
+        for c in out.drain(..) {
+            match c {
+                Converted::Float { labels, t, v } => {
+                    let key = built_key(0, &labels);
+                    self.one(&key, t, Source::Built(labels), Value::Float(v))?;
+                }
+                Converted::Histogram { labels, t, h } => {
+                    let key = built_key(1, &labels);
+                    self.one(&key, t, Source::Built(labels), Value::Histogram(h))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one value of series `series` (the cache key), exposed with
+    /// timestamp `raw_ts`. An error fails the scrape.
+    fn one(
+        &mut self,
+        series: &[u8],
+        raw_ts: Option<Timestamp>,
+        src: Source<'_, '_>,
+        value: Value,
+    ) -> Result<(), ScrapeError> {
+        let ctx = self.ctx;
+        let s = ctx.settings;
+        self.counts.total += 1;
+        let ts = if s.honor_timestamps { raw_ts } else { None };
+        let t = ts.unwrap_or(self.app_time);
+        let v = match &value {
+            Value::Float(v) => *v,
+            Value::Histogram(h) => h.sum(),
+        };
+
+        // Tracked for staleness in the lookup when cached (undone below if
+        // the sample is not appended), to save a second lookup per sample.
+        let (series_ref, labels, cached, already) = match self.cache.get(series, ts.is_none()) {
+            Lookup::Dropped => return Ok(()),
+            Lookup::Hit {
+                series_ref,
+                labels,
+                already,
+            } => (series_ref, labels, true, already),
+            Lookup::Miss => {
+                let b = &mut self.b;
+                b.retain(|_, _| false);
+                match src {
+                    Source::Parsed(sample) => {
+                        if let Some(dup) = sample.duplicate_label_name() {
+                            return Err(duplicate_label_error(&dup));
+                        }
+                        sample.labels_into(b);
+                    }
+                    Source::Built(l) => {
+                        for x in l.iter() {
+                            b.set(x.name, x.value);
+                        }
+                    }
+                }
+                if !mutate_sample_labels(b, ctx.target, s.honor_labels, &s.metric_relabel_configs) {
+                    self.cache.add_dropped(series);
+                    return Ok(());
+                }
+                let labels = b.build();
+                if labels.is_empty() {
+                    self.cache.add_dropped(series);
+                    return Ok(());
+                }
+                if !labels.has(METRIC_NAME) {
+                    return Err(ScrapeError::MissingMetricName);
+                }
+                if let Err(e) = verify_label_limits(&labels, s) {
+                    inc(&ctx.metrics.exceeded_label_limits);
+                    return Err(e);
+                }
+                (0, labels, false, false)
+            }
+        };
+
+        // Prometheus's appender chain: duplicate check, then the sample
+        // limit, then the time bound, then the storage.
+        let outcome: Result<Option<SeriesRef>, AppendError> = if already && ts.is_none() {
+            Err(AppendError::Duplicate)
+        } else {
+            let mut over_limit = false;
+            if s.sample_limit > 0 && (series_ref == 0 || !is_stale_nan(v)) {
+                self.limited += 1;
+                over_limit = self.limited > s.sample_limit;
+            }
+            if over_limit {
+                self.sample_limit_hit = true;
+                Ok(None)
+            } else if t > self.max_time {
+                Err(AppendError::OutOfBounds)
+            } else {
+                match value {
+                    Value::Float(v) => self.app.append(series_ref, &labels, t, v),
+                    Value::Histogram(h) => self.app.append_histogram(series_ref, &labels, t, h),
+                }
+                .map(Some)
+            }
+        };
+        let appended_ref = match outcome {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => None,
+            Err(AppendError::OutOfOrder) => {
+                inc(&ctx.metrics.sample_out_of_order);
+                None
+            }
+            Err(AppendError::Duplicate) => {
+                inc(&ctx.metrics.sample_duplicate);
+                None
+            }
+            Err(AppendError::OutOfBounds) => {
+                inc(&ctx.metrics.sample_out_of_bounds);
+                None
+            }
+            Err(e) => return Err(ScrapeError::Storage(e.to_string())),
+        };
+        match appended_ref {
+            Some(r) => {
+                if cached {
+                    if r != series_ref && r != 0 {
+                        self.cache.update_ref(series, r);
+                    }
+                } else {
+                    self.cache.add(series, r, labels, ts.is_none());
+                    if !self.sample_limit_hit {
+                        self.counts.series_added += 1;
+                    }
+                }
+            }
+            None => {
+                if cached && !already && ts.is_none() {
+                    self.cache.untrack(series);
+                }
+            }
+        }
+        self.counts.added += 1;
+        Ok(())
     }
 }
 

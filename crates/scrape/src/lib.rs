@@ -42,7 +42,8 @@
 //!   stale, and forgets the cache entries it created, whose references the
 //!   rollback may have invalidated;
 //! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
-//!   native histograms and exemplars are not supported (metric metadata
+//!   native histograms come only from classic ones converted by
+//!   `convert_classic_histograms_to_nhcb`, exemplars are not supported (metric metadata
 //!   from `# TYPE`/`# HELP`/`# UNIT` is kept per target, from its last
 //!   successful scrape); HTTP client settings differ from Go's in the
 //!   details listed in the `pharos_discovery::client` module (no TLS

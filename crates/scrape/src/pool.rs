@@ -110,6 +110,8 @@ pub(crate) fn settings(cfg: &ScrapeConfig, extra_metrics: bool) -> PoolSettings 
             .fallback_scrape_protocol
             .as_deref()
             .and_then(protocol_format),
+        convert_classic_histograms_to_nhcb: cfg.convert_classic_histograms_to_nhcb,
+        always_scrape_classic_histograms: cfg.always_scrape_classic_histograms,
     }
 }
 

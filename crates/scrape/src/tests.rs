@@ -950,6 +950,8 @@ fn settings() -> crate::append::PoolSettings {
         accept_header: String::new(),
         accept_encoding: "gzip",
         fallback_format: None,
+        convert_classic_histograms_to_nhcb: false,
+        always_scrape_classic_histograms: false,
     }
 }
 
@@ -1675,5 +1677,212 @@ async fn enable_compression_false_asks_for_identity() {
     wait_for("a scrape", || f.headers.lock().is_some()).await;
     let h = f.headers.lock().clone().unwrap();
     assert_eq!(h.get("accept-encoding").unwrap(), "identity");
+    m.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Classic histograms converted to native histograms with custom buckets
+// (`convert_classic_histograms_to_nhcb`).
+
+type HistSamples = Vec<(i64, f64, Option<pharos_model::FloatHistogram>)>;
+
+/// Every sample of the series named `name` in the head, with histograms.
+fn head_series(h: &pharos_tsdb::Head, name: &str) -> Vec<(Labels, HistSamples)> {
+    use pharos_storage::Queryable;
+    let q = h.querier(i64::MIN, i64::MAX).unwrap();
+    let mut set = q.select(
+        true,
+        None,
+        &[pharos_model::Matcher::equal("__name__", name)],
+    );
+    let mut out = Vec::new();
+    while let Some(mut s) = set.next() {
+        let mut v = Vec::new();
+        while let Some(x) = s.samples.next() {
+            v.push((x.t, x.v, s.samples.histogram().cloned()));
+        }
+        out.push((s.labels, v));
+    }
+    out
+}
+
+const CLASSIC_PAGE: &str = "# HELP x Latency.\n# TYPE x histogram\n\
+x_bucket{a=\"1\",le=\"0.5\"} 1\nx_bucket{a=\"1\",le=\"1\"} 3\nx_bucket{a=\"1\",le=\"+Inf\"} 4\n\
+x_count{a=\"1\"} 4\nx_sum{a=\"1\"} 2.5\n\
+x_bucket{a=\"2\",le=\"0.5\"} 0\nx_bucket{a=\"2\",le=\"1\"} 2\nx_bucket{a=\"2\",le=\"+Inf\"} 2\n\
+x_count{a=\"2\"} 2\nx_sum{a=\"2\"} 1\n\
+# TYPE y gauge\ny 7\n";
+
+fn nhcb_settings(keep: bool) -> crate::append::PoolSettings {
+    crate::append::PoolSettings {
+        convert_classic_histograms_to_nhcb: true,
+        always_scrape_classic_histograms: keep,
+        ..settings()
+    }
+}
+
+#[test]
+fn classic_histograms_become_nhcb_and_go_stale() {
+    let head = pharos_tsdb::Head::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = nhcb_settings(false);
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let r = process_scrape(
+        &head,
+        &mut cache,
+        &ctx,
+        page(CLASSIC_PAGE),
+        1000,
+        Instant::now(),
+    );
+    assert!(r.err.is_none(), "{:?}", r.err);
+    // Two histograms and y.
+    assert_eq!(r.counts.total, 3);
+    assert_eq!(r.counts.series_added, 3);
+    for name in ["x_bucket", "x_count", "x_sum"] {
+        assert!(head_series(&head, name).is_empty(), "{name}");
+    }
+    assert_eq!(head_series(&head, "y").len(), 1);
+    let x = head_series(&head, "x");
+    assert_eq!(x.len(), 2);
+    assert_eq!(get(&x[0].0, "a"), "1");
+    assert_eq!(get(&x[0].0, "job"), "j");
+    assert!(!x[0].0.has("le"));
+    let h = x[0].1[0].2.as_ref().expect("a histogram sample");
+    assert_eq!(h.schema, pharos_model::CUSTOM_BUCKETS_SCHEMA);
+    assert_eq!(h.custom_values, vec![0.5, 1.0]);
+    assert_eq!(h.positive_buckets, vec![1.0, 2.0, 1.0]);
+    assert_eq!((h.count, h.sum), (4.0, 2.5));
+    let h = x[1].1[0].2.as_ref().unwrap();
+    // The empty first bucket is compacted away.
+    assert_eq!(h.positive_buckets, vec![2.0]);
+    assert_eq!(h.positive_spans[0].offset, 1);
+
+    // Second scrape: same page, by reference, nothing new.
+    let r = process_scrape(
+        &head,
+        &mut cache,
+        &ctx,
+        page(CLASSIC_PAGE),
+        2000,
+        Instant::now(),
+    );
+    assert!(r.err.is_none());
+    assert_eq!(r.counts.series_added, 0);
+
+    // Third scrape: a="2" is gone and gets a stale marker; a="1" goes on.
+    let gone = CLASSIC_PAGE.replace(
+        "x_bucket{a=\"2\",le=\"0.5\"} 0\nx_bucket{a=\"2\",le=\"1\"} 2\nx_bucket{a=\"2\",le=\"+Inf\"} 2\n\
+x_count{a=\"2\"} 2\nx_sum{a=\"2\"} 1\n",
+        "",
+    );
+    assert!(!gone.contains("a=\"2\""));
+    let r = process_scrape(&head, &mut cache, &ctx, page(&gone), 3000, Instant::now());
+    assert!(r.err.is_none());
+    let x = head_series(&head, "x");
+    assert_eq!(x.len(), 2);
+    let a1: Vec<i64> = x[0].1.iter().map(|s| s.0).collect();
+    assert_eq!(a1, vec![1000, 2000, 3000]);
+    assert!(x[0].1.iter().all(|s| s.2.is_some() && !is_stale_nan(s.1)));
+    let last = x[1].1.last().unwrap();
+    assert_eq!(last.0, 3000);
+    assert!(is_stale_nan(last.1), "{:?}", x[1].1);
+    assert_eq!(x[1].1.len(), 3);
+}
+
+#[test]
+fn nhcb_keeps_classic_series_when_asked_and_on_failure() {
+    let head = pharos_tsdb::Head::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = nhcb_settings(true);
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let r = process_scrape(
+        &head,
+        &mut cache,
+        &ctx,
+        page(CLASSIC_PAGE),
+        1000,
+        Instant::now(),
+    );
+    assert!(r.err.is_none(), "{:?}", r.err);
+    // 10 classic samples, two histograms, y.
+    assert_eq!(r.counts.total, 13);
+    assert_eq!(head_series(&head, "x").len(), 2);
+    assert_eq!(head_series(&head, "x_bucket").len(), 6);
+    assert_eq!(head_series(&head, "x_sum").len(), 2);
+
+    // Without keeping: a histogram whose buckets are not cumulative stays
+    // classic.
+    let head = pharos_tsdb::Head::default();
+    let mut cache = ScrapeCache::new();
+    let s = nhcb_settings(false);
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let bad = CLASSIC_PAGE.replace(
+        "x_bucket{a=\"2\",le=\"1\"} 2",
+        "x_bucket{a=\"2\",le=\"1\"} 5",
+    );
+    let r = process_scrape(&head, &mut cache, &ctx, page(&bad), 1000, Instant::now());
+    assert!(r.err.is_none(), "{:?}", r.err);
+    let x = head_series(&head, "x");
+    assert_eq!(x.len(), 1);
+    assert_eq!(get(&x[0].0, "a"), "1");
+    let b = head_series(&head, "x_bucket");
+    assert_eq!(b.len(), 3);
+    assert!(
+        b.iter()
+            .all(|s| get(&s.0, "a") == "2" && s.1[0].2.is_none())
+    );
+}
+
+#[tokio::test]
+async fn nhcb_from_the_scrape_config() {
+    let f = serve(Page::text(CLASSIC_PAGE)).await;
+    let head = pharos_tsdb::Head::default();
+    let m = ScrapeManager::new(
+        Arc::new(head.clone()),
+        ScrapeOptions {
+            skip_offset: true,
+            ..ScrapeOptions::default()
+        },
+    );
+    m.apply_config(&config(&format!(
+        "global:\n  convert_classic_histograms_to_nhcb: true\nscrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("native histograms in the head", || {
+        head_series(&head, "x")
+            .first()
+            .is_some_and(|s| s.1.len() >= 2)
+    })
+    .await;
+    assert!(head_series(&head, "x_bucket").is_empty());
+    let x = head_series(&head, "x");
+    assert_eq!(x.len(), 2);
+    assert!(x[0].1[0].2.as_ref().unwrap().custom_values == vec![0.5, 1.0]);
+
+    // The histogram family leaves the page: stale markers.
+    f.set(Page::text("y 1\n"));
+    wait_for("x stale in the head", || {
+        head_series(&head, "x")
+            .iter()
+            .all(|s| s.1.last().is_some_and(|l| is_stale_nan(l.1)))
+    })
+    .await;
     m.stop().await;
 }
