@@ -41,9 +41,12 @@
 //!   label limit, parse error) marks *every* series of the previous scrape
 //!   stale, and forgets the cache entries it created, whose references the
 //!   rollback may have invalidated;
-//! * `PrometheusProto` is never offered in `Accept` (no protobuf parser);
-//!   native histograms come only from classic ones converted by
-//!   `convert_classic_histograms_to_nhcb`, exemplars are not supported (metric metadata
+//! * `PrometheusProto` is never offered in `Accept` (no protobuf parser), so
+//!   native histograms come only from classic ones converted with
+//!   `convert_classic_histograms_to_nhcb` (per job or global; Prometheus's
+//!   per-target override labels `__convert_classic_histograms_to_nhcb__`
+//!   and `__always_scrape_classic_histograms__` are not implemented);
+//!   exemplars are not supported (metric metadata
 //!   from `# TYPE`/`# HELP`/`# UNIT` is kept per target, from its last
 //!   successful scrape); HTTP client settings differ from Go's in the
 //!   details listed in the `pharos_discovery::client` module (no TLS
