@@ -277,11 +277,10 @@ pub fn split_classic_suffix(name: &str) -> Option<(&str, ClassicSuffix)> {
 }
 
 /// Parses an `le` label value as the exposition parsers parse sample
-/// values (`+Inf`, exponents...); `None` when it is not a number or NaN.
+/// values (`+Inf`, exponents...; no surrounding spaces); `None` when it is
+/// not a number or NaN.
 pub fn parse_le(s: &str) -> Option<f64> {
-    parse_float(s.trim().as_bytes())
-        .ok()
-        .filter(|v| !v.is_nan())
+    parse_float(s.as_bytes()).ok().filter(|v| !v.is_nan())
 }
 
 /// One output of [`NhcbConverter`].
