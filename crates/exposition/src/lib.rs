@@ -37,6 +37,9 @@
 //! `/federate` serve); names that are not valid legacy names are written in
 //! the quoted Prometheus 3 form, which both parsers read back.
 //!
+//! [`protobuf`] decodes the delimited protobuf format (the one that carries
+//! native histograms) with a small hand-written decoder; see its docs.
+//!
 //! [`nhcb`] converts classic histograms (`_bucket`/`_count`/`_sum`) into
 //! native histograms with custom buckets, for the backfill and the scraper.
 //!
@@ -46,6 +49,7 @@ mod encode;
 mod float;
 pub mod nhcb;
 mod parser;
+pub mod protobuf;
 
 pub use encode::{TextEncoder, write_help, write_sample, write_type};
 pub use parser::{Entry, LabelPairs, Parser, SampleEntry};
@@ -60,6 +64,11 @@ pub enum Format {
     PrometheusText,
     /// OpenMetrics 1.0 text: `application/openmetrics-text`.
     OpenMetrics,
+    /// The delimited protobuf format
+    /// (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily`),
+    /// read by [`protobuf::ProtoParser`], not by the text [`Parser`] (which
+    /// treats this value like [`Format::PrometheusText`]).
+    Protobuf,
 }
 
 /// The `Accept` header Prometheus 3 sends when scraping: OpenMetrics 1.0
@@ -79,8 +88,10 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Picks the parser for a response `Content-Type`: the media type
 /// `application/openmetrics-text` (any version, any parameters, any case)
-/// selects [`Format::OpenMetrics`]; `text/plain`, a missing header and
-/// anything else select [`Format::PrometheusText`].
+/// selects [`Format::OpenMetrics`]; `application/vnd.google.protobuf`
+/// selects [`Format::Protobuf`] (like Prometheus, the `proto` and
+/// `encoding` parameters are not checked); `text/plain`, a missing header
+/// and anything else select [`Format::PrometheusText`].
 pub fn format_for_content_type(content_type: Option<&str>) -> Format {
     let Some(ct) = content_type else {
         return Format::PrometheusText;
@@ -88,6 +99,8 @@ pub fn format_for_content_type(content_type: Option<&str>) -> Format {
     let media = ct.split(';').next().unwrap_or("").trim();
     if media.eq_ignore_ascii_case("application/openmetrics-text") {
         Format::OpenMetrics
+    } else if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+        Format::Protobuf
     } else {
         Format::PrometheusText
     }
@@ -217,6 +230,10 @@ mod tests {
             Format::PrometheusText
         );
         assert_eq!(format_for_content_type(Some("")), Format::PrometheusText);
+        assert_eq!(
+            format_for_content_type(Some(protobuf::PROTOBUF_CONTENT_TYPE)),
+            Format::Protobuf
+        );
     }
 
     #[test]
