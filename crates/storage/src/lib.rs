@@ -48,6 +48,69 @@ pub enum AppendError {
     /// The storage failed (I/O, closed).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The exemplar equals the newest one stored for its series (scrapes
+    /// repeat exemplars; callers ignore this one silently).
+    #[error("duplicate exemplar")]
+    DuplicateExemplar,
+    /// The exemplar is not newer than the newest one of its series.
+    #[error("out of order exemplar")]
+    OutOfOrderExemplar,
+    /// The exemplar's labels are longer than [`EXEMPLAR_MAX_LABEL_SET_LENGTH`].
+    #[error("label length for exemplar exceeds maximum of 128 UTF-8 characters")]
+    ExemplarLabelLength,
+    /// Exemplar storage is switched off (size 0).
+    #[error("exemplar storage is disabled or max exemplars is less than or equal to 0")]
+    ExemplarsDisabled,
+}
+
+/// The longest exemplar label set accepted, in UTF-8 characters of all
+/// names and values together (OpenMetrics' limit, enforced as Prometheus does).
+pub const EXEMPLAR_MAX_LABEL_SET_LENGTH: usize = 128;
+
+/// An exemplar: a sample of a trace or event attached to a series sample
+/// (OpenMetrics `# {trace_id="..."} value [timestamp]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The exemplar's own labels (e.g. `trace_id`).
+    pub labels: Labels,
+    /// Its value.
+    pub value: f64,
+    /// Its timestamp in ms (the scrape time when the exposition gave none).
+    pub ts: Timestamp,
+    /// Whether the exposition gave the timestamp.
+    pub has_ts: bool,
+}
+
+impl Exemplar {
+    /// Prometheus's equality of exemplars: same labels and value, and the
+    /// same timestamp when both have one (two without a timestamp are equal
+    /// whatever the scrape time was).
+    pub fn same_as(&self, o: &Exemplar) -> bool {
+        if self.labels != o.labels || self.value.to_bits() != o.value.to_bits() {
+            return false;
+        }
+        if self.has_ts != o.has_ts {
+            return false;
+        }
+        !self.has_ts || self.ts == o.ts
+    }
+}
+
+/// Exemplars of one series, as [`ExemplarQueryable::select_exemplars`]
+/// returns them: the series' labels and its exemplars oldest first.
+pub type SeriesExemplars = (Labels, Vec<Exemplar>);
+
+/// A store of exemplars that can be searched (the exemplar storage of the
+/// TSDB, behind Prometheus's `--enable-feature=exemplar-storage`).
+pub trait ExemplarQueryable: Send + Sync {
+    /// Exemplars with `start <= ts <= end` of the series matching at least
+    /// one of `matcher_sets` (each set is ANDed), sorted by series labels.
+    fn select_exemplars(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        matcher_sets: &[Vec<Matcher>],
+    ) -> Result<Vec<SeriesExemplars>, StorageError>;
 }
 
 /// A failure of the storage itself.
@@ -110,6 +173,21 @@ pub trait Appender {
         Err(AppendError::Storage(StorageError::Unsupported(
             "native histograms are not supported by this storage".into(),
         )))
+    }
+
+    /// Attaches an exemplar to the series of `series_ref` (or `labels`),
+    /// normally right after appending the sample it came with. It becomes
+    /// visible on [`Appender::commit`]. Storages without exemplar support
+    /// drop exemplars and answer `Ok` (the series reference given), as
+    /// Prometheus does when exemplar storage is off.
+    fn append_exemplar(
+        &mut self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        e: Exemplar,
+    ) -> Result<SeriesRef, AppendError> {
+        let _ = (labels, e);
+        Ok(series_ref)
     }
 
     /// Makes every accepted sample durable (as far as the storage offers) and

@@ -786,6 +786,7 @@ impl Db {
     /// Appends the database's metrics in the Prometheus text format.
     pub fn write_metrics(&self, out: &mut String) {
         self.inner.head.write_metrics(out);
+        self.inner.head.exemplars().write_metrics(out);
         self.inner.wal.write_metrics(out);
         let c = &self.inner.counters;
         let blocks = self.blocks();
@@ -1037,6 +1038,24 @@ fn split_by_range<'a>(ms: &[&'a BlockMeta], tr: i64) -> Vec<Vec<&'a BlockMeta>> 
 impl Appendable for Db {
     fn appender(&self) -> Box<dyn Appender + Send + '_> {
         self.inner.head.appender()
+    }
+}
+
+/// Exemplars live in the head's ring only (Prometheus keeps none in
+/// blocks either).
+impl pharos_storage::ExemplarQueryable for Db {
+    fn select_exemplars(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        matcher_sets: &[Vec<Matcher>],
+    ) -> Result<Vec<pharos_storage::SeriesExemplars>, StorageError> {
+        pharos_storage::ExemplarQueryable::select_exemplars(
+            &self.inner.head,
+            start,
+            end,
+            matcher_sets,
+        )
     }
 }
 

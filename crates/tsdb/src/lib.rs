@@ -121,6 +121,7 @@ pub mod block;
 mod chunk_samples;
 pub mod chunkenc;
 pub mod db;
+pub mod exemplar;
 mod head;
 mod head_chunks;
 mod postings;

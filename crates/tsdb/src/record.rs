@@ -4,7 +4,7 @@
 //! compression); its first byte is the record type. We write series (1),
 //! samples (2), tombstones (3) and native histogram samples (7: integer
 //! counts, 8: float counts, 9 and 10: the same with custom buckets) records
-//! and read those back; other types Prometheus writes (exemplars, metadata,
+//! and exemplars (4) and read those back; other types Prometheus writes (metadata,
 //! the 3.x "V2" samples records...) are recognised and skipped by
 //! [`decode`] so a Prometheus WAL replays with what we support. Prometheus
 //! 2.42 writes types 1-4, 6 and 7 (8 exists there but only 2.44+ has float
@@ -27,6 +27,8 @@ pub const SERIES: u8 = 1;
 pub const SAMPLES: u8 = 2;
 /// Record type byte: tombstones (deleted intervals).
 pub const TOMBSTONES: u8 = 3;
+/// Record type byte: exemplars.
+pub const EXEMPLARS: u8 = 4;
 /// Record type byte: native histogram samples with integer counts
 /// (exponential schemas).
 pub const HISTOGRAM_SAMPLES: u8 = 7;
@@ -48,6 +50,20 @@ pub struct HistogramRecord {
     pub t: Timestamp,
     /// The histogram (integer or float counts).
     pub h: HistogramValue,
+}
+
+/// One exemplar of a series as the WAL holds it (the WAL keeps no
+/// "has timestamp" flag, as in Prometheus).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarRecord {
+    /// The series' reference.
+    pub series_ref: u64,
+    /// Timestamp, ms.
+    pub t: Timestamp,
+    /// Value.
+    pub v: f64,
+    /// The exemplar's labels.
+    pub labels: Labels,
 }
 
 /// A deleted time interval of one series.
@@ -74,6 +90,8 @@ pub enum Record {
     /// types (integer counts from 7 and 9, float counts from 8 and 10).
     /// Samples whose schema we do not know are dropped, as Prometheus does.
     Histograms(Vec<HistogramRecord>),
+    /// Exemplars (type 4).
+    Exemplars(Vec<ExemplarRecord>),
     /// A record type we do not interpret (its type byte), skipped on replay.
     Other(u8),
 }
@@ -113,6 +131,32 @@ pub fn encode_series(series: &[SeriesRecord], out: &mut Vec<u8>) {
         out.extend_from_slice(&s.series_ref.to_be_bytes());
         put_uvarint(out, s.labels.len() as u64);
         for l in s.labels.iter() {
+            put_str(out, l.name);
+            put_str(out, l.value);
+        }
+    }
+}
+
+/// Appends an exemplars record (type 4) holding `exemplars` to `out`:
+/// the first one's reference and time in full, then each (the first too)
+/// as signed deltas, the value's bits and the labels (count, then
+/// length-prefixed names and values), Prometheus's layout.
+pub fn encode_exemplars(exemplars: &[ExemplarRecord], out: &mut Vec<u8>) {
+    out.push(EXEMPLARS);
+    let Some(first) = exemplars.first() else {
+        return;
+    };
+    out.extend_from_slice(&first.series_ref.to_be_bytes());
+    out.extend_from_slice(&first.t.to_be_bytes());
+    for e in exemplars {
+        put_varint(
+            out,
+            (e.series_ref as i64).wrapping_sub(first.series_ref as i64),
+        );
+        put_varint(out, e.t.wrapping_sub(first.t));
+        out.extend_from_slice(&e.v.to_bits().to_be_bytes());
+        put_uvarint(out, e.labels.len() as u64);
+        for l in e.labels.iter() {
             put_str(out, l.name);
             put_str(out, l.value);
         }
@@ -565,6 +609,37 @@ pub fn decode(rec: &[u8]) -> Result<Record, RecordError> {
             }
             Ok(Record::Samples(out))
         }
+        EXEMPLARS => {
+            let mut out = Vec::new();
+            if d.done() {
+                return Ok(Record::Exemplars(out));
+            }
+            let base_ref = d.be64()? as i64;
+            let base_t = d.be64()? as i64;
+            let mut pairs: Vec<(&str, &str)> = Vec::new();
+            while !d.done() {
+                let dref = d.varint()?;
+                let dt = d.varint()?;
+                let v = f64::from_bits(d.be64()?);
+                let n = d.uvarint()?;
+                if n > (rec.len() - d.pos) as u64 / 2 {
+                    return d.err("label count exceeds the record");
+                }
+                pairs.clear();
+                for _ in 0..n {
+                    let name = d.str()?;
+                    let value = d.str()?;
+                    pairs.push((name, value));
+                }
+                out.push(ExemplarRecord {
+                    series_ref: base_ref.wrapping_add(dref) as u64,
+                    t: base_t.wrapping_add(dt),
+                    v,
+                    labels: Labels::from_pairs(&pairs),
+                });
+            }
+            Ok(Record::Exemplars(out))
+        }
         TOMBSTONES => {
             let mut out = Vec::new();
             while !d.done() {
@@ -672,8 +747,39 @@ mod tests {
     }
 
     #[test]
+    fn exemplars_round_trip() {
+        let ex = vec![
+            ExemplarRecord {
+                series_ref: 7,
+                t: 1_000,
+                v: 1.5,
+                labels: Labels::from_pairs(&[("trace_id", "abc")]),
+            },
+            ExemplarRecord {
+                series_ref: 3,
+                t: 900,
+                v: -2.0,
+                labels: Labels::from_pairs(&[("a", "1"), ("b", "é")]),
+            },
+        ];
+        let mut b = Vec::new();
+        encode_exemplars(&ex, &mut b);
+        // Type, base ref, base time, then ref delta 0, time delta 0.
+        assert_eq!(
+            &b[..19],
+            &[4, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 3, 0xe8, 0, 0]
+        );
+        assert_eq!(decode(&b).unwrap(), Record::Exemplars(ex));
+        for cut in 1..b.len() {
+            let _ = decode(&b[..cut]);
+        }
+        assert_eq!(decode(&[4]).unwrap(), Record::Exemplars(vec![]));
+    }
+
+    #[test]
     fn unknown_types_are_skipped_and_bad_ones_fail() {
-        assert_eq!(decode(&[4, 1, 2]).unwrap(), Record::Other(4));
+        assert_eq!(decode(&[6, 1, 2]).unwrap(), Record::Other(6));
+        assert!(decode(&[4, 1, 2]).is_err());
         assert_eq!(decode(&[11, 1, 2]).unwrap(), Record::Other(11));
         assert!(decode(&[7, 1, 2]).is_err());
         assert!(decode(&[]).is_err());

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use pharos_model::{HistogramValue, Labels, Timestamp};
-use pharos_storage::{AppendError, Appender, SeriesRef, StorageError};
+use pharos_storage::{AppendError, Appender, Exemplar, SeriesRef, StorageError};
 
 use super::series::{Check, MemSeries, SeriesState, histogram_digest};
 use super::{CommitBatch, HeadInner, SampleRecord, SeriesRecord};
@@ -209,6 +209,8 @@ pub(crate) struct HeadAppender<'a> {
     samples: Vec<PendingSample>,
     /// Histogram samples, kept apart so float samples stay small.
     histograms: Vec<PendingHistogram>,
+    /// Exemplars, stored (and logged) after the samples are committed.
+    exemplars: Vec<(Labels, crate::record::ExemplarRecord, Exemplar)>,
     finished: bool,
 }
 
@@ -222,6 +224,7 @@ impl<'a> HeadAppender<'a> {
             min_valid: head.appendable_min_valid_time(),
             samples: head.take_buffer(),
             histograms: Vec::new(),
+            exemplars: Vec::new(),
             finished: false,
         }
     }
@@ -624,8 +627,19 @@ impl Appender for HeadAppender<'_> {
         }
     }
 
+    fn append_exemplar(
+        &mut self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        e: Exemplar,
+    ) -> Result<SeriesRef, AppendError> {
+        crate::exemplar::append_pending(self.head, &mut self.exemplars, series_ref, labels, e)
+    }
+
     fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        self.commit_inner()
+        let exemplars = std::mem::take(&mut self.exemplars);
+        self.commit_inner()?;
+        crate::exemplar::commit_pending(self.head, exemplars)
     }
 
     fn rollback(mut self: Box<Self>) {

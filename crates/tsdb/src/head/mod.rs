@@ -95,7 +95,19 @@ pub trait CommitLog: Send + Sync {
             "this commit log cannot record native histograms".into(),
         ))
     }
+
+    /// Records the exemplars of one commit, after its samples were logged
+    /// and applied (the series they refer to are already logged). The
+    /// default drops them: a log that cannot record exemplars loses them
+    /// on restart, as the in-memory exemplar storage does.
+    fn log_exemplars(&self, exemplars: &ExemplarBatch) -> Result<(), StorageError> {
+        let _ = exemplars;
+        Ok(())
+    }
 }
+
+/// What [`CommitLog::log_exemplars`] gets: the exemplars of one commit.
+pub type ExemplarBatch = [crate::record::ExemplarRecord];
 
 /// Part of a commit handed to [`CommitLog::log_with_histograms`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -122,6 +134,9 @@ pub struct HeadOptions {
     pub stripes: usize,
     /// Optional commit log (write-ahead log). Default none.
     pub commit_log: Option<Arc<dyn CommitLog>>,
+    /// Size of the exemplar ring (`storage.exemplars.max_exemplars` when
+    /// exemplar storage is enabled). Default 0: exemplars are dropped.
+    pub max_exemplars: usize,
 }
 
 impl Default for HeadOptions {
@@ -131,6 +146,7 @@ impl Default for HeadOptions {
             max_samples_per_chunk: DEFAULT_MAX_SAMPLES_PER_CHUNK,
             stripes: 64,
             commit_log: None,
+            max_exemplars: 0,
         }
     }
 }
@@ -229,9 +245,26 @@ pub(crate) struct HeadInner {
     mapper: std::sync::OnceLock<Arc<crate::head_chunks::ChunkDiskMapper>>,
     /// Series that closed a chunk not yet written to the mapper.
     mmap_queue: Mutex<Vec<Arc<MemSeries>>>,
+    /// Exemplars of the head's series (size 0, disabled, until resized).
+    exemplars: Arc<crate::exemplar::ExemplarStorage>,
 }
 
 impl HeadInner {
+    /// The labels of the series `sref`, if it exists.
+    pub(crate) fn series_labels(&self, sref: u64) -> Option<Labels> {
+        self.series.get_by_ref(sref).map(|s| s.labels.clone())
+    }
+
+    /// The exemplar storage.
+    pub(crate) fn exemplar_storage(&self) -> &crate::exemplar::ExemplarStorage {
+        &self.exemplars
+    }
+
+    /// The commit log, if any.
+    pub(crate) fn commit_log(&self) -> Option<&Arc<dyn CommitLog>> {
+        self.opts.commit_log.as_ref()
+    }
+
     fn time_range(&self) -> Option<(Timestamp, Timestamp)> {
         let lo = self.min_time.load(Relaxed);
         let hi = self.max_time.load(Relaxed);
@@ -352,6 +385,7 @@ impl Head {
     /// An empty head.
     pub fn new(opts: HeadOptions) -> Head {
         let series = StripeSeries::new(opts.stripes);
+        let max_exemplars = opts.max_exemplars;
         Head {
             inner: Arc::new(HeadInner {
                 opts,
@@ -367,8 +401,15 @@ impl Head {
                 buffers: Mutex::new(Vec::new()),
                 mapper: std::sync::OnceLock::new(),
                 mmap_queue: Mutex::new(Vec::new()),
+                exemplars: Arc::new(crate::exemplar::ExemplarStorage::new(max_exemplars)),
             }),
         }
+    }
+
+    /// The head's exemplar storage (disabled, size 0, until
+    /// [`crate::exemplar::ExemplarStorage::resize`]d).
+    pub fn exemplars(&self) -> &Arc<crate::exemplar::ExemplarStorage> {
+        &self.inner.exemplars
     }
 
     /// The options the head was built with.
@@ -593,6 +634,17 @@ impl Head {
 impl Appendable for Head {
     fn appender(&self) -> Box<dyn Appender + Send + '_> {
         Box::new(HeadAppender::new(&self.inner))
+    }
+}
+
+impl pharos_storage::ExemplarQueryable for Head {
+    fn select_exemplars(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        matcher_sets: &[Vec<pharos_model::Matcher>],
+    ) -> Result<Vec<pharos_storage::SeriesExemplars>, StorageError> {
+        Ok(self.inner.exemplars.select(start, end, matcher_sets))
     }
 }
 

@@ -215,6 +215,15 @@ pub(crate) fn write_checkpoint(
                     }
                 }
             }
+            Record::Exemplars(v) => {
+                let keep_ex: Vec<record::ExemplarRecord> = v
+                    .into_iter()
+                    .filter(|e| e.t >= mint && keep(e.series_ref))
+                    .collect();
+                if !keep_ex.is_empty() {
+                    record::encode_exemplars(&keep_ex, &mut enc);
+                }
+            }
             Record::Other(_) => {}
         }
         if !enc.is_empty() {

@@ -159,6 +159,10 @@ impl CommitLog for HeadWal {
             .map_err(|e| StorageError::Io(format!("WAL write failed: {e}")))
     }
 
+    fn log_exemplars(&self, exemplars: &[record::ExemplarRecord]) -> Result<(), StorageError> {
+        self.write_exemplars(exemplars)
+    }
+
     fn log(&self, series: &[SeriesRecord], samples: &[SampleRecord]) -> Result<(), StorageError> {
         let Some(wal) = self.wal.get() else {
             return Err(StorageError::Closed);
@@ -181,6 +185,21 @@ impl CommitLog for HeadWal {
 }
 
 impl HeadWal {
+    fn write_exemplars(&self, exemplars: &[record::ExemplarRecord]) -> Result<(), StorageError> {
+        let Some(wal) = self.wal.get() else {
+            return Err(StorageError::Closed);
+        };
+        let mut bufs: Vec<Vec<u8>> = Vec::new();
+        for chunk in exemplars.chunks(SAMPLES_PER_RECORD) {
+            let mut b = Vec::with_capacity(17 + chunk.len() * 48);
+            record::encode_exemplars(chunk, &mut b);
+            bufs.push(b);
+        }
+        let refs: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
+        wal.log(&refs)
+            .map_err(|e| StorageError::Io(format!("WAL write failed: {e}")))
+    }
+
     /// The WAL writer (`None` only while the head is being opened).
     pub fn wal(&self) -> Option<&Wal> {
         self.wal.get()
@@ -967,6 +986,11 @@ fn replay_segments(
                                 }
                                 let _ = apply_txs[i].send(ShardBatch::Histograms(p));
                             }
+                        }
+                        Ok(Record::Exemplars(v)) => {
+                            crate::exemplar::replay(head, v, |r| {
+                                aliases.get(&r).copied().unwrap_or(r)
+                            });
                         }
                         Ok(Record::Other(_)) => local.records_skipped += 1,
                         Err(e) => {
