@@ -52,7 +52,7 @@ mod parser;
 pub mod protobuf;
 
 pub use encode::{TextEncoder, write_help, write_sample, write_type};
-pub use parser::{Entry, LabelPairs, Parser, SampleEntry};
+pub use parser::{Entry, ExemplarEntry, LabelPairs, Parser, SampleEntry};
 
 use std::fmt;
 

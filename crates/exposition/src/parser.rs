@@ -63,6 +63,39 @@ pub struct SampleEntry<'a> {
     name_escaped: bool,
     /// Offset in `series` just after `{`, if there is a label set.
     labels_at: Option<usize>,
+    /// The OpenMetrics exemplar of the line, if any.
+    pub exemplar: Option<ExemplarEntry<'a>>,
+}
+
+/// An OpenMetrics exemplar (` # {trace_id="..."} value [timestamp]`) of a
+/// sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarEntry<'a> {
+    /// The label set text from just after `{` through `}`.
+    labels_text: &'a [u8],
+    /// The exemplar value.
+    pub value: f64,
+    /// Milliseconds (converted from OpenMetrics seconds), if given.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> ExemplarEntry<'a> {
+    /// The exemplar's label pairs, unescaped, in input order.
+    pub fn label_pairs(&self) -> LabelPairs<'a> {
+        LabelPairs {
+            s: self.labels_text,
+            pos: 0,
+        }
+    }
+
+    /// The exemplar's label set (empty values dropped).
+    pub fn labels(&self) -> Labels {
+        let mut b = LabelsBuilder::new();
+        for (n, v) in self.label_pairs() {
+            b.set(&n, &v);
+        }
+        b.build()
+    }
 }
 
 impl<'a> SampleEntry<'a> {
@@ -496,6 +529,7 @@ impl<'a> Parser<'a> {
 
         // Optional timestamp, optional exemplar (OpenMetrics), end of line.
         let mut timestamp = None;
+        let mut exemplar = None;
         // scan_token stops only at whitespace or a line end.
         let mut p = skip_ws(s, vend);
         let c = s.get(p).copied();
@@ -517,7 +551,9 @@ impl<'a> Parser<'a> {
         match s.get(p) {
             None | Some(b'\n') => {}
             Some(b'#') if self.om => {
-                p = self.exemplar(p)?;
+                let (q, e) = self.exemplar(p)?;
+                p = q;
+                exemplar = Some(e);
             }
             Some(_) => {
                 return fail(
@@ -542,6 +578,7 @@ impl<'a> Parser<'a> {
             name,
             name_escaped,
             labels_at,
+            exemplar,
         })
     }
 
@@ -638,8 +675,8 @@ impl<'a> Parser<'a> {
     }
 
     /// An OpenMetrics exemplar ` # {labels} value [timestamp]` at `#`.
-    /// Validated and ignored. Returns the end-of-line position.
-    fn exemplar(&self, p: usize) -> Result<usize, Fail> {
+    /// Returns the end-of-line position and the exemplar.
+    fn exemplar(&self, p: usize) -> Result<(usize, ExemplarEntry<'a>), Fail> {
         let s = self.input;
         let b = skip_ws(s, p + 1);
         if b == p + 1 || s.get(b) != Some(&b'{') {
@@ -652,18 +689,19 @@ impl<'a> Parser<'a> {
             return fail(vstart, "expected exemplar value");
         }
         let vtok = s.get(vstart..vend).unwrap_or_default();
-        parse_float(vtok).map_err(|m| Fail {
+        let value = parse_float(vtok).map_err(|m| Fail {
             pos: vstart,
             msg: format!("exemplar value: {m}: {}", quote_snippet(vtok)),
         })?;
+        let mut timestamp = None;
         let mut q = skip_ws(s, vend);
         if !matches!(s.get(q), None | Some(b'\n')) {
             let tend = scan_token(s, q);
             let ttok = s.get(q..tend).unwrap_or_default();
-            parse_seconds_to_ms(ttok).map_err(|m| Fail {
+            timestamp = Some(parse_seconds_to_ms(ttok).map_err(|m| Fail {
                 pos: q,
                 msg: format!("exemplar timestamp: {m}: {}", quote_snippet(ttok)),
-            })?;
+            })?);
             q = skip_ws(s, tend);
         }
         if !matches!(s.get(q), None | Some(b'\n')) {
@@ -675,7 +713,12 @@ impl<'a> Parser<'a> {
                 ),
             );
         }
-        Ok(q)
+        let exemplar = ExemplarEntry {
+            labels_text: s.get(b + 1..end).unwrap_or_default(),
+            value,
+            timestamp,
+        };
+        Ok((q, exemplar))
     }
 }
 
@@ -1371,7 +1414,25 @@ mod tests {
             let v = samples(&page, OM);
             assert_eq!(v.len(), 1, "{line}");
             assert_eq!(v[0].value, 3.0);
+            assert!(v[0].exemplar.is_some(), "{line}");
         }
+        let v = samples(
+            "m_bucket{le=\"1\"} 3 1000 # {trace_id=\"a\\\"b\",span=\"x\"} 0.5 123.456\n# EOF\n",
+            OM,
+        );
+        let e = v[0].exemplar.as_ref().unwrap();
+        assert_eq!(e.value, 0.5);
+        assert_eq!(e.timestamp, Some(123_456));
+        assert_eq!(
+            e.labels(),
+            Labels::from_pairs(&[("span", "x"), ("trace_id", "a\"b")])
+        );
+        let v = samples("m_total 3 # {} 1\n# EOF\n", OM);
+        let e = v[0].exemplar.as_ref().unwrap();
+        assert!(e.labels().is_empty());
+        assert_eq!(e.timestamp, None);
+        let v = samples("m_total 3\n# EOF\n", OM);
+        assert!(v[0].exemplar.is_none());
     }
 
     #[test]
