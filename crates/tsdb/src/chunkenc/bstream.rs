@@ -71,6 +71,11 @@ impl BitWriter {
         self.bytes.capacity()
     }
 
+    /// Gives back the buffer's unused reserve.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+    }
+
     /// Writes one bit.
     #[inline]
     pub(crate) fn write_bit(&mut self, bit: bool) {

@@ -188,6 +188,12 @@ impl XorAppender {
         self.stream.capacity()
     }
 
+    /// Gives back the buffer's unused reserve (for an appender sized
+    /// generously up front, once no more samples are expected soon).
+    pub fn shrink_to_fit(&mut self) {
+        self.stream.shrink_to_fit();
+    }
+
     /// Finishes the chunk.
     pub fn into_chunk(self) -> XorChunk {
         let num = self.num.to_be_bytes();

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use pharos_model::{Labels, Timestamp};
 
 use super::Head;
-use super::series::Check;
+use super::series::{Check, replay_chunk_capacity};
 
 /// What applying one shard of replayed samples did.
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +146,7 @@ impl Head {
             st.unknown_series += len as u64;
             return;
         };
+        let first_capacity = replay_chunk_capacity(opts.max_samples_per_chunk);
         let mut state = s.state.lock();
         for (t, v) in samples {
             if state.head.is_none() && state.closed.last().is_some_and(|c| t <= c.max_t) {
@@ -156,7 +157,13 @@ impl Head {
                 st.out_of_order += 1;
                 continue;
             }
-            match state.append(t, v, opts.max_samples_per_chunk, opts.chunk_range) {
+            match state.append_sized(
+                t,
+                v,
+                opts.max_samples_per_chunk,
+                opts.chunk_range,
+                first_capacity,
+            ) {
                 Ok(cut) => {
                     st.appended += 1;
                     st.chunks += u64::from(cut);
@@ -250,6 +257,8 @@ impl Head {
         let mut to_mmap = Vec::new();
         inner.series.for_each(|s| {
             let mut state = s.state.lock();
+            // The replay sized first chunks for a full chunk's samples.
+            state.shrink_open_chunk();
             if state.head.is_some() && !state.indexed {
                 state.indexed = true;
                 new.push(s.clone());

@@ -5,7 +5,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use pharos_model::{FloatHistogram, Histogram, HistogramValue, Labels, Span, Timestamp};
+use pharos_model::{
+    FloatHistogram, Histogram, HistogramValue, Labels, Span, Timestamp, is_stale_nan,
+};
 
 use crate::chunkenc::{
     ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, ENCODING_XOR, FloatHistogramChunk,
@@ -20,6 +22,16 @@ const INITIAL_CHUNK_CAPACITY: usize = 32;
 const CHUNK_SLACK: usize = 16;
 /// Largest buffer reserved up front.
 const MAX_CHUNK_CAPACITY: usize = 1024;
+
+/// Buffer size of a series' first chunk during WAL replay, where a series
+/// usually goes on to fill its chunk: room for `max_samples` samples at
+/// about 1.4 bytes each (a typical 120-sample chunk is 140-170 bytes), so
+/// the buffer is not regrown in small steps. The replay gives the unused
+/// rest back at its end ([`SeriesState::shrink_open_chunk`]).
+pub(crate) fn replay_chunk_capacity(max_samples: u16) -> usize {
+    (usize::from(max_samples) * 11 / 8 + CHUNK_SLACK)
+        .clamp(INITIAL_CHUNK_CAPACITY, MAX_CHUNK_CAPACITY)
+}
 
 /// A closed, immutable chunk: shared with queriers without copying.
 #[derive(Clone)]
@@ -480,9 +492,37 @@ impl SeriesState {
         Ok(true)
     }
 
+    /// The stale marker to store instead of the float stale marker `v`
+    /// when the series' newest sample is a native histogram: a histogram
+    /// of the same kind whose sum is the stale NaN, as Prometheus does (at
+    /// commit and at WAL replay), so a histogram series' staleness does not
+    /// cut a float chunk. `None` for any other value or series.
+    pub(crate) fn stale_histogram_for(&self, v: f64) -> Option<HistogramValue> {
+        if !is_stale_nan(v) {
+            return None;
+        }
+        let encoding = match &self.head {
+            Some(h) => h.app.encoding(),
+            None => self.closed.last()?.data.encoding(),
+        };
+        match encoding {
+            ENCODING_HISTOGRAM => Some(HistogramValue::Int(Histogram {
+                sum: v,
+                ..Histogram::default()
+            })),
+            ENCODING_FLOAT_HISTOGRAM => Some(HistogramValue::Float(FloatHistogram {
+                sum: v,
+                ..FloatHistogram::default()
+            })),
+            _ => None,
+        }
+    }
+
     /// Appends a committed sample, cutting a new chunk when the open one is
     /// full or the sample crosses the chunk-range boundary. Returns whether
     /// a chunk was created, or `None` when the sample was not appended.
+    /// A stale marker on a histogram series is stored as a histogram stale
+    /// marker ([`SeriesState::stale_histogram_for`]).
     pub(crate) fn append(
         &mut self,
         t: Timestamp,
@@ -490,6 +530,23 @@ impl SeriesState {
         max_samples: u16,
         chunk_range: i64,
     ) -> Result<bool, Check> {
+        self.append_sized(t, v, max_samples, chunk_range, INITIAL_CHUNK_CAPACITY)
+    }
+
+    /// [`SeriesState::append`], reserving `first_capacity` bytes when the
+    /// series' first chunk is created (later chunks are sized like their
+    /// predecessor).
+    pub(crate) fn append_sized(
+        &mut self,
+        t: Timestamp,
+        v: f64,
+        max_samples: u16,
+        chunk_range: i64,
+        first_capacity: usize,
+    ) -> Result<bool, Check> {
+        if let Some(h) = self.stale_histogram_for(v) {
+            return self.append_histogram(t, &h, max_samples, chunk_range);
+        }
         match self.check(0, t, v.to_bits()) {
             Check::Ok => {}
             other => return Err(other),
@@ -516,7 +573,7 @@ impl SeriesState {
                 .closed
                 .last()
                 .filter(|c| c.data.encoding() == ENCODING_XOR)
-                .map_or(INITIAL_CHUNK_CAPACITY, |c| c.data.len() + CHUNK_SLACK)
+                .map_or(first_capacity, |c| c.data.len() + CHUNK_SLACK)
                 .min(MAX_CHUNK_CAPACITY);
             self.head = Some(HeadChunk::new(t, chunk_range, capacity));
         }
@@ -527,6 +584,20 @@ impl SeriesState {
             panic!("BUG: head chunk refused a sample below its cut size: {e}");
         }
         Ok(cut)
+    }
+
+    /// Gives back the unused reserve of the open float chunk's buffer when
+    /// it is more than the usual growth step (after a replay sized it with
+    /// [`replay_chunk_capacity`]).
+    pub(crate) fn shrink_open_chunk(&mut self) {
+        if let Some(HeadChunk {
+            app: ChunkApp::Xor(a),
+            ..
+        }) = self.head.as_mut()
+            && a.capacity() > a.len_bytes() + CHUNK_SLACK
+        {
+            a.shrink_to_fit();
+        }
     }
 
     /// Time range of the committed samples.

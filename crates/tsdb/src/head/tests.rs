@@ -717,3 +717,91 @@ proptest::proptest! {
 
 use pharos_storage::SelectHints;
 use proptest::prelude::Just;
+
+/// A float stale marker on a series whose newest sample is a native
+/// histogram is stored as a histogram stale marker of the same kind (sum =
+/// the stale NaN, in the histogram chunk, no chunk cut), at commit, in the
+/// same commit as the histograms, and when a WAL holding the float record
+/// is replayed; a float series keeps float stale markers.
+#[test]
+fn float_stale_marker_on_histogram_series_becomes_histogram_stale_marker() {
+    use super::hist_tests::{float_hist, int_hist, read_all, to_float};
+    use pharos_model::HistogramValue;
+    let dir = tempfile::tempdir().unwrap();
+    let (ih, fh, mixed, fl) = (
+        lbl(&[("__name__", "ih")]),
+        lbl(&[("__name__", "fh")]),
+        lbl(&[("__name__", "mixed")]),
+        lbl(&[("__name__", "f")]),
+    );
+    let check = |h: &Head| {
+        let got = read_all(h, i64::MIN, i64::MAX);
+        assert_eq!(got.len(), 4);
+        for (l, v) in &got {
+            assert_eq!(v.len(), 4, "{l:?}");
+            let last = &v[3];
+            assert_eq!(last.0, 3);
+            assert!(is_stale_nan(last.1), "{l:?}");
+            if *l == fl {
+                assert!(last.2.is_none(), "float series keeps a float marker");
+                continue;
+            }
+            let hist = last.2.as_ref().expect("a histogram stale marker");
+            assert!(is_stale_nan(hist.sum));
+            assert_eq!(hist.count, 0.0);
+            assert!(hist.positive_buckets.is_empty());
+            assert_eq!(
+                v[2].2,
+                Some(if *l == fh {
+                    float_hist(2)
+                } else {
+                    to_float(&int_hist(2))
+                })
+            );
+        }
+        // One chunk per series: the markers went into the histogram chunks.
+        assert_eq!(h.stats().chunks, 4);
+    };
+    {
+        let (h, wal) = crate::open_head(
+            dir.path(),
+            HeadOptions::default(),
+            crate::WalOptions::default(),
+        )
+        .unwrap();
+        for t in 0..3i64 {
+            let mut app = h.appender();
+            app.append_histogram(0, &ih, t, HistogramValue::Int(int_hist(t as u64)))
+                .unwrap();
+            app.append_histogram(0, &fh, t, HistogramValue::Float(float_hist(t as u64)))
+                .unwrap();
+            app.append_histogram(0, &mixed, t, HistogramValue::Int(int_hist(t as u64)))
+                .unwrap();
+            app.append(0, &fl, t, t as f64).unwrap();
+            if t < 2 {
+                app.commit().unwrap();
+            } else {
+                // `mixed` gets its stale marker in the same commit as its
+                // last histogram.
+                app.append(0, &mixed, 3, stale_nan()).unwrap();
+                app.commit().unwrap();
+            }
+        }
+        let mut app = h.appender();
+        app.append(0, &ih, 3, stale_nan()).unwrap();
+        app.append(0, &fh, 3, stale_nan()).unwrap();
+        app.append(0, &fl, 3, stale_nan()).unwrap();
+        app.commit().unwrap();
+        check(&h);
+        wal.close().unwrap();
+    }
+    // The WAL holds the markers as float samples (as Prometheus writes
+    // them); the replay converts them the same way.
+    let (h, _wal) = crate::open_head(
+        dir.path(),
+        HeadOptions::default(),
+        crate::WalOptions::default(),
+    )
+    .unwrap();
+    check(&h);
+}
