@@ -229,6 +229,10 @@ async fn run_async(flags: ServerFlags) -> anyhow::Result<()> {
                 }
             })
         },
+        exemplars: crate::tsdb_glue::exemplar_storage_enabled(&flags).then(|| {
+            let db: Arc<dyn pharos_storage::ExemplarQueryable> = Arc::new(db.clone());
+            db
+        }),
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

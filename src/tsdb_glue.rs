@@ -83,7 +83,27 @@ pub fn apply_storage_config(
 ) -> anyhow::Result<()> {
     let (time, size) = retention(flags, retention_ms, storage)?;
     db.set_retention(time, size);
+    // Prometheus's exemplar storage `ApplyConfig`: resize, keeping the
+    // newest exemplars that fit.
+    db.head().exemplars().resize(max_exemplars(flags, storage));
     Ok(())
+}
+
+/// Whether `--enable-feature=exemplar-storage` is given.
+pub fn exemplar_storage_enabled(flags: &ServerFlags) -> bool {
+    flags.enable_feature.iter().any(|f| f == "exemplar-storage")
+}
+
+/// The exemplar ring size: 0 (exemplars dropped) without
+/// `--enable-feature=exemplar-storage`, else Prometheus's default of
+/// 100000 (`storage.exemplars.max_exemplars` is not read yet).
+pub fn max_exemplars(flags: &ServerFlags, storage: &pharos_config::StorageConfig) -> usize {
+    let _ = storage;
+    if exemplar_storage_enabled(flags) {
+        pharos_tsdb::exemplar::DEFAULT_MAX_EXEMPLARS
+    } else {
+        0
+    }
 }
 
 /// Opens the data directory. `storage.tsdb.retention` of the
@@ -96,6 +116,7 @@ pub fn open_db(
     let (retention_ms, retention_size) = retention(flags, retention_ms, storage)?;
     let mut opts = db_options(flags, retention_ms)?;
     opts.retention_size = retention_size;
+    opts.head.max_exemplars = max_exemplars(flags, storage);
     Db::open(&flags.tsdb_path, opts)
         .with_context(|| format!("opening storage at {}", flags.tsdb_path.display()))
 }

@@ -402,7 +402,12 @@ pub(crate) fn append_pending(
             "unknown series reference {series_ref} for exemplar of {labels}"
         )));
     };
-    store.validate(&series, &e)?;
+    match store.validate(&series, &e) {
+        // Scrapes repeat the last exemplar: not an error, not stored (as
+        // Prometheus's head appender).
+        Err(AppendError::DuplicateExemplar) => return Ok(series_ref),
+        r => r?,
+    }
     pending.push((
         series,
         ExemplarRecord {
@@ -633,10 +638,8 @@ mod tests {
             app.commit().unwrap();
             let mut app = head.appender();
             app.append(r, &ls("a"), 2000, 2.0).unwrap();
-            assert_eq!(
-                app.append_exemplar(r, &ls("a"), ex("t1", 0.5, 900)),
-                Err(AppendError::DuplicateExemplar)
-            );
+            // A duplicate is dropped without an error.
+            assert_eq!(app.append_exemplar(r, &ls("a"), ex("t1", 0.5, 900)), Ok(r));
             assert_eq!(
                 app.append_exemplar(r, &ls("a"), ex("t0", 0.5, 800)),
                 Err(AppendError::OutOfOrderExemplar)

@@ -59,6 +59,7 @@ async fn main() -> std::io::Result<()> {
             corruption_count: 0,
             storage_retention: String::new(),
         }),
+        exemplars: None,
     };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("serving on http://{}/", listener.local_addr()?);

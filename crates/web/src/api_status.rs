@@ -256,30 +256,120 @@ async fn query_exemplars(AxState(state): AxState<State>, req: Request) -> Respon
         }
         let e =
             pharos_promql::parse(p.get("query")).map_err(|e| ApiError::BadData(e.to_string()))?;
-        // No exemplar storage yet: a query with selectors finds none, which
-        // Prometheus answers with an empty list; one without selectors has
-        // no `data` at all.
-        if has_selector(&e) {
-            Ok(ApiOk::data("[]".into()))
-        } else {
-            Ok(ApiOk::data(String::new()))
+        // A query without selectors has no `data` at all (Prometheus).
+        let mut sets = Vec::new();
+        selector_matchers(&e, &mut sets)?;
+        if sets.is_empty() {
+            return Ok(ApiOk::data(String::new()));
         }
+        // Without exemplar storage nothing matches: an empty list.
+        let Some(store) = state.ctx.exemplars.clone() else {
+            return Ok(ApiOk::data("[]".into()));
+        };
+        blocking(move || {
+            let got = store
+                .select_exemplars(start, end, &sets)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(ApiOk::data(exemplars_json(&got)))
+        })
+        .await
     }
     .await;
     respond(r)
 }
 
-fn has_selector(e: &Expr) -> bool {
-    match e {
-        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
-        Expr::Aggregate(a) => has_selector(&a.expr) || a.param.as_deref().is_some_and(has_selector),
-        Expr::Binary(b) => has_selector(&b.lhs) || has_selector(&b.rhs),
-        Expr::Call(c) => c.args.args.iter().any(|a| has_selector(a)),
-        Expr::Subquery(s) => has_selector(&s.expr),
-        Expr::Paren(p) => has_selector(&p.expr),
-        Expr::Unary(u) => has_selector(&u.expr),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
+/// Prometheus's exemplar query result: `[{"seriesLabels":{..},
+/// "exemplars":[{"labels":{..},"value":"1.5","timestamp":1600096945.479}]}]`.
+fn exemplars_json(got: &[pharos_storage::SeriesExemplars]) -> String {
+    use crate::json::{format_value, write_labels, write_str, write_timestamp};
+    let mut out = String::from("[");
+    for (i, (series, exs)) in got.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"seriesLabels\":");
+        write_labels(&mut out, series);
+        out.push_str(",\"exemplars\":[");
+        for (j, e) in exs.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"labels\":");
+            write_labels(&mut out, &e.labels);
+            out.push_str(",\"value\":");
+            write_str(&mut out, &format_value(e.value));
+            out.push_str(",\"timestamp\":");
+            write_timestamp(&mut out, e.ts);
+            out.push('}');
+        }
+        out.push_str("]}");
     }
+    out.push(']');
+    out
+}
+
+/// The matcher sets of every selector of `e` (Prometheus's
+/// `parser.ExtractSelectors`; a selector with `or` groups gives one set
+/// per group), `__name__` included.
+fn selector_matchers(e: &Expr, out: &mut Vec<Vec<pharos_model::Matcher>>) -> Result<(), ApiError> {
+    let vs = match e {
+        Expr::VectorSelector(v) => v,
+        Expr::MatrixSelector(m) => &m.vs,
+        Expr::Aggregate(a) => {
+            selector_matchers(&a.expr, out)?;
+            if let Some(p) = a.param.as_deref() {
+                selector_matchers(p, out)?;
+            }
+            return Ok(());
+        }
+        Expr::Binary(b) => {
+            selector_matchers(&b.lhs, out)?;
+            return selector_matchers(&b.rhs, out);
+        }
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                selector_matchers(a, out)?;
+            }
+            return Ok(());
+        }
+        Expr::Subquery(s) => return selector_matchers(&s.expr, out),
+        Expr::Paren(p) => return selector_matchers(&p.expr, out),
+        Expr::Unary(u) => return selector_matchers(&u.expr, out),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => return Ok(()),
+    };
+    let conv = |m: &promql_parser::label::Matcher| {
+        let op = match m.op {
+            MatchOp::Equal => pharos_model::MatchOp::Equal,
+            MatchOp::NotEqual => pharos_model::MatchOp::NotEqual,
+            MatchOp::Re(_) => pharos_model::MatchOp::Regex,
+            MatchOp::NotRe(_) => pharos_model::MatchOp::NotRegex,
+        };
+        pharos_model::Matcher::new(op, &m.name, &m.value)
+            .map_err(|e| ApiError::BadData(e.to_string()))
+    };
+    let ms = &vs.matchers;
+    let mut groups: Vec<Vec<&promql_parser::label::Matcher>> = Vec::new();
+    if ms.or_matchers.is_empty() {
+        groups.push(ms.matchers.iter().collect());
+    } else {
+        groups.extend(ms.or_matchers.iter().map(|g| g.iter().collect()));
+        if !ms.matchers.is_empty() {
+            groups.push(ms.matchers.iter().collect());
+        }
+    }
+    for g in groups {
+        let mut set = Vec::with_capacity(g.len() + 1);
+        if let Some(n) = &vs.name
+            && !g.iter().any(|m| m.name == pharos_model::METRIC_NAME)
+        {
+            set.push(pharos_model::Matcher::equal(pharos_model::METRIC_NAME, n));
+        }
+        for m in g {
+            set.push(conv(m)?);
+        }
+        out.push(set);
+    }
+    Ok(())
 }
 
 /// Prometheus's metadata `limit` parsing: absent is -1 (no limit).
@@ -508,9 +598,48 @@ mod tests {
 
     #[test]
     fn selectors_found() {
-        assert!(has_selector(
-            &pharos_promql::parse("sum(rate(x[5m]))").unwrap()
-        ));
-        assert!(!has_selector(&pharos_promql::parse("1 + 2").unwrap()));
+        let sets = |q: &str| {
+            let mut v = Vec::new();
+            selector_matchers(&pharos_promql::parse(q).unwrap(), &mut v).unwrap();
+            v.iter()
+                .map(|s| {
+                    s.iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sets("sum(rate(x{a=~\"b\"}[5m])) / y"),
+            vec!["__name__=\"x\",a=~\"b\"", "__name__=\"y\""]
+        );
+        assert!(sets("1 + 2").is_empty());
+    }
+
+    #[test]
+    fn exemplars_like_prometheus() {
+        let ex = pharos_storage::Exemplar {
+            labels: pharos_model::Labels::from_pairs(&[("trace_id", "abc")]),
+            value: 6.0,
+            ts: 1_600_096_945_479,
+            has_ts: true,
+        };
+        let got = vec![(
+            pharos_model::Labels::from_pairs(&[("__name__", "m"), ("job", "j")]),
+            vec![
+                ex.clone(),
+                pharos_storage::Exemplar {
+                    value: 0.25,
+                    ts: 1_600_096_946_000,
+                    ..ex
+                },
+            ],
+        )];
+        assert_eq!(
+            exemplars_json(&got),
+            r#"[{"seriesLabels":{"__name__":"m","job":"j"},"exemplars":[{"labels":{"trace_id":"abc"},"value":"6","timestamp":1600096945.479},{"labels":{"trace_id":"abc"},"value":"0.25","timestamp":1600096946}]}]"#
+        );
+        assert_eq!(exemplars_json(&[]), "[]");
     }
 }

@@ -31,9 +31,9 @@
 //!   [`rules_router`], over a [`RulesRetriever`] the binary implements.
 //! * Not served yet: `/status/tsdb`, admin and remote read/write endpoints. Routes live at `/` (no
 //!   `--web.route-prefix`).
-//! * There is no exemplar storage yet: `/api/v1/query_exemplars` validates
-//!   its parameters and answers the empty success result Prometheus gives
-//!   when no exemplars match.
+//! * `/api/v1/query_exemplars` reads [`ApiContext::exemplars`] (the TSDB's
+//!   exemplar ring when exemplar storage is on); without it, queries with
+//!   selectors answer the empty list Prometheus gives when none match.
 //! * A query whose `timeout` expires, or whose client goes away, sets the
 //!   query's cancel flag; the engine polls it (and its deadline) while
 //!   evaluating, so the blocking thread and concurrency slot are freed
@@ -307,6 +307,9 @@ pub struct ApiContext {
     pub flags: Arc<std::collections::BTreeMap<String, String>>,
     /// Process facts for `/api/v1/status/runtimeinfo`, called per request.
     pub runtime_info: Arc<dyn Fn() -> RuntimeInfo + Send + Sync>,
+    /// The exemplar storage for `/api/v1/query_exemplars` (`None`: exemplar
+    /// storage off; queries with selectors answer an empty list).
+    pub exemplars: Option<Arc<dyn pharos_storage::ExemplarQueryable>>,
 }
 
 /// An API failure: Prometheus's `errorType` with its message. Each kind

@@ -244,6 +244,14 @@ struct Harness {
 }
 
 fn harness_with(queryable: Arc<dyn Queryable>, max_concurrency: usize) -> Harness {
+    harness_full(queryable, max_concurrency, None)
+}
+
+fn harness_full(
+    queryable: Arc<dyn Queryable>,
+    max_concurrency: usize,
+    exemplars: Option<Arc<dyn pharos_storage::ExemplarQueryable>>,
+) -> Harness {
     let ready = Arc::new(AtomicBool::new(true));
     let ctx = ApiContext {
         engine: Arc::new(Engine::new(EngineOptions::default())),
@@ -271,6 +279,7 @@ fn harness_with(queryable: Arc<dyn Queryable>, max_concurrency: usize) -> Harnes
             corruption_count: 0,
             storage_retention: "15d".into(),
         }),
+        exemplars,
     };
     Harness {
         app: router(ctx),
@@ -1250,6 +1259,79 @@ async fn exemplars_are_empty() {
     .await;
     let r = h.get("/api/v1/query_exemplars?query=sum(").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+/// An exemplar store answering one series and recording what it was asked.
+#[derive(Default)]
+struct FixedExemplars {
+    asked: std::sync::Mutex<Vec<(i64, i64, String)>>,
+}
+
+impl pharos_storage::ExemplarQueryable for FixedExemplars {
+    fn select_exemplars(
+        &self,
+        start: i64,
+        end: i64,
+        matcher_sets: &[Vec<pharos_model::Matcher>],
+    ) -> Result<Vec<pharos_storage::SeriesExemplars>, pharos_storage::StorageError> {
+        let sets: Vec<String> = matcher_sets
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        self.asked
+            .lock()
+            .unwrap()
+            .push((start, end, sets.join(" | ")));
+        let e = pharos_storage::Exemplar {
+            labels: Labels::from_pairs(&[("trace_id", "EpTxMJ40fUus7aGY")]),
+            value: 6.0,
+            ts: 1_600_096_945_479,
+            has_ts: true,
+        };
+        Ok(vec![(
+            Labels::from_pairs(&[
+                ("__name__", "test_exemplar_metric_total"),
+                ("job", "prometheus"),
+            ]),
+            vec![e],
+        )])
+    }
+}
+
+#[tokio::test]
+async fn exemplars_from_the_store() {
+    let store = Arc::new(FixedExemplars::default());
+    let h = harness_full(Arc::new(sample_storage()), 4, Some(store.clone()));
+    let d = h
+        .data(&format!(
+            "/api/v1/query_exemplars?query={}&start=1600096945&end=1600096946.5",
+            enc("rate(test_exemplar_metric_total{job=~\"p.*\"}[5m]) + up")
+        ))
+        .await;
+    assert_eq!(
+        d,
+        json!([{
+            "seriesLabels": {"__name__": "test_exemplar_metric_total", "job": "prometheus"},
+            "exemplars": [{"labels": {"trace_id": "EpTxMJ40fUus7aGY"}, "value": "6", "timestamp": 1600096945.479}]
+        }])
+    );
+    assert_eq!(
+        store.asked.lock().unwrap().as_slice(),
+        &[(
+            1_600_096_945_000,
+            1_600_096_946_500,
+            "__name__=\"test_exemplar_metric_total\",job=~\"p.*\" | __name__=\"up\"".to_string()
+        )]
+    );
+    // No selectors: the store is not asked and there is no data.
+    let r = h.get("/api/v1/query_exemplars?query=1%2B1").await;
+    assert_eq!(r.body, "{\"status\":\"success\"}");
+    assert_eq!(store.asked.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
