@@ -68,6 +68,18 @@ pub const DEFAULT_SCRAPE_PROTOCOLS: [&str; 4] = [
     "PrometheusText0.0.4",
 ];
 
+/// The protocols offered when a scrape config scrapes native histograms
+/// (`scrape_native_histograms: true`) and chooses no protocols: the
+/// protobuf format first, since only it carries native histograms
+/// (Prometheus's `DefaultProtoFirstScrapeProtocols`).
+pub const DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS: [&str; 5] = [
+    "PrometheusProto",
+    "OpenMetricsText1.0.0",
+    "OpenMetricsText0.0.1",
+    "PrometheusText1.0.0",
+    "PrometheusText0.0.4",
+];
+
 /// A loaded, validated configuration with every default filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -167,6 +179,8 @@ pub struct GlobalConfig {
     pub convert_classic_histograms_to_nhcb: bool,
     /// Default for [`ScrapeConfig::always_scrape_classic_histograms`].
     pub always_scrape_classic_histograms: bool,
+    /// Default for [`ScrapeConfig::scrape_native_histograms`].
+    pub scrape_native_histograms: bool,
 }
 
 impl Default for GlobalConfig {
@@ -188,6 +202,7 @@ impl Default for GlobalConfig {
             rule_query_offset: Duration(0),
             convert_classic_histograms_to_nhcb: false,
             always_scrape_classic_histograms: false,
+            scrape_native_histograms: false,
         }
     }
 }
@@ -258,6 +273,16 @@ pub struct ScrapeConfig {
     /// With NHCB conversion, store the classic series as well. From
     /// `global` when not set; default false.
     pub always_scrape_classic_histograms: bool,
+    /// Ingest native histograms from protobuf scrapes (and, when no
+    /// `scrape_protocols` are set here or globally, offer the protobuf
+    /// format first). From `global` when not set; default false.
+    pub scrape_native_histograms: bool,
+    /// At most this many buckets per native histogram: more and the
+    /// resolution is reduced until it fits, or the scrape fails. 0 = none.
+    pub native_histogram_bucket_limit: u64,
+    /// Reduce the resolution of native histograms whose bucket growth
+    /// factor is below this (e.g. 1.1). 0 = none.
+    pub native_histogram_min_bucket_factor: f64,
 }
 
 impl ScrapeConfig {
@@ -296,6 +321,9 @@ impl ScrapeConfig {
             body_size_limit: global.body_size_limit,
             convert_classic_histograms_to_nhcb: global.convert_classic_histograms_to_nhcb,
             always_scrape_classic_histograms: global.always_scrape_classic_histograms,
+            scrape_native_histograms: global.scrape_native_histograms,
+            native_histogram_bucket_limit: 0,
+            native_histogram_min_bucket_factor: 0.0,
         }
     }
 }

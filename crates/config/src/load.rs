@@ -21,8 +21,8 @@ use crate::raw::{
 use crate::sd;
 use crate::units::parse_bytes;
 use crate::{
-    Config, ConfigError, DEFAULT_SCRAPE_PROTOCOLS, GlobalConfig, Position, SCRAPE_PROTOCOLS,
-    ScrapeConfig, StaticConfig, StorageConfig,
+    Config, ConfigError, DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS, DEFAULT_SCRAPE_PROTOCOLS,
+    GlobalConfig, Position, SCRAPE_PROTOCOLS, ScrapeConfig, StaticConfig, StorageConfig,
 };
 
 /// Reads and loads the configuration file at `path`.
@@ -198,17 +198,6 @@ impl Cx<'_> {
                     "{key}: {} is not supported yet (pharos always behaves as {key}: {supported})",
                     s.value
                 ),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// A limit pharos does not enforce: only 0 (no limit) is accepted.
-    fn only_zero(&self, key: &str, v: &Opt<u64>) -> Result<()> {
-        match v {
-            Some(s) if s.value != 0 => Err(self.err(
-                &s.referenced,
-                format!("{key} is not supported yet (only 0, no limit, is accepted)"),
             )),
             _ => Ok(()),
         }
@@ -404,11 +393,6 @@ impl Cx<'_> {
                 metric_name_escaping_scheme
             ]
         );
-        self.only_bool(
-            "scrape_native_histograms",
-            &g.scrape_native_histograms,
-            false,
-        )?;
         self.only_bool("extra_scrape_metrics", &g.extra_scrape_metrics, false)?;
         self.validation_scheme(&g.metric_name_validation_scheme)?;
         let mut out = GlobalConfig::default();
@@ -456,6 +440,7 @@ impl Cx<'_> {
         out.convert_classic_histograms_to_nhcb =
             value_or(&g.convert_classic_histograms_to_nhcb, false);
         out.always_scrape_classic_histograms = value_or(&g.always_scrape_classic_histograms, false);
+        out.scrape_native_histograms = value_or(&g.scrape_native_histograms, false);
         Ok(out)
     }
 
@@ -476,7 +461,6 @@ impl Cx<'_> {
             self,
             r,
             [
-                native_histogram_min_bucket_factor,
                 scrape_failure_log_file,
                 metric_name_escaping_scheme,
                 azure_sd_configs,
@@ -511,16 +495,7 @@ impl Cx<'_> {
             &r.track_timestamps_staleness,
             false,
         )?;
-        self.only_bool(
-            "scrape_native_histograms",
-            &r.scrape_native_histograms,
-            false,
-        )?;
         self.only_bool("extra_scrape_metrics", &r.extra_scrape_metrics, false)?;
-        self.only_zero(
-            "native_histogram_bucket_limit",
-            &r.native_histogram_bucket_limit,
-        )?;
         self.validation_scheme(&r.metric_name_validation_scheme)?;
 
         let mut out = ScrapeConfig::new(&job_name, global);
@@ -623,10 +598,35 @@ impl Cx<'_> {
             global.always_scrape_classic_histograms,
         );
 
+        out.scrape_native_histograms =
+            value_or(&r.scrape_native_histograms, global.scrape_native_histograms);
+        out.native_histogram_bucket_limit = value_or(&r.native_histogram_bucket_limit, 0);
+        out.native_histogram_min_bucket_factor =
+            value_or(&r.native_histogram_min_bucket_factor, 0.0);
+        if let Some(f) = &r.native_histogram_min_bucket_factor
+            && !(f.value >= 0.0 && f.value.is_finite())
+        {
+            return Err(self.err(
+                &f.referenced,
+                format!(
+                    "native_histogram_min_bucket_factor must be a finite number >= 0, got {}",
+                    f.value
+                ),
+            ));
+        }
+
+        // Prometheus: the job's list, else the global one, else the
+        // proto-first list when the job scrapes native histograms.
         if let Some(p) = self.protocols(&r.scrape_protocols)? {
             out.scrape_protocols = p;
         } else if global.scrape_protocols.is_empty() {
-            out.scrape_protocols = DEFAULT_SCRAPE_PROTOCOLS.map(String::from).to_vec();
+            out.scrape_protocols = if out.scrape_native_histograms {
+                DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS
+                    .map(String::from)
+                    .to_vec()
+            } else {
+                DEFAULT_SCRAPE_PROTOCOLS.map(String::from).to_vec()
+            };
         }
         if let Some(p) = &r.fallback_scrape_protocol
             && !p.value.is_empty()

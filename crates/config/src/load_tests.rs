@@ -428,10 +428,10 @@ fn global_errors() {
         "query_log_file is not supported yet",
     );
     bad(
-        "global:\n  scrape_native_histograms: true\n",
-        2,
-        29,
-        "scrape_native_histograms: true is not supported yet",
+        "scrape_configs:\n  - job_name: a\n    native_histogram_min_bucket_factor: -1\n",
+        3,
+        41,
+        "native_histogram_min_bucket_factor must be a finite number >= 0",
     );
     bad(
         "global:\n  metric_name_validation_scheme: utf8\n",
@@ -1581,4 +1581,48 @@ fn classic_histogram_conversion_switches() {
         37,
         "",
     );
+}
+
+#[test]
+fn native_histogram_scraping_settings() {
+    // The job's flag (or the global one) makes the default protocols
+    // proto-first; explicit lists, job or global, win.
+    let c = load(concat!(
+        "global:\n  scrape_native_histograms: true\n",
+        "scrape_configs:\n",
+        "  - job_name: a\n",
+        "    native_histogram_bucket_limit: 160\n",
+        "    native_histogram_min_bucket_factor: 1.1\n",
+        "  - job_name: b\n",
+        "    scrape_native_histograms: false\n",
+        "  - job_name: c\n",
+        "    scrape_protocols: [PrometheusText0.0.4]\n",
+    ));
+    let a = &c.scrape_configs[0];
+    assert!(a.scrape_native_histograms);
+    assert_eq!(a.native_histogram_bucket_limit, 160);
+    assert_eq!(a.native_histogram_min_bucket_factor, 1.1);
+    assert_eq!(
+        a.scrape_protocols,
+        DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS.to_vec()
+    );
+    let b = &c.scrape_configs[1];
+    assert!(!b.scrape_native_histograms);
+    assert_eq!(b.scrape_protocols, DEFAULT_SCRAPE_PROTOCOLS.to_vec());
+    assert_eq!(b.native_histogram_bucket_limit, 0);
+    assert_eq!(
+        c.scrape_configs[2].scrape_protocols,
+        ["PrometheusText0.0.4"]
+    );
+
+    let c = load(concat!(
+        "global:\n  scrape_protocols: [OpenMetricsText1.0.0]\n",
+        "scrape_configs:\n  - job_name: a\n    scrape_native_histograms: true\n",
+    ));
+    assert_eq!(
+        c.scrape_configs[0].scrape_protocols,
+        ["OpenMetricsText1.0.0"]
+    );
+    let c = load("scrape_configs:\n  - job_name: a\n");
+    assert!(!c.scrape_configs[0].scrape_native_histograms);
 }

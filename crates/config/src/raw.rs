@@ -261,7 +261,7 @@ pub(crate) struct RawScrapeConfig {
 
     // Other scrape settings.
     #[serde(default)]
-    pub native_histogram_min_bucket_factor: Unsupported,
+    pub native_histogram_min_bucket_factor: Opt<f64>,
     #[serde(default)]
     pub scrape_failure_log_file: Unsupported,
     #[serde(default)]

@@ -39,6 +39,8 @@ use crate::fetch::{Fetched, decode_body};
 use crate::metrics::{Metrics, inc};
 use crate::target::{PageMetadata, Target};
 
+mod proto;
+
 /// Samples may be at most this far in the future (Prometheus's
 /// `maxAheadTime`).
 const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
@@ -69,6 +71,14 @@ pub(crate) struct PoolSettings {
     /// With the conversion, store the classic series too
     /// (`always_scrape_classic_histograms`).
     pub always_scrape_classic_histograms: bool,
+    /// Ingest the native histograms of protobuf pages
+    /// (`scrape_native_histograms`); off, they are read as classic ones.
+    pub native_histograms: bool,
+    /// `native_histogram_bucket_limit` (0 = none).
+    pub native_histogram_bucket_limit: usize,
+    /// The highest schema kept, from `native_histogram_min_bucket_factor`
+    /// (8, the finest, when unset).
+    pub native_histogram_max_schema: i32,
 }
 
 /// The parser for a response's content type, with Prometheus 3's rule: a
@@ -86,6 +96,7 @@ pub(crate) fn pick_format(
         .unwrap_or("");
     if media.eq_ignore_ascii_case("application/openmetrics-text")
         || media.eq_ignore_ascii_case("text/plain")
+        || media.eq_ignore_ascii_case("application/vnd.google.protobuf")
     {
         return Ok(format_for_content_type(content_type));
     }
@@ -367,6 +378,9 @@ pub(crate) fn append_body(
         Ok(f) => f,
         Err(e) => return (Counts::default(), Err(e)),
     };
+    if format == Format::Protobuf {
+        return proto::append_proto_body(app, cache, ctx, body, app_time);
+    }
     let mut st = BodyAppender {
         app,
         cache,
@@ -375,6 +389,7 @@ pub(crate) fn append_body(
         max_time: pharos_model::sample::now_millis() + MAX_AHEAD_MS,
         counts: Counts::default(),
         sample_limit_hit: false,
+        bucket_limit_hit: false,
         limited: 0,
         b: LabelsBuilder::new(),
     };
@@ -473,34 +488,12 @@ pub(crate) fn append_body(
         }
     }
 
-    let BodyAppender {
-        app,
-        cache,
-        counts,
-        sample_limit_hit,
-        ..
-    } = st;
-    if sample_limit_hit {
-        if err.is_none() {
-            err = Some(ScrapeError::SampleLimit);
-        }
-        inc(&ctx.metrics.exceeded_sample_limit);
+    let counts = st.counts;
+    let res = st.finish(err);
+    if res.is_ok() {
+        ctx.target.set_metadata(&meta);
     }
-    if err.is_none()
-        && let Err(e) = update_stale_markers(app, cache, app_time)
-    {
-        err = Some(e);
-    }
-    match err {
-        Some(e) => (counts, Err(e)),
-        None => {
-            if cache.iter_done(true) {
-                inc(&ctx.metrics.cache_flush_forced);
-            }
-            ctx.target.set_metadata(&meta);
-            (counts, Ok(()))
-        }
-    }
+    (counts, res)
 }
 
 /// What the storage would say about a label name given twice; the scrape
@@ -542,11 +535,47 @@ struct BodyAppender<'x, 'a> {
     max_time: Timestamp,
     counts: Counts,
     sample_limit_hit: bool,
+    /// A native histogram had more buckets than the bucket limit allows,
+    /// even at the lowest resolution: the scrape fails.
+    bucket_limit_hit: bool,
     limited: usize,
     b: LabelsBuilder,
 }
 
 impl BodyAppender<'_, '_> {
+    /// Ends a page: turns a hit limit into the scrape's error (the sample
+    /// limit first, as Prometheus), writes stale markers when all went
+    /// well and moves the cache on.
+    fn finish(self, mut err: Option<ScrapeError>) -> Result<(), ScrapeError> {
+        let ctx = self.ctx;
+        if self.sample_limit_hit {
+            if err.is_none() {
+                err = Some(ScrapeError::SampleLimit);
+            }
+            inc(&ctx.metrics.exceeded_sample_limit);
+        }
+        if self.bucket_limit_hit {
+            if err.is_none() {
+                err = Some(ScrapeError::BucketLimit);
+            }
+            inc(&ctx.metrics.exceeded_bucket_limit);
+        }
+        if err.is_none()
+            && let Err(e) = update_stale_markers(self.app, self.cache, self.app_time)
+        {
+            err = Some(e);
+        }
+        match err {
+            Some(e) => Err(e),
+            None => {
+                if self.cache.iter_done(true) {
+                    inc(&ctx.metrics.cache_flush_forced);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Appends what the NHCB converter produced so far.
     fn drain(&mut self, out: &mut Vec<Converted>) -> Result<(), ScrapeError> {
         for c in out.drain(..) {
@@ -645,10 +674,22 @@ impl BodyAppender<'_, '_> {
                 Err(AppendError::OutOfBounds)
             } else {
                 match value {
-                    Value::Float(v) => self.app.append(series_ref, &labels, t, v),
-                    Value::Histogram(h) => self.app.append_histogram(series_ref, &labels, t, h),
+                    Value::Float(v) => self.app.append(series_ref, &labels, t, v).map(Some),
+                    Value::Histogram(mut h) => {
+                        if proto::limit_histogram(
+                            &mut h,
+                            s.native_histogram_bucket_limit,
+                            s.native_histogram_max_schema,
+                        ) {
+                            self.app
+                                .append_histogram(series_ref, &labels, t, h)
+                                .map(Some)
+                        } else {
+                            self.bucket_limit_hit = true;
+                            Ok(None)
+                        }
+                    }
                 }
-                .map(Some)
             }
         };
         let appended_ref = match outcome {

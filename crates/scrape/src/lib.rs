@@ -41,12 +41,16 @@
 //!   label limit, parse error) marks *every* series of the previous scrape
 //!   stale, and forgets the cache entries it created, whose references the
 //!   rollback may have invalidated;
-//! * `PrometheusProto` is never offered in `Accept` (no protobuf parser), so
-//!   native histograms come only from classic ones converted with
+//! * native histograms come from protobuf pages (`PrometheusProto` in
+//!   `scrape_protocols`, first by default with `scrape_native_histograms:
+//!   true`; `native_histogram_bucket_limit` and
+//!   `native_histogram_min_bucket_factor` lower their resolution as in
+//!   Prometheus) and from classic ones converted with
 //!   `convert_classic_histograms_to_nhcb` (per job or global; Prometheus's
-//!   per-target override labels `__convert_classic_histograms_to_nhcb__`
-//!   and `__always_scrape_classic_histograms__` are not implemented);
-//!   exemplars are not supported (metric metadata
+//!   per-target override labels `__scrape_native_histograms__`,
+//!   `__convert_classic_histograms_to_nhcb__` and
+//!   `__always_scrape_classic_histograms__` are not implemented);
+//!   exemplars are not supported, those of protobuf pages are skipped (metric metadata
 //!   from `# TYPE`/`# HELP`/`# UNIT` is kept per target, from its last
 //!   successful scrape); HTTP client settings differ from Go's in the
 //!   details listed in the `pharos_discovery::client` module (no TLS
@@ -93,6 +97,10 @@ pub enum ScrapeError {
     /// More samples than `sample_limit` survived metric relabeling.
     #[error("sample limit exceeded")]
     SampleLimit,
+    /// A native histogram kept more buckets than
+    /// `native_histogram_bucket_limit` even at the lowest resolution.
+    #[error("histogram bucket limit exceeded")]
+    BucketLimit,
     /// `label_limit`, `label_name_length_limit` or `label_value_length_limit`
     /// was exceeded; the text names the limit and the offending metric.
     #[error("{0}")]

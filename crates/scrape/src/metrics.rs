@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     pub exceeded_sample_limit: AtomicU64,
     pub exceeded_body_size_limit: AtomicU64,
     pub exceeded_label_limits: AtomicU64,
+    pub exceeded_bucket_limit: AtomicU64,
     pub cache_flush_forced: AtomicU64,
     /// Time between consecutive scrapes of a target, by configured interval.
     pub interval_length: Mutex<BTreeMap<String, SumCount>>,
@@ -138,6 +139,12 @@ impl Metrics {
             "pharos_target_scrapes_exceeded_body_size_limit_total",
             "Total number of scrapes that hit the body size limit.",
             &self.exceeded_body_size_limit,
+        );
+        counter(
+            out,
+            "pharos_target_scrapes_exceeded_native_histogram_bucket_limit_total",
+            "Total number of scrapes that hit the native histogram bucket limit and were rejected.",
+            &self.exceeded_bucket_limit,
         );
         counter(
             out,

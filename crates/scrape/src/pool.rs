@@ -112,6 +112,25 @@ pub(crate) fn settings(cfg: &ScrapeConfig, extra_metrics: bool) -> PoolSettings 
             .and_then(protocol_format),
         convert_classic_histograms_to_nhcb: cfg.convert_classic_histograms_to_nhcb,
         always_scrape_classic_histograms: cfg.always_scrape_classic_histograms,
+        native_histograms: cfg.scrape_native_histograms,
+        native_histogram_bucket_limit: us(cfg.native_histogram_bucket_limit),
+        native_histogram_max_schema: pick_schema(cfg.native_histogram_min_bucket_factor),
+    }
+}
+
+/// The highest schema whose bucket growth factor is at least `factor`
+/// (Prometheus's `pickSchema`): 0 or anything up to 1 means the finest
+/// schema, 8.
+pub(crate) fn pick_schema(factor: f64) -> i32 {
+    use pharos_model::histogram::{EXPONENTIAL_SCHEMA_MAX, EXPONENTIAL_SCHEMA_MIN};
+    let factor = if factor <= 1.0 { 1.00271 } else { factor };
+    let floor = (-factor.log2().log2()).floor();
+    if floor >= f64::from(EXPONENTIAL_SCHEMA_MAX) {
+        EXPONENTIAL_SCHEMA_MAX
+    } else if floor <= f64::from(EXPONENTIAL_SCHEMA_MIN) {
+        EXPONENTIAL_SCHEMA_MIN
+    } else {
+        floor as i32
     }
 }
 
@@ -120,19 +139,23 @@ fn protocol_format(p: &str) -> Option<Format> {
     match p {
         "OpenMetricsText1.0.0" | "OpenMetricsText0.0.1" => Some(Format::OpenMetrics),
         "PrometheusText1.0.0" | "PrometheusText0.0.4" => Some(Format::PrometheusText),
+        "PrometheusProto" => Some(Format::Protobuf),
         _ => None,
     }
 }
 
 /// The `Accept` header for the job's `scrape_protocols`, weighted in order
 /// as Prometheus's `acceptHeader` does (the default list gives
-/// [`pharos_exposition::SCRAPE_ACCEPT_HEADER`]). `PrometheusProto` is left
-/// out: pharos has no protobuf parser, so it must not invite that format.
+/// [`pharos_exposition::SCRAPE_ACCEPT_HEADER`]). Weights start at `q=0.6`
+/// whatever the list, like Prometheus (one step per known protocol).
 pub(crate) fn accept_header(protocols: &[String]) -> String {
     let mut vals: Vec<String> = Vec::new();
     let mut weight = 6;
     for p in protocols {
         let media = match p.as_str() {
+            "PrometheusProto" => {
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+            }
             "OpenMetricsText1.0.0" => {
                 "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
             }

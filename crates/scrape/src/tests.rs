@@ -952,6 +952,9 @@ fn settings() -> crate::append::PoolSettings {
         fallback_format: None,
         convert_classic_histograms_to_nhcb: false,
         always_scrape_classic_histograms: false,
+        native_histograms: true,
+        native_histogram_bucket_limit: 0,
+        native_histogram_max_schema: 8,
     }
 }
 
@@ -1884,5 +1887,314 @@ async fn nhcb_from_the_scrape_config() {
             .all(|s| s.1.last().is_some_and(|l| is_stale_nan(l.1)))
     })
     .await;
+    m.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Native histograms from the protobuf exposition format.
+
+mod proto_fixtures {
+    use pharos_exposition::protobuf::{
+        Bucket, Histogram, LabelPair, Metric, MetricFamily, ProtoType, encode_delimited,
+    };
+    use pharos_model::Span;
+
+    /// A page with a native histogram `rpc_seconds{svc="a"}` (schema 0,
+    /// buckets 1, 2, 4 at indices 0, 1, 3, zero bucket 1, one classic
+    /// bucket) and a counter `reqs_total`.
+    pub fn page(count_scale: u64, with_histogram: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        if with_histogram {
+            let h = MetricFamily {
+                name: "rpc_seconds".into(),
+                help: "RPC latency.".into(),
+                kind: ProtoType::Histogram,
+                metric: vec![Metric {
+                    label: vec![LabelPair {
+                        name: "svc".into(),
+                        value: "a".into(),
+                    }],
+                    histogram: Some(Histogram {
+                        sample_count: 8 * count_scale,
+                        sample_sum: 12.5 * count_scale as f64,
+                        schema: 0,
+                        zero_threshold: 1e-128,
+                        zero_count: count_scale,
+                        positive_span: vec![
+                            Span {
+                                offset: 0,
+                                length: 2,
+                            },
+                            Span {
+                                offset: 1,
+                                length: 1,
+                            },
+                        ],
+                        positive_delta: vec![
+                            count_scale as i64,
+                            count_scale as i64,
+                            2 * count_scale as i64,
+                        ],
+                        bucket: vec![Bucket {
+                            cumulative_count: 2 * count_scale,
+                            upper_bound: 1.0,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            encode_delimited(&h, &mut out);
+        }
+        let c = MetricFamily {
+            name: "reqs_total".into(),
+            kind: ProtoType::Counter,
+            metric: vec![Metric {
+                counter: Some(3.0),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        encode_delimited(&c, &mut out);
+        out
+    }
+}
+
+fn proto_page(body: Vec<u8>) -> Result<Fetched, ScrapeError> {
+    Ok(Fetched {
+        body,
+        gzip: false,
+        content_type: Some(pharos_exposition::protobuf::PROTOBUF_CONTENT_TYPE.to_string()),
+    })
+}
+
+#[test]
+fn protobuf_native_histograms_reach_the_head_and_go_stale() {
+    let head = pharos_tsdb::Head::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    for (i, t) in [1000, 2000].into_iter().enumerate() {
+        let body = proto_fixtures::page(i as u64 + 1, true);
+        let r = process_scrape(&head, &mut cache, &ctx, proto_page(body), t, Instant::now());
+        assert!(r.err.is_none(), "{:?}", r.err);
+        assert_eq!(r.counts.total, 2);
+        assert_eq!(r.counts.series_added, if i == 0 { 2 } else { 0 });
+    }
+    // The classic bucket is not stored (always_scrape_classic_histograms off).
+    assert!(head_series(&head, "rpc_seconds_bucket").is_empty());
+    assert_eq!(head_series(&head, "reqs_total").len(), 1);
+    let x = head_series(&head, "rpc_seconds");
+    assert_eq!(x.len(), 1);
+    assert_eq!(get(&x[0].0, "svc"), "a");
+    assert_eq!(get(&x[0].0, "job"), "j");
+    let samples = &x[0].1;
+    assert_eq!(samples.len(), 2);
+    let h = samples[1].2.as_ref().expect("a histogram sample");
+    assert_eq!(h.schema, 0);
+    assert_eq!((h.count, h.sum, h.zero_count), (16.0, 25.0, 2.0));
+    assert_eq!(h.zero_threshold, 1e-128);
+    assert_eq!(h.positive_buckets, vec![2.0, 4.0, 8.0]);
+    assert_eq!(
+        h.positive_spans,
+        vec![
+            pharos_model::Span {
+                offset: 0,
+                length: 2
+            },
+            pharos_model::Span {
+                offset: 1,
+                length: 1
+            }
+        ]
+    );
+    // Metadata from the page.
+    let md = target.metadata();
+    let rpc = md.iter().find(|m| m.metric == "rpc_seconds").unwrap();
+    assert_eq!(
+        (rpc.kind.as_ref(), rpc.help.as_ref()),
+        ("histogram", "RPC latency.")
+    );
+
+    // The histogram leaves the page: a stale marker.
+    let r = process_scrape(
+        &head,
+        &mut cache,
+        &ctx,
+        proto_page(proto_fixtures::page(1, false)),
+        3000,
+        Instant::now(),
+    );
+    assert!(r.err.is_none(), "{:?}", r.err);
+    let x = head_series(&head, "rpc_seconds");
+    let last = x[0].1.last().unwrap();
+    assert_eq!(last.0, 3000);
+    assert!(is_stale_nan(last.1), "{:?}", x[0].1);
+}
+
+#[test]
+fn protobuf_classic_kept_native_off_and_bucket_limit() {
+    let target = test_target(&[]);
+    let metrics = Metrics::default();
+    let run = |s: &crate::append::PoolSettings| {
+        let head = pharos_tsdb::Head::default();
+        let mut cache = ScrapeCache::new();
+        let ctx = AppendCtx {
+            settings: s,
+            target: &target,
+            metrics: &metrics,
+        };
+        let r = process_scrape(
+            &head,
+            &mut cache,
+            &ctx,
+            proto_page(proto_fixtures::page(1, true)),
+            1000,
+            Instant::now(),
+        );
+        (head, r)
+    };
+    // Classic buckets kept alongside the native histogram.
+    let s = crate::append::PoolSettings {
+        always_scrape_classic_histograms: true,
+        ..settings()
+    };
+    let (head, r) = run(&s);
+    assert!(r.err.is_none(), "{:?}", r.err);
+    assert_eq!(head_series(&head, "rpc_seconds").len(), 1);
+    let b = head_series(&head, "rpc_seconds_bucket");
+    let les: Vec<&str> = b.iter().map(|s| get(&s.0, "le")).collect();
+    assert_eq!(les, ["+Inf", "1.0"]);
+    assert_eq!(head_series(&head, "rpc_seconds_count")[0].1[0].1, 8.0);
+
+    // Native histograms off: classic series only.
+    let s = crate::append::PoolSettings {
+        native_histograms: false,
+        ..settings()
+    };
+    let (head, r) = run(&s);
+    assert!(r.err.is_none(), "{:?}", r.err);
+    assert!(head_series(&head, "rpc_seconds").is_empty());
+    assert_eq!(head_series(&head, "rpc_seconds_bucket").len(), 2);
+
+    // Bucket limit 2: the resolution goes down until it fits.
+    let s = crate::append::PoolSettings {
+        native_histogram_bucket_limit: 2,
+        ..settings()
+    };
+    let (head, r) = run(&s);
+    assert!(r.err.is_none(), "{:?}", r.err);
+    let x = head_series(&head, "rpc_seconds");
+    let h = x[0].1[0].2.as_ref().unwrap();
+    assert!(h.schema < 0, "{h:?}");
+    assert!(h.positive_buckets.len() <= 2);
+    assert_eq!(h.count, 8.0);
+    // min_bucket_factor's schema cap.
+    let s = crate::append::PoolSettings {
+        native_histogram_max_schema: -1,
+        ..settings()
+    };
+    let (head, _) = run(&s);
+    let x = head_series(&head, "rpc_seconds");
+    assert_eq!(x[0].1[0].2.as_ref().unwrap().schema, -1);
+
+    // A limit no schema can meet fails the scrape: bucket index 0 ends at
+    // 1 in every schema, so at schema −4 two buckets remain.
+    let s = crate::append::PoolSettings {
+        native_histogram_bucket_limit: 1,
+        ..settings()
+    };
+    let (head, r) = run(&s);
+    assert_eq!(r.err, Some(ScrapeError::BucketLimit));
+    assert_eq!(
+        r.err.unwrap().to_string(),
+        "histogram bucket limit exceeded"
+    );
+    assert!(head_series(&head, "rpc_seconds").is_empty());
+    assert!(head_series(&head, "reqs_total").is_empty());
+    assert_eq!(
+        metrics
+            .exceeded_bucket_limit
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn protobuf_bad_page_fails_the_scrape_with_an_offset() {
+    let head = pharos_tsdb::Head::default();
+    let mut cache = ScrapeCache::new();
+    let target = test_target(&[]);
+    let s = settings();
+    let metrics = Metrics::default();
+    let ctx = AppendCtx {
+        settings: &s,
+        target: &target,
+        metrics: &metrics,
+    };
+    let mut body = proto_fixtures::page(1, true);
+    body.truncate(body.len() - 2);
+    let r = process_scrape(
+        &head,
+        &mut cache,
+        &ctx,
+        proto_page(body),
+        1000,
+        Instant::now(),
+    );
+    let e = r.err.expect("a parse error").to_string();
+    assert!(e.starts_with("byte "), "{e}");
+    assert!(head_series(&head, "rpc_seconds").is_empty());
+}
+
+#[tokio::test]
+async fn protobuf_scrape_with_native_histograms_from_config() {
+    let f = serve(Page {
+        status: 200,
+        body: proto_fixtures::page(1, true),
+        content_type: Some(pharos_exposition::protobuf::PROTOBUF_CONTENT_TYPE.to_string()),
+        gzip: false,
+        delay: Duration::ZERO,
+    })
+    .await;
+    let head = pharos_tsdb::Head::default();
+    let m = ScrapeManager::new(
+        Arc::new(head.clone()),
+        ScrapeOptions {
+            skip_offset: true,
+            ..ScrapeOptions::default()
+        },
+    );
+    m.apply_config(&config(&format!(
+        "global:\n  scrape_native_histograms: true\nscrape_configs:\n{}",
+        job("j", &[f.addr], "")
+    )));
+    wait_for("a native histogram in the head", || {
+        head_series(&head, "rpc_seconds")
+            .first()
+            .is_some_and(|s| s.1.first().is_some_and(|x| x.2.is_some()))
+    })
+    .await;
+    let accept = f.headers.lock().clone().unwrap()["accept"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        accept,
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,\
+application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
+application/openmetrics-text;version=0.0.1;q=0.4,\
+text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,\
+text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+    );
+    assert_eq!(head_series(&head, "reqs_total").len(), 1);
     m.stop().await;
 }
