@@ -31,7 +31,7 @@ use pharos_model::relabel::RelabelConfig;
 use pharos_model::{
     HistogramValue, Labels, LabelsBuilder, METRIC_NAME, Timestamp, is_stale_nan, stale_nan,
 };
-use pharos_storage::{AppendError, Appendable, Appender, SeriesRef};
+use pharos_storage::{AppendError, Appendable, Appender, Exemplar, SeriesRef};
 
 use crate::ScrapeError;
 use crate::cache::{Lookup, REPORT_SERIES, ScrapeCache};
@@ -611,6 +611,17 @@ impl BodyAppender<'_, '_> {
             Value::Float(v) => *v,
             Value::Histogram(h) => h.sum(),
         };
+        // An OpenMetrics exemplar goes to the storage after its sample; a
+        // storage without exemplar support drops it.
+        let exemplar = match &src {
+            Source::Parsed(sample) => sample.exemplar.as_ref().map(|e| Exemplar {
+                labels: e.labels(),
+                value: e.value,
+                ts: e.timestamp.unwrap_or(t),
+                has_ts: e.timestamp.is_some(),
+            }),
+            Source::Built(_) => None,
+        };
 
         // Tracked for staleness in the lookup when cached (undone below if
         // the sample is not appended), to save a second lookup per sample.
@@ -709,6 +720,18 @@ impl BodyAppender<'_, '_> {
             }
             Err(e) => return Err(ScrapeError::Storage(e.to_string())),
         };
+        if let (Some(r), Some(e)) = (appended_ref, exemplar) {
+            // Exemplar errors never fail the scrape (as in Prometheus).
+            match self.app.append_exemplar(r, &labels, e) {
+                Ok(_) | Err(AppendError::DuplicateExemplar) => {}
+                Err(AppendError::OutOfOrderExemplar) => {
+                    inc(&ctx.metrics.exemplar_out_of_order);
+                }
+                Err(err) => {
+                    tracing::debug!(target_url = %ctx.target.url, %err, "exemplar not stored");
+                }
+            }
+        }
         match appended_ref {
             Some(r) => {
                 if cached {

@@ -50,7 +50,9 @@
 //!   per-target override labels `__scrape_native_histograms__`,
 //!   `__convert_classic_histograms_to_nhcb__` and
 //!   `__always_scrape_classic_histograms__` are not implemented);
-//!   exemplars are not supported, those of protobuf pages are skipped (metric metadata
+//!   OpenMetrics exemplars go to `Appender::append_exemplar` after their
+//!   sample (errors never fail the scrape), those of protobuf pages are
+//!   skipped (metric metadata
 //!   from `# TYPE`/`# HELP`/`# UNIT` is kept per target, from its last
 //!   successful scrape); HTTP client settings differ from Go's in the
 //!   details listed in the `pharos_discovery::client` module (no TLS

@@ -27,6 +27,7 @@ pub(crate) struct Metrics {
     pub sample_out_of_order: AtomicU64,
     pub sample_duplicate: AtomicU64,
     pub sample_out_of_bounds: AtomicU64,
+    pub exemplar_out_of_order: AtomicU64,
     pub exceeded_sample_limit: AtomicU64,
     pub exceeded_body_size_limit: AtomicU64,
     pub exceeded_label_limits: AtomicU64,
@@ -115,6 +116,12 @@ impl Metrics {
             "pharos_target_scrapes_sample_out_of_order_total",
             "Total number of samples rejected due to not being out of the expected order.",
             &self.sample_out_of_order,
+        );
+        counter(
+            out,
+            "pharos_target_scrapes_exemplar_out_of_order_total",
+            "Total number of exemplar rejected due to not being out of the expected order.",
+            &self.exemplar_out_of_order,
         );
         counter(
             out,

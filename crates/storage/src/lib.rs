@@ -82,17 +82,17 @@ pub struct Exemplar {
 }
 
 impl Exemplar {
-    /// Prometheus's equality of exemplars: same labels and value, and the
-    /// same timestamp when both have one (two without a timestamp are equal
-    /// whatever the scrape time was).
+    /// Prometheus's equality of exemplars: same labels and value (`==`, so
+    /// a NaN value is never equal), and the same timestamp when either has
+    /// one (two without a timestamp are equal whatever the scrape time was).
     pub fn same_as(&self, o: &Exemplar) -> bool {
-        if self.labels != o.labels || self.value.to_bits() != o.value.to_bits() {
+        if self.labels != o.labels {
             return false;
         }
-        if self.has_ts != o.has_ts {
+        if (self.has_ts || o.has_ts) && self.ts != o.ts {
             return false;
         }
-        !self.has_ts || self.ts == o.ts
+        self.value == o.value
     }
 }
 
