@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
 use axum::extract::{Request, State as AxState};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use promql_parser::label::{MatchOp, Matchers};
 use promql_parser::parser::value::ValueType;
@@ -256,15 +256,16 @@ async fn query_exemplars(AxState(state): AxState<State>, req: Request) -> Respon
         }
         let e =
             pharos_promql::parse(p.get("query")).map_err(|e| ApiError::BadData(e.to_string()))?;
-        // A query without selectors has no `data` at all (Prometheus).
+        // A query without selectors has no result at all: Prometheus
+        // answers 204 No Content.
         let mut sets = Vec::new();
         selector_matchers(&e, &mut sets)?;
         if sets.is_empty() {
-            return Ok(ApiOk::data(String::new()));
+            return Ok(None);
         }
         // Without exemplar storage nothing matches: an empty list.
         let Some(store) = state.ctx.exemplars.clone() else {
-            return Ok(ApiOk::data("[]".into()));
+            return Ok(Some(ApiOk::data("[]".into())));
         };
         blocking(move || {
             let got = store
@@ -273,9 +274,14 @@ async fn query_exemplars(AxState(state): AxState<State>, req: Request) -> Respon
             Ok(ApiOk::data(exemplars_json(&got)))
         })
         .await
+        .map(Some)
     }
     .await;
-    respond(r)
+    match r {
+        Ok(None) => axum::http::StatusCode::NO_CONTENT.into_response(),
+        Ok(Some(ok)) => respond(Ok(ok)),
+        Err(e) => respond(Err(e)),
+    }
 }
 
 /// Prometheus's exemplar query result: `[{"seriesLabels":{..},

@@ -1247,8 +1247,10 @@ async fn exemplars_are_empty() {
         ))
         .await;
     assert_eq!(d, json!([]));
+    // No selectors: 204 No Content, as Prometheus.
     let r = h.get("/api/v1/query_exemplars?query=1%2B1").await;
-    assert_eq!(r.body, "{\"status\":\"success\"}");
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.body, "");
     h.expect_error(
         h.get("/api/v1/query_exemplars?query=up&start=10&end=5")
             .await,
@@ -1330,7 +1332,7 @@ async fn exemplars_from_the_store() {
     );
     // No selectors: the store is not asked and there is no data.
     let r = h.get("/api/v1/query_exemplars?query=1%2B1").await;
-    assert_eq!(r.body, "{\"status\":\"success\"}");
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(store.asked.lock().unwrap().len(), 1);
 }
 
