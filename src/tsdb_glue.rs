@@ -95,14 +95,16 @@ pub fn exemplar_storage_enabled(flags: &ServerFlags) -> bool {
 }
 
 /// The exemplar ring size: 0 (exemplars dropped) without
-/// `--enable-feature=exemplar-storage`, else Prometheus's default of
-/// 100000 (`storage.exemplars.max_exemplars` is not read yet).
+/// `--enable-feature=exemplar-storage`, else
+/// `storage.exemplars.max_exemplars` (Prometheus's default 100000 when
+/// unset; 0 or less disables).
 pub fn max_exemplars(flags: &ServerFlags, storage: &pharos_config::StorageConfig) -> usize {
-    let _ = storage;
-    if exemplar_storage_enabled(flags) {
-        pharos_tsdb::exemplar::DEFAULT_MAX_EXEMPLARS
-    } else {
-        0
+    if !exemplar_storage_enabled(flags) {
+        return 0;
+    }
+    match storage.max_exemplars {
+        None => pharos_tsdb::exemplar::DEFAULT_MAX_EXEMPLARS,
+        Some(n) => usize::try_from(n).unwrap_or(0),
     }
 }
 
@@ -242,6 +244,7 @@ mod tests {
         let storage = pharos_config::StorageConfig {
             retention_time: Some(pharos_model::Duration(3_600_000 * 240)),
             retention_size: Some(5),
+            max_exemplars: None,
         };
         let db = open_db(&cli.flags, 15 * 86_400_000, &storage).unwrap();
         assert_eq!(db.options().retention_size, 5);
@@ -252,6 +255,7 @@ mod tests {
         let storage = pharos_config::StorageConfig {
             retention_time: Some(pharos_model::Duration(3_600_000)),
             retention_size: None,
+            max_exemplars: None,
         };
         apply_storage_config(&db, &cli.flags, 15 * 86_400_000, &storage).unwrap();
         assert_eq!(db.retention(), (3_600_000, 1 << 30));

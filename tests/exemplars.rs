@@ -185,6 +185,58 @@ fn without_the_feature_exemplars_are_dropped() {
     );
 }
 
+fn metric(p: &Pharos, name: &str) -> Option<f64> {
+    let (_, m) = p.get("/metrics");
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn max_exemplars_from_the_config_and_reload() {
+    let target = openmetrics_target(PAGE);
+    let cfg = |n: usize| {
+        format!(
+            "{}storage:\n  exemplars:\n    max_exemplars: {n}\n",
+            config(&target)
+        )
+    };
+    let p = Pharos::start(Some(&cfg(1)), &["--enable-feature=exemplar-storage"]);
+    assert_eq!(
+        metric(&p, "prometheus_tsdb_exemplar_max_exemplars"),
+        Some(1.0)
+    );
+    p.wait_for(
+        "count_over_time(req_total[1m])",
+        Duration::from_secs(30),
+        |r| {
+            r[0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                >= Some(3.0)
+        },
+    );
+    let d = exemplars(&p.addr, "{job=\"t\"}");
+    let total: usize = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["exemplars"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(total, 1, "{d}");
+    // A reload resizes the ring.
+    std::fs::write(p.dir.path().join("prometheus.yml"), cfg(5)).unwrap();
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(p.child.id().to_string())
+        .status();
+    let start = Instant::now();
+    while metric(&p, "prometheus_tsdb_exemplar_max_exemplars") != Some(5.0) {
+        assert!(start.elapsed() < Duration::from_secs(30), "no resize");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_exemplars(&p.addr, "{job=\"t\"}", 3);
+}
+
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {

@@ -110,6 +110,10 @@ pub struct StorageConfig {
     pub retention_time: Option<Duration>,
     /// `storage.tsdb.retention.size`: most bytes the blocks may take.
     pub retention_size: Option<u64>,
+    /// `storage.exemplars.max_exemplars`: size of the exemplar ring when
+    /// exemplar storage is enabled (`None`: Prometheus's default, 100000;
+    /// 0 or less disables it).
+    pub max_exemplars: Option<i64>,
 }
 
 impl Config {

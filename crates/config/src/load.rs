@@ -366,7 +366,11 @@ impl Cx<'_> {
         let Some(s) = s else {
             return Ok(out);
         };
-        self.unsupported("exemplars", &s.exemplars)?;
+        if let Some(e) = &s.exemplars
+            && let Some(m) = &e.value.max_exemplars
+        {
+            out.max_exemplars = Some(m.value);
+        }
         let Some(t) = &s.tsdb else {
             return Ok(out);
         };

@@ -1520,12 +1520,20 @@ fn storage_tsdb_retention() {
         13,
         "",
     );
-    bad(
-        "storage:\n  exemplars:\n    max_exemplars: 10\n",
-        3,
-        5,
-        "exemplars is not supported yet",
+    bad("storage:\n  exemplars:\n    max_size: 10\n", 3, 5, "");
+}
+
+#[test]
+fn exemplar_storage_size() {
+    assert_eq!(load("").storage.max_exemplars, None);
+    assert_eq!(
+        load("storage:\n  exemplars: {}\n").storage.max_exemplars,
+        None
     );
+    let c = load("storage:\n  exemplars:\n    max_exemplars: 10\n");
+    assert_eq!(c.storage.max_exemplars, Some(10));
+    let c = load("storage:\n  exemplars:\n    max_exemplars: -1\n");
+    assert_eq!(c.storage.max_exemplars, Some(-1));
 }
 
 #[test]

@@ -94,7 +94,15 @@ pub(crate) struct RawStorage {
     #[serde(default)]
     pub tsdb: Opt<RawStorageTsdb>,
     #[serde(default)]
-    pub exemplars: Unsupported,
+    pub exemplars: Opt<RawExemplars>,
+}
+
+/// `storage.exemplars`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExemplars {
+    #[serde(default)]
+    pub max_exemplars: Opt<i64>,
 }
 
 /// `storage.tsdb`.
