@@ -24,6 +24,27 @@ fn installed(bin: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Prometheus's own count of appended samples, asked over plain HTTP (0
+/// while it is not answering yet).
+fn head_samples(port: u16) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = "GET /api/v1/query?query=sum(prometheus_tsdb_head_samples_appended_total) HTTP/1.0\r\nHost: x\r\n\r\n";
+    if c.write_all(req.as_bytes()).is_err() {
+        return 0.0;
+    }
+    let mut body = String::new();
+    let _ = c.read_to_string(&mut body);
+    // ..."value":[1700000000.123,"1234"]...
+    body.rsplit_once(",\"")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 type Dump = BTreeMap<(String, i64), u64>;
 
 fn canonical_bits(v: f64) -> u64 {
@@ -76,9 +97,12 @@ fn compare(interval: &str, secs: u64, kill: bool) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Let it scrape a few times.
+    // Let it scrape for `secs`, and on, under load, until its head holds a
+    // few hundred samples (a slow start must not leave too little to compare).
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(secs) {
+    while start.elapsed() < Duration::from_secs(secs)
+        || (head_samples(port) < 2_000.0 && start.elapsed() < Duration::from_secs(120))
+    {
         std::thread::sleep(Duration::from_millis(200));
     }
     if kill {
