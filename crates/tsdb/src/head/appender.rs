@@ -142,7 +142,11 @@ fn apply_mixed(
         let (t, r) = if take_float {
             let p = &floats[i];
             i += 1;
-            (p.t, st.append(p.t, p.v, max_samples, chunk_range))
+            // A stale marker stored as a histogram counts as one.
+            let as_hist = st.stale_histogram_for(p.v).is_some();
+            let r = st.append(p.t, p.v, max_samples, chunk_range);
+            c.hist_appended += u64::from(as_hist && r.is_ok());
+            (p.t, r)
         } else {
             let p = &hists[j];
             j += 1;
@@ -377,7 +381,10 @@ impl<'a> HeadAppender<'a> {
                 st.pending_samples = st.pending_samples.saturating_sub(group.len() as u32);
                 let closed_before = st.closed.len();
                 for p in group {
+                    // A stale marker stored as a histogram counts as one.
+                    let as_hist = st.stale_histogram_for(p.v).is_some();
                     let r = st.append(p.t, p.v, opts.max_samples_per_chunk, opts.chunk_range);
+                    c.hist_appended += u64::from(as_hist && r.is_ok());
                     c.record(p.t, r);
                 }
                 if finish(s, &mut st, closed_before) {

@@ -148,6 +148,7 @@ impl Head {
         };
         let first_capacity = replay_chunk_capacity(opts.max_samples_per_chunk);
         let mut state = s.state.lock();
+        let mut as_hist = 0;
         for (t, v) in samples {
             if state.head.is_none() && state.closed.last().is_some_and(|c| t <= c.max_t) {
                 st.in_mmapped += 1;
@@ -157,6 +158,7 @@ impl Head {
                 st.out_of_order += 1;
                 continue;
             }
+            let stale_hist = state.stale_histogram_for(v).is_some();
             match state.append_sized(
                 t,
                 v,
@@ -165,6 +167,8 @@ impl Head {
                 first_capacity,
             ) {
                 Ok(cut) => {
+                    // A stale marker stored as a histogram counts as one.
+                    as_hist += u64::from(stale_hist);
                     st.appended += 1;
                     st.chunks += u64::from(cut);
                     st.mint = st.mint.min(t);
@@ -173,6 +177,12 @@ impl Head {
                 Err(Check::OutOfOrder | Check::Duplicate) => st.out_of_order += 1,
                 Err(Check::NoOp | Check::Ok | Check::Invalid) => {}
             }
+        }
+        if as_hist > 0 {
+            self.inner
+                .counters
+                .histogram_samples_appended
+                .fetch_add(as_hist, Relaxed);
         }
     }
 

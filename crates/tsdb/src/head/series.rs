@@ -497,6 +497,7 @@ impl SeriesState {
     /// of the same kind whose sum is the stale NaN, as Prometheus does (at
     /// commit and at WAL replay), so a histogram series' staleness does not
     /// cut a float chunk. `None` for any other value or series.
+    #[inline]
     pub(crate) fn stale_histogram_for(&self, v: f64) -> Option<HistogramValue> {
         if !is_stale_nan(v) {
             return None;

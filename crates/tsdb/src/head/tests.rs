@@ -759,8 +759,10 @@ fn float_stale_marker_on_histogram_series_becomes_histogram_stale_marker() {
                 })
             );
         }
-        // One chunk per series: the markers went into the histogram chunks.
+        // One chunk per series: the markers went into the histogram chunks
+        // (and count as histogram samples).
         assert_eq!(h.stats().chunks, 4);
+        assert_eq!(h.stats().histogram_samples_appended, 12);
     };
     {
         let (h, wal) = crate::open_head(
