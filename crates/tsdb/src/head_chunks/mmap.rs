@@ -19,7 +19,9 @@ pub(super) fn map(file: &File, len: usize) -> io::Result<Mmap> {
     // chunk files are only ever appended to, by this process, at offsets
     // that no reader has been handed yet; bytes are exposed to readers only
     // after the write that produced them has returned, and they are never
-    // rewritten. A file is truncated (repair) only before it is mapped, and
+    // rewritten. A file is truncated (repair) only at open, after the
+    // mapping its scan read through is dropped and before it is mapped for
+    // readers, and
     // deleted (unlinked) without truncation, which leaves live mappings
     // valid. The mapping is read-only, so no aliasing `&mut` exists.
     unsafe { MmapOptions::new().len(len).map(file) }

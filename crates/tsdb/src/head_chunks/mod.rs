@@ -246,9 +246,18 @@ impl ChunkDiskMapper {
         let files = list_files(dir)?;
         let mut damaged_at: Option<usize> = None;
         for (i, (seq, path)) in files.iter().enumerate() {
-            let data = fs::read(path)?;
-            let (chunks, good, err) = scan(&data);
-            if let Some(msg) = err {
+            // Scanned in place through the mapping kept for reads: no copy
+            // of the file onto the heap.
+            let file = File::open(path)?;
+            let size = file.metadata()?.len() as usize;
+            let whole = if size > 0 {
+                Some(mmap::map(&file, size)?)
+            } else {
+                None
+            };
+            let data: &[u8] = whole.as_deref().unwrap_or(&[]);
+            let (chunks, good, err) = scan(data);
+            let keep = if let Some(msg) = err {
                 mapper.corruptions.fetch_add(1, Relaxed);
                 let later: u64 = files[i + 1..]
                     .iter()
@@ -262,6 +271,8 @@ impl ChunkDiskMapper {
                     error = %msg,
                     "head chunk file damaged: truncated at the last good chunk, dropped what followed (the WAL still holds those samples)"
                 );
+                // Unmapped before the file is cut or removed.
+                drop(whole);
                 if good < FILE_HEADER_SIZE {
                     fs::remove_file(path)?;
                     damaged_at = Some(i);
@@ -271,9 +282,14 @@ impl ChunkDiskMapper {
                 f.set_len(good as u64)?;
                 f.sync_all()?;
                 damaged_at = Some(i + 1);
-            }
-            let file = File::open(path)?;
-            let map = mmap::map(&file, good.max(1))?;
+                None
+            } else {
+                whole
+            };
+            let map = match keep {
+                Some(m) => m,
+                None => mmap::map(&file, good.max(1))?,
+            };
             let mf = Arc::new(MappedFile {
                 seq: *seq,
                 map,
