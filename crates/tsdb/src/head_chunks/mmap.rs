@@ -21,8 +21,7 @@ pub(super) fn map(file: &File, len: usize) -> io::Result<Mmap> {
     // after the write that produced them has returned, and they are never
     // rewritten. A file is truncated (repair) only at open, after the
     // mapping its scan read through is dropped and before it is mapped for
-    // readers, and
-    // deleted (unlinked) without truncation, which leaves live mappings
-    // valid. The mapping is read-only, so no aliasing `&mut` exists.
+    // readers, and deleted (unlinked) without truncation, which leaves live
+    // mappings valid. The mapping is read-only, so no aliasing `&mut` exists.
     unsafe { MmapOptions::new().len(len).map(file) }
 }
