@@ -182,10 +182,14 @@ fn head_deletion_survives_restart() {
     let data = tempfile::tempdir().unwrap();
     let args = ["--web.enable-admin-api"];
     let mut p = Pharos::start_at(Some(data.path()), None, &args);
-    // The built-in configuration scrapes pharos itself.
-    let r = p.wait_for("timestamp(up)", Duration::from_secs(60), |r| {
-        r.as_array().is_some_and(|a| !a.is_empty())
-    });
+    // The built-in configuration scrapes pharos itself; wait for a scrape
+    // that succeeded (under load the first one can time out, leaving `up`
+    // alone), so `pharos_tsdb_head_series` has a sample at `t` too.
+    let r = p.wait_for(
+        "timestamp(pharos_tsdb_head_series)",
+        Duration::from_secs(60),
+        |r| r.as_array().is_some_and(|a| !a.is_empty()),
+    );
     let t = r[0]["value"][1].as_str().unwrap().to_string();
     let q = format!(
         "/api/v1/query?query={}&time={t}",
