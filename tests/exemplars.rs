@@ -71,7 +71,19 @@ fn exemplars(addr: &str, q: &str) -> serde_json::Value {
 fn wait_exemplars(addr: &str, q: &str, n: usize) -> serde_json::Value {
     let start = Instant::now();
     loop {
-        let d = exemplars(addr, q);
+        // Prometheus answers 503 until its TSDB is ready: wait through it.
+        let (s, b) = http_get(
+            addr,
+            &format!("/api/v1/query_exemplars?query={}", urlencode(q)),
+        );
+        let d = if s == 503 {
+            serde_json::Value::Null
+        } else {
+            assert_eq!(s, 200, "{b}");
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+            assert_eq!(v["status"], "success", "{v}");
+            v["data"].clone()
+        };
         if d.as_array().is_some_and(|a| a.len() == n) {
             return d;
         }
