@@ -124,16 +124,22 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// A label set as series and exemplar records hold it: the count, then
+/// length-prefixed names and values.
+fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
+    put_uvarint(out, labels.len() as u64);
+    for l in labels.iter() {
+        put_str(out, l.name);
+        put_str(out, l.value);
+    }
+}
+
 /// Appends a series record holding `series` to `out`.
 pub fn encode_series(series: &[SeriesRecord], out: &mut Vec<u8>) {
     out.push(SERIES);
     for s in series {
         out.extend_from_slice(&s.series_ref.to_be_bytes());
-        put_uvarint(out, s.labels.len() as u64);
-        for l in s.labels.iter() {
-            put_str(out, l.name);
-            put_str(out, l.value);
-        }
+        put_labels(out, &s.labels);
     }
 }
 
@@ -155,11 +161,7 @@ pub fn encode_exemplars(exemplars: &[ExemplarRecord], out: &mut Vec<u8>) {
         );
         put_varint(out, e.t.wrapping_sub(first.t));
         out.extend_from_slice(&e.v.to_bits().to_be_bytes());
-        put_uvarint(out, e.labels.len() as u64);
-        for l in e.labels.iter() {
-            put_str(out, l.name);
-            put_str(out, l.value);
-        }
+        put_labels(out, &e.labels);
     }
 }
 
